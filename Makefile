@@ -1,0 +1,25 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv/ on first use.
+PYTHON3 ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install clean-venv
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON3) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/leafnet_convert demo --overwrite
+	$(BIN)/leafnet_verify -d 999
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

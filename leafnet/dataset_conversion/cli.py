@@ -1,0 +1,106 @@
+"""``leafnet_convert SOURCE ...``: one subcommand per dataset source."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from leafnet.dataset_conversion import (
+    cvc_clinicdb,
+    demo,
+    folder,
+    isic2018,
+    kvasir_seg,
+    qata_cov19,
+    refuge2,
+)
+from leafnet.errors import exit_on_user_error
+from leafnet.utilities.parallel import default_num_processes
+
+_PUBLIC_SOURCES = {
+    "kvasir-seg": (kvasir_seg, kvasir_seg.convert_kvasir_seg, "Kvasir-SEG polyps"),
+    "cvc-clinicdb": (cvc_clinicdb, cvc_clinicdb.convert_cvc_clinicdb, "CVC-ClinicDB polyps"),
+    "isic2018": (isic2018, isic2018.convert_isic2018, "ISIC 2018 Task 1 skin lesions"),
+    "qata-cov19": (qata_cov19, qata_cov19.convert_qata_cov19, "QaTa-COV19 chest X-rays"),
+    "refuge2": (refuge2, refuge2.convert_refuge2, "REFUGE2 optic cup"),
+}
+
+
+def _common(parser: argparse.ArgumentParser, default_id: int | None) -> None:
+    if default_id is None:
+        parser.add_argument("-d", "--dataset-id", type=int, required=True,
+                            help="id of the new dataset (1-999)")
+    else:
+        parser.add_argument("-d", "--dataset-id", type=int, default=default_id,
+                            help="id of the new dataset (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing dataset with the same id")
+    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
+                        help="worker processes (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leafnet_convert",
+        description="Convert a dataset into leafnet's raw format under LEAFNET_RAW, then run "
+        "the integrity check on it.",
+    )
+    sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    generator = sources.add_parser("demo", help="generate the synthetic demo dataset")
+    _common(generator, demo.DEFAULT_ID)
+    generator.add_argument("--seed", type=int, default=demo.DEFAULT_SEED)
+    generator.add_argument("--num-cases", type=int, default=demo.DEFAULT_NUM_CASES)
+    generator.add_argument("--test-fraction", type=float, default=demo.DEFAULT_TEST_FRACTION)
+    generator.add_argument("--size", type=int, default=256, help="image side in pixels")
+    for name, (module, _, title) in _PUBLIC_SOURCES.items():
+        sub = sources.add_parser(
+            name, help=title, formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=f"{title}. Source layouts:\n{module.LAYOUT}")
+        sub.add_argument("src", type=Path, help="folder of the downloaded dataset")
+        _common(sub, module.DEFAULT_ID)
+    pairs = sources.add_parser("folder", help="any folder of images with a folder of masks")
+    pairs.add_argument("--images", type=Path, required=True)
+    pairs.add_argument("--masks", type=Path, required=True)
+    pairs.add_argument("--name", required=True, help="dataset name, e.g. MyPolyps")
+    pairs.add_argument("--labels", default="background,foreground",
+                       help="comma-separated label names, background first")
+    pairs.add_argument("--mask-prefix", help="mask name = PREFIX + image stem + SUFFIX")
+    pairs.add_argument("--mask-suffix")
+    pairs.add_argument("--threshold", type=float,
+                       help="binarise masks: foreground where value >= THRESHOLD")
+    pairs.add_argument("--label-map", type=folder.parse_label_map,
+                       help="map mask values to labels, e.g. 0:0,128:1,255:2")
+    pairs.add_argument("--channels", type=int, choices=(1, 3),
+                       help="1 (grayscale) or 3 (RGB); default: the first image's")
+    pairs.add_argument("--test-images", type=Path)
+    pairs.add_argument("--test-masks", type=Path)
+    pairs.add_argument("--split", type=folder.parse_split,
+                       help="ratio:0.8,0.1,0.1 | official_test:0.1 | kfold:5 (default: "
+                       "official_test:0.1 with test folders, else ratio:0.8,0.1,0.1)")
+    _common(pairs, None)
+    return parser
+
+
+def convert(args: argparse.Namespace) -> tuple[Path, object]:
+    """Run the converter that ``args.source`` names."""
+    common = dict(dataset_id=args.dataset_id, overwrite=args.overwrite,
+                  num_processes=args.num_processes)
+    if args.source == "demo":
+        return demo.convert_demo(seed=args.seed, num_cases=args.num_cases,
+                                 test_fraction=args.test_fraction, size=args.size, **common)
+    if args.source == "folder":
+        return folder.convert_folder(
+            args.images, args.masks, name=args.name,
+            labels=[label.strip() for label in args.labels.split(",")],
+            mask_prefix=args.mask_prefix, mask_suffix=args.mask_suffix,
+            threshold=args.threshold, label_map=args.label_map, channels=args.channels,
+            test_images=args.test_images, test_masks=args.test_masks, split=args.split,
+            **common)
+    return _PUBLIC_SOURCES[args.source][1](args.src, **common)
+
+
+@exit_on_user_error("leafnet_convert")
+def main(argv: list[str] | None = None) -> None:
+    folder_path, report = convert(build_parser().parse_args(argv))
+    print(report.format())
+    print(f"written to {folder_path}")

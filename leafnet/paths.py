@@ -1,0 +1,56 @@
+"""Where leafnet keeps raw datasets, preprocessed data, results and pretrained weights.
+
+Each folder is resolved when it is asked for (never at import time), so tests and users can
+point the environment variables elsewhere at any moment:
+
+- ``LEAFNET_RAW``, ``LEAFNET_PREPROCESSED``, ``LEAFNET_RESULTS`` override the data folders. Without
+  them, the top-level ``leafnet_raw/``, ``leafnet_preprocessed/`` and ``leafnet_results/`` folders of the
+  source checkout are used when leafnet runs from one, else those names under the current
+  working directory.
+- ``LEAFNET_WEIGHTS`` overrides the weights folder, by default ``~/.cache/leafnet``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _default_base() -> Path:
+    """The source checkout when leafnet runs from one (``pip install -e``), else the cwd."""
+    checkout = _PACKAGE_DIR.parent
+    if (checkout / "setup.cfg").is_file() and (checkout / "leafnet_raw").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+def _resolve(variable: str, folder_name: str) -> Path:
+    value = os.environ.get(variable)
+    if value:
+        return Path(value).expanduser().resolve()
+    return _default_base() / folder_name
+
+
+def raw_root() -> Path:
+    """Folder holding raw datasets (``DatasetXXX_Name``)."""
+    return _resolve("LEAFNET_RAW", "leafnet_raw")
+
+
+def preprocessed_root() -> Path:
+    """Folder holding fingerprints, plans, splits and preprocessed arrays."""
+    return _resolve("LEAFNET_PREPROCESSED", "leafnet_preprocessed")
+
+
+def results_root() -> Path:
+    """Folder holding trained models, logs and predictions."""
+    return _resolve("LEAFNET_RESULTS", "leafnet_results")
+
+
+def weights_root() -> Path:
+    """Folder holding pretrained weights fetched or imported by ``leafnet_weights``."""
+    value = os.environ.get("LEAFNET_WEIGHTS")
+    if value:
+        return Path(value).expanduser().resolve()
+    return Path.home() / ".cache" / "leafnet"

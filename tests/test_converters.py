@@ -1,0 +1,227 @@
+"""One test per converter, each on a small tree in the source's official layout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import disc_mask, rgb, save
+from leafnet.dataset_conversion import (
+    convert_cvc_clinicdb,
+    convert_demo,
+    convert_folder,
+    convert_isic2018,
+    convert_kvasir_seg,
+    convert_qata_cov19,
+    convert_refuge2,
+)
+from leafnet.dataset_conversion.cli import main as convert_main
+from leafnet.errors import LeafnetError
+from leafnet.imageio import read_image, read_label
+
+QUIET = dict(num_processes=1, show_progress=False)
+
+
+def noisy_jpeg_mask(path: Path, height: int, width: int) -> np.ndarray:
+    """A 0/255 disc saved as a 3-channel JPEG (compression noise at the edges), like Kvasir's."""
+    mask = disc_mask(height, width, foreground=255)
+    save(path, np.repeat(mask[..., None], 3, axis=-1))
+    return mask
+
+
+def labels_of(folder: Path, subset: str = "Tr") -> dict[str, np.ndarray]:
+    return {p.name: read_label(p)[0] for p in sorted((folder / f"labels{subset}").iterdir())}
+
+
+def dataset_json(folder: Path) -> dict:
+    return json.loads((folder / "dataset.json").read_text())
+
+
+def test_kvasir_flat_layout(tmp_path):
+    root = tmp_path / "Kvasir-SEG"
+    for index, (h, w) in enumerate([(40, 56), (48, 40), (36, 36)]):
+        save(root / "images" / f"cju{index}abc.jpg", rgb(h, w, index))
+        noisy_jpeg_mask(root / "masks" / f"cju{index}abc.jpg", h, w)
+    folder, report = convert_kvasir_seg(tmp_path, **QUIET)
+    assert folder.name == "Dataset005_KvasirSEG" and report.ok
+    assert dataset_json(folder)["leafnet_split"]["rule"] == "ratio"
+    labels = labels_of(folder)
+    assert labels["cju1abc.png"].shape == (48, 40)
+    assert all(set(np.unique(label)) == {0, 1} for label in labels.values())
+    expected = disc_mask(48, 40)
+    assert (labels["cju1abc.png"] != expected).mean() < 0.02
+    copied = folder / "imagesTr" / "cju0abc_0000.jpg"
+    assert copied.read_bytes() == (root / "images" / "cju0abc.jpg").read_bytes()
+
+
+def test_kvasir_split_folder_layout(tmp_path):
+    for split, names in {"train": ["a", "b"], "val": ["c"], "test": ["d"]}.items():
+        for name in names:
+            save(tmp_path / split / "images" / f"{name}.jpg", rgb(32, 32))
+            noisy_jpeg_mask(tmp_path / split / "masks" / f"{name}.jpg", 32, 32)
+    folder, _ = convert_kvasir_seg(tmp_path, **QUIET)
+    description = dataset_json(folder)
+    assert description["numTraining"] == 3 and description["numTest"] == 1
+    assert description["leafnet_split"] == {"rule": "official_test", "val_cases": ["c"]}
+    assert (folder / "labelsTs" / "d.png").is_file()
+
+
+@pytest.mark.parametrize("variant, ending", [(".", ".tif"), ("PNG", ".png")])
+def test_cvc_clinicdb_tif_and_png_variants(tmp_path, variant, ending):
+    root = tmp_path / variant
+    for index in (1, 2, 10):
+        save(root / "Original" / f"{index}{ending}", rgb(30, 40, index))
+        save(root / "Ground Truth" / f"{index}{ending}", disc_mask(30, 40, foreground=255))
+    folder, _ = convert_cvc_clinicdb(tmp_path, **QUIET)
+    assert sorted(labels_of(folder)) == [f"cvc_{i:04d}.png" for i in (1, 2, 10)]
+    assert all(label.max() == 1 for label in labels_of(folder).values())
+    assert dataset_json(folder)["leafnet_split"] == {
+        "rule": "ratio", "train": 0.8, "val": 0.1, "test": 0.1}
+    image, _ = read_image(folder / "imagesTr" / f"cvc_0002_0000{ending}")
+    np.testing.assert_array_equal(np.moveaxis(image, 0, -1), rgb(30, 40, 2))
+
+
+def test_isic2018(tmp_path):
+    images = tmp_path / "ISIC2018_Task1-2_Training_Input"
+    masks = tmp_path / "ISIC2018_Task1_Training_GroundTruth"
+    for index in range(3):
+        save(images / f"ISIC_{index:07d}.jpg", rgb(20, 30, index))
+        save(masks / f"ISIC_{index:07d}_segmentation.png", disc_mask(20, 30, foreground=255))
+    (images / "LICENSE.txt").write_text("licence text")
+    folder, _ = convert_isic2018(tmp_path, **QUIET)
+    assert sorted(labels_of(folder)) == [f"ISIC_{i:07d}.png" for i in range(3)]
+    assert dataset_json(folder)["leafnet_split"]["test"] == 0.3
+
+
+def test_qata_cov19_makes_gray_images_and_an_official_test_set(tmp_path):
+    root = tmp_path / "QaTa-COV19-v2"
+    for set_name, names in {"Train Set": ["covid_1", "covid_2"], "Test Set": ["sub-1"]}.items():
+        for name in names:
+            gray = rgb(24, 24)[..., 0]
+            save(root / set_name / "Images" / f"{name}.png", np.stack([gray] * 3, -1))
+            save(root / set_name / "Ground-truths" / f"mask_{name}.png",
+                 disc_mask(24, 24, foreground=255))
+    folder, _ = convert_qata_cov19(tmp_path, **QUIET)
+    image, properties = read_image(folder / "imagesTr" / "covid_1_0000.png")
+    assert properties.channels == 1
+    np.testing.assert_array_equal(image[0], rgb(24, 24)[..., 0])
+    assert sorted(labels_of(folder, "Ts")) == ["sub-1.png"]
+    assert dataset_json(folder)["channel_names"] == {"0": "gray"}
+
+
+def test_refuge2_takes_the_optic_cup(tmp_path):
+    mask = np.full((40, 40), 255, np.uint8)
+    mask[10:30, 10:30] = 128
+    mask[15:25, 15:25] = 0
+    for split, names in {"train": ["g0001", "n0001"], "val": ["V0001"], "test": ["T0001"]}.items():
+        for name in names:
+            save(tmp_path / "REFUGE2" / split / "images" / f"{name}.jpg", rgb(40, 40))
+            save(tmp_path / "REFUGE2" / split / "mask" / f"{name}.bmp", mask)
+    folder, _ = convert_refuge2(tmp_path, **QUIET)
+    label = labels_of(folder)["g0001.png"]
+    np.testing.assert_array_equal(label, (mask == 0).astype(np.uint8))
+    assert dataset_json(folder)["leafnet_split"] == {"rule": "official_test", "val_cases": ["V0001"]}
+    assert sorted(labels_of(folder, "Ts")) == ["T0001.png"]
+
+
+def test_folder_matches_affixes_and_maps_labels(tmp_path):
+    save(tmp_path / "img" / "a.png", rgb(16, 16))
+    save(tmp_path / "img" / "b.png", rgb(16, 16))
+    three_values = np.array([[0, 128, 255, 0]] * 4, np.uint8).repeat(4, axis=0).repeat(4, axis=1)
+    save(tmp_path / "msk" / "mask_a.png", three_values)
+    save(tmp_path / "msk" / "b_segmentation.png", three_values)
+    folder, _ = convert_folder(
+        tmp_path / "img", tmp_path / "msk", 12, "Mine", labels=["background", "rim", "cup"],
+        label_map=((0, 0), (128, 1), (255, 2)), split={"rule": "kfold", "folds": 2}, **QUIET)
+    assert folder.name == "Dataset012_Mine"
+    assert set(np.unique(labels_of(folder)["a.png"])) == {0, 1, 2}
+    assert dataset_json(folder)["labels"] == {"background": 0, "rim": 1, "cup": 2}
+
+
+def test_folder_thresholds_binary_masks_and_keeps_0_1_masks(tmp_path):
+    save(tmp_path / "img" / "a.png", rgb(16, 16)[..., 0])
+    save(tmp_path / "img" / "b.png", rgb(16, 16)[..., 0])
+    save(tmp_path / "msk" / "a.png", disc_mask(16, 16, foreground=255))
+    save(tmp_path / "msk" / "b.png", disc_mask(16, 16, foreground=1))
+    save(tmp_path / "test_img" / "c.png", rgb(16, 16)[..., 0])
+    save(tmp_path / "test_msk" / "c.png", disc_mask(16, 16, foreground=255))
+    folder, _ = convert_folder(tmp_path / "img", tmp_path / "msk", 13, "Bin",
+                               test_images=tmp_path / "test_img", test_masks=tmp_path / "test_msk",
+                               **QUIET)
+    assert list(labels_of(folder, "Ts")) == ["c.png"]
+    labels = labels_of(folder)
+    np.testing.assert_array_equal(labels["a.png"], disc_mask(16, 16))
+    np.testing.assert_array_equal(labels["b.png"], disc_mask(16, 16))
+    assert dataset_json(folder)["channel_names"] == {"0": "gray"}
+
+
+def test_folder_reports_images_without_masks(tmp_path):
+    save(tmp_path / "img" / "a.png", rgb(8, 8))
+    save(tmp_path / "img" / "lonely.png", rgb(8, 8))
+    save(tmp_path / "msk" / "a.png", disc_mask(8, 8))
+    with pytest.raises(LeafnetError, match="lonely.png"):
+        convert_folder(tmp_path / "img", tmp_path / "msk", 14, "X", **QUIET)
+
+
+def test_demo_is_deterministic_per_seed(leafnet_folders):
+    first, _ = convert_demo(seed=3, num_cases=10, size=64, **QUIET)
+    first_bytes = {p.name: p.read_bytes() for p in sorted(first.rglob("*.png"))}
+    again, _ = convert_demo(seed=3, num_cases=10, size=64, overwrite=True, **QUIET)
+    assert {p.name: p.read_bytes() for p in sorted(again.rglob("*.png"))} == first_bytes
+    other, _ = convert_demo(seed=4, num_cases=10, size=64, overwrite=True, **QUIET)
+    assert {p.name: p.read_bytes() for p in sorted(other.rglob("*.png"))} != first_bytes
+
+
+def test_demo_has_a_held_out_test_split_and_varied_blobs(leafnet_folders):
+    folder, report = convert_demo(num_cases=20, size=64, **QUIET)
+    assert report.num_cases == {"Tr": 16, "Ts": 4}
+    fractions = [label.mean() for label in labels_of(folder).values()]
+    assert max(fractions) > 0.05 and min(fractions) < max(fractions) / 3
+
+
+def test_existing_dataset_is_not_overwritten_without_the_flag(leafnet_folders):
+    convert_demo(num_cases=10, size=32, **QUIET)
+    with pytest.raises(LeafnetError, match="already exists; pass --overwrite"):
+        convert_demo(num_cases=10, size=32, **QUIET)
+    folder, _ = convert_demo(num_cases=12, size=32, overwrite=True, **QUIET)
+    assert dataset_json(folder)["numTraining"] + dataset_json(folder)["numTest"] == 12
+
+
+def test_failed_conversion_leaves_nothing_behind(tmp_path, leafnet_folders):
+    save(tmp_path / "img" / "a.png", rgb(8, 8))
+    (tmp_path / "img" / "b.png").write_bytes(b"broken")
+    save(tmp_path / "msk" / "a.png", disc_mask(8, 8))
+    save(tmp_path / "msk" / "b.png", disc_mask(8, 8))
+    with pytest.raises(LeafnetError, match=r"b\.png"):
+        convert_folder(tmp_path / "img", tmp_path / "msk", 15, "Broken", channels=3, **QUIET)
+    assert list(leafnet_folders["LEAFNET_RAW"].iterdir()) == []
+
+
+def test_conversion_that_fails_verification_leaves_nothing_behind(tmp_path, leafnet_folders):
+    save(tmp_path / "img" / "a.png", rgb(8, 8))
+    save(tmp_path / "msk" / "a.png", disc_mask(6, 8))
+    with pytest.raises(LeafnetError, match="sizes differ"):
+        convert_folder(tmp_path / "img", tmp_path / "msk", 16, "Sizes", **QUIET)
+    assert list(leafnet_folders["LEAFNET_RAW"].iterdir()) == []
+
+
+def test_unknown_layout_names_the_expected_one(tmp_path):
+    with pytest.raises(LeafnetError, match="ISIC2018_Task1-2_Training_Input"):
+        convert_isic2018(tmp_path, **QUIET)
+
+
+def test_cli_converts_the_demo(leafnet_folders, capsys):
+    convert_main(["demo", "--num-cases", "10", "--size", "32", "-np", "1", "-d", "7"])
+    output = capsys.readouterr().out
+    assert "Dataset007_LeafnetDemo: integrity check passed (8 Tr, 2 Ts cases)" in output
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        convert_main(["kvasir-seg", str(tmp_path / "missing")])
+    assert exited.value.code == 1
+    assert capsys.readouterr().err.strip() == f"leafnet_convert: error: {tmp_path / 'missing'}: no such folder"
