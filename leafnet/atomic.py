@@ -8,11 +8,11 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def _temporary_sibling(path: Path) -> Path:
-    """A unique hidden name next to ``path`` that keeps its ending (writers pick the format by it)."""
+    """A unique hidden name beside ``path`` keeping its ending (writers pick the format by it)."""
     name = path.name
     stem, dot, _ = name.partition(".")
     ending = name[len(stem):] if dot else ""

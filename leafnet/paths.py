@@ -3,10 +3,10 @@
 Each folder is resolved when it is asked for (never at import time), so tests and users can
 point the environment variables elsewhere at any moment:
 
-- ``LEAFNET_RAW``, ``LEAFNET_PREPROCESSED``, ``LEAFNET_RESULTS`` override the data folders. Without
-  them, the top-level ``leafnet_raw/``, ``leafnet_preprocessed/`` and ``leafnet_results/`` folders of the
-  source checkout are used when leafnet runs from one, else those names under the current
-  working directory.
+- ``LEAFNET_RAW``, ``LEAFNET_PREPROCESSED``, ``LEAFNET_RESULTS`` override the data folders.
+  Without them, the top-level ``leafnet_raw/``, ``leafnet_preprocessed/`` and
+  ``leafnet_results/`` folders of the source checkout are used when leafnet runs from one,
+  else those names under the current working directory.
 - ``LEAFNET_WEIGHTS`` overrides the weights folder, by default ``~/.cache/leafnet``.
 """
 

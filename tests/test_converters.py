@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from conftest import disc_mask, rgb, save
 from leafnet.dataset_conversion import (
@@ -124,7 +123,8 @@ def test_refuge2_takes_the_optic_cup(tmp_path):
     folder, _ = convert_refuge2(tmp_path, **QUIET)
     label = labels_of(folder)["g0001.png"]
     np.testing.assert_array_equal(label, (mask == 0).astype(np.uint8))
-    assert dataset_json(folder)["leafnet_split"] == {"rule": "official_test", "val_cases": ["V0001"]}
+    split = dataset_json(folder)["leafnet_split"]
+    assert split == {"rule": "official_test", "val_cases": ["V0001"]}
     assert sorted(labels_of(folder, "Ts")) == ["T0001.png"]
 
 
@@ -224,4 +224,5 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit) as exited:
         convert_main(["kvasir-seg", str(tmp_path / "missing")])
     assert exited.value.code == 1
-    assert capsys.readouterr().err.strip() == f"leafnet_convert: error: {tmp_path / 'missing'}: no such folder"
+    expected = f"leafnet_convert: error: {tmp_path / 'missing'}: no such folder"
+    assert capsys.readouterr().err.strip() == expected

@@ -97,7 +97,8 @@ def test_mixed_channel_counts(dataset):
 def test_channel_count_disagrees_with_channel_names(dataset):
     edit_json(dataset, channel_names={"0": "gray"})
     message = failure(dataset)
-    assert "images have 3, dataset.json declares 1" in message and "imagesTr/case00_0000.png: 3 channels" in message
+    assert "images have 3, dataset.json declares 1" in message
+    assert "imagesTr/case00_0000.png: 3 channels" in message
 
 
 def test_multichannel_label(dataset):

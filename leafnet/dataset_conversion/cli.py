@@ -5,25 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafnet.dataset_conversion import (
-    cvc_clinicdb,
-    demo,
-    folder,
-    isic2018,
-    kvasir_seg,
-    qata_cov19,
-    refuge2,
-)
+from leafnet.dataset_conversion import PUBLIC_SOURCES, demo, folder
 from leafnet.errors import exit_on_user_error
 from leafnet.utilities.parallel import default_num_processes
-
-_PUBLIC_SOURCES = {
-    "kvasir-seg": (kvasir_seg, kvasir_seg.convert_kvasir_seg, "Kvasir-SEG polyps"),
-    "cvc-clinicdb": (cvc_clinicdb, cvc_clinicdb.convert_cvc_clinicdb, "CVC-ClinicDB polyps"),
-    "isic2018": (isic2018, isic2018.convert_isic2018, "ISIC 2018 Task 1 skin lesions"),
-    "qata-cov19": (qata_cov19, qata_cov19.convert_qata_cov19, "QaTa-COV19 chest X-rays"),
-    "refuge2": (refuge2, refuge2.convert_refuge2, "REFUGE2 optic cup"),
-}
 
 
 def _common(parser: argparse.ArgumentParser, default_id: int | None) -> None:
@@ -52,12 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--num-cases", type=int, default=demo.DEFAULT_NUM_CASES)
     generator.add_argument("--test-fraction", type=float, default=demo.DEFAULT_TEST_FRACTION)
     generator.add_argument("--size", type=int, default=256, help="image side in pixels")
-    for name, (module, _, title) in _PUBLIC_SOURCES.items():
+    for name, public in PUBLIC_SOURCES.items():
         sub = sources.add_parser(
-            name, help=title, formatter_class=argparse.RawDescriptionHelpFormatter,
-            description=f"{title}. Source layouts:\n{module.LAYOUT}")
+            name, help=public.title, formatter_class=argparse.RawDescriptionHelpFormatter,
+            description=f"{public.title}. Source layouts:\n{public.layout}")
         sub.add_argument("src", type=Path, help="folder of the downloaded dataset")
-        _common(sub, module.DEFAULT_ID)
+        _common(sub, public.default_id)
     pairs = sources.add_parser("folder", help="any folder of images with a folder of masks")
     pairs.add_argument("--images", type=Path, required=True)
     pairs.add_argument("--masks", type=Path, required=True)
@@ -96,7 +80,7 @@ def convert(args: argparse.Namespace) -> tuple[Path, object]:
             threshold=args.threshold, label_map=args.label_map, channels=args.channels,
             test_images=args.test_images, test_masks=args.test_masks, split=args.split,
             **common)
-    return _PUBLIC_SOURCES[args.source][1](args.src, **common)
+    return PUBLIC_SOURCES[args.source].convert(args.src, **common)
 
 
 @exit_on_user_error("leafnet_convert")

@@ -6,16 +6,16 @@ from pathlib import Path
 
 from leafnet.dataset_conversion.descriptions import binary_description
 from leafnet.dataset_conversion.file_cases import (
+    FileCase,
     ImageRule,
     MaskRule,
     output_image_ending,
     paired_cases,
 )
-from leafnet.dataset_conversion.source_layout import child, layout_error, require_source
-from leafnet.dataset_conversion.writer import write_dataset
-from leafnet.verification import VerificationReport
+from leafnet.dataset_conversion.public_source import PublicSource
+from leafnet.dataset_conversion.source_layout import child, layout_error
+from leafnet.raw_format import DatasetDescription
 
-DEFAULT_ID = 2
 LAYOUT = """\
   SRC/Original/*.tif + "SRC/Ground Truth/*.tif"     (official TIFF release)
   SRC/PNG/Original/*.png + "SRC/PNG/Ground Truth/*.png" (PNG variant; also SRC/TIF/...,
@@ -34,15 +34,8 @@ def _find_pair_folders(source: Path) -> tuple[Path, Path] | None:
     return None
 
 
-def convert_cvc_clinicdb(
-    source: Path,
-    dataset_id: int = DEFAULT_ID,
-    overwrite: bool = False,
-    num_processes: int | None = None,
-    show_progress: bool = True,
-) -> tuple[Path, VerificationReport]:
-    """Convert CVC-ClinicDB (TIFF preferred over PNG when both exist); split 80:10:10."""
-    source = require_source(source)
+def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
+    """The TIFF release (preferred when both exist) or the PNG variant; split 80:10:10."""
     folders = _find_pair_folders(source)
     if folders is None:
         raise layout_error(source, LAYOUT)
@@ -54,4 +47,7 @@ def convert_cvc_clinicdb(
         reference="Bernal et al., WM-DOVA maps for accurate polyp highlighting in "
         "colonoscopy, CMIG 2015",
     )
-    return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
+    return tasks, description
+
+
+CVC_CLINICDB = PublicSource("CVC-ClinicDB polyps", 2, LAYOUT, collect)

@@ -6,34 +6,27 @@ from pathlib import Path
 
 from leafnet.dataset_conversion.descriptions import binary_description
 from leafnet.dataset_conversion.file_cases import (
+    FileCase,
     ImageRule,
     MaskRule,
     output_image_ending,
     paired_cases,
 )
-from leafnet.dataset_conversion.source_layout import child, layout_error, require_source
-from leafnet.dataset_conversion.writer import write_dataset
-from leafnet.verification import VerificationReport
+from leafnet.dataset_conversion.public_source import PublicSource
+from leafnet.dataset_conversion.source_layout import child, layout_error
+from leafnet.raw_format import DatasetDescription
 
-DEFAULT_ID = 4
 LAYOUT = """\
   SRC/ISIC2018_Task1-2_Training_Input/ISIC_*.jpg
   SRC/ISIC2018_Task1_Training_GroundTruth/ISIC_*_segmentation.png"""
 
 
-def convert_isic2018(
-    source: Path,
-    dataset_id: int = DEFAULT_ID,
-    overwrite: bool = False,
-    num_processes: int | None = None,
-    show_progress: bool = True,
-) -> tuple[Path, VerificationReport]:
-    """Convert the ISIC 2018 Task 1 training set (2594 cases).
+def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
+    """The ISIC 2018 Task 1 training set (2594 cases).
 
     The paper splits it 7:3 into train and test; leafnet keeps that test share and takes
     validation from the training part (train 0.63, val 0.07, test 0.3).
     """
-    source = require_source(source)
     images = child(source, "ISIC2018_Task1-2_Training_Input")
     masks = child(source, "ISIC2018_Task1_Training_GroundTruth")
     if images is None or masks is None:
@@ -47,4 +40,7 @@ def convert_isic2018(
         reference="Codella et al., arXiv:1902.03368; Tschandl et al., Sci. Data 2018",
         licence="CC-BY-NC 4.0",
     )
-    return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
+    return tasks, description
+
+
+ISIC2018 = PublicSource("ISIC 2018 Task 1 skin lesions", 4, LAYOUT, collect)

@@ -6,17 +6,17 @@ from pathlib import Path
 
 from leafnet.dataset_conversion.descriptions import binary_description
 from leafnet.dataset_conversion.file_cases import (
+    FileCase,
     ImageRule,
     MaskRule,
     output_image_ending,
     paired_cases,
 )
-from leafnet.dataset_conversion.source_layout import child, layout_error, require_source
+from leafnet.dataset_conversion.public_source import PublicSource
+from leafnet.dataset_conversion.source_layout import child, layout_error
 from leafnet.dataset_conversion.split_folders import has_split_folders, split_folder_cases
-from leafnet.dataset_conversion.writer import write_dataset
-from leafnet.verification import VerificationReport
+from leafnet.raw_format import DatasetDescription
 
-DEFAULT_ID = 5
 LAYOUT = """\
   SRC/images/*.jpg + SRC/masks/*.jpg               (official release, also SRC/Kvasir-SEG/...)
   SRC/{train,val,test}/images/*.jpg + .../masks/*.jpg  (split folders; test becomes imagesTs)"""
@@ -25,20 +25,13 @@ IMAGE_RULE = ImageRule(channels=3)
 MASK_RULE = MaskRule(threshold=128)
 
 
-def convert_kvasir_seg(
-    source: Path,
-    dataset_id: int = DEFAULT_ID,
-    overwrite: bool = False,
-    num_processes: int | None = None,
-    show_progress: bool = True,
-) -> tuple[Path, VerificationReport]:
-    """Convert the flat official layout (ratio split 80:10:10) or the split-folder layout.
+def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
+    """The flat official layout (ratio split 80:10:10) or the split-folder layout.
 
     Images are copied as they are (JPEG, no re-encoding); the JPEG masks are binarised at
     128 on their first channel and stored as PNG. With split folders, ``test`` becomes
     imagesTs/labelsTs and ``val`` stays the validation set.
     """
-    source = require_source(source)
     root = child(source, "Kvasir-SEG") or source
     found = None
     if child(root, "images") and child(root, "masks"):
@@ -56,4 +49,7 @@ def convert_kvasir_seg(
         reference="Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
         licence="research and education use; cite the paper",
     )
-    return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
+    return tasks, description
+
+
+KVASIR_SEG = PublicSource("Kvasir-SEG polyps", 5, LAYOUT, collect)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from leafnet.dataset_conversion.descriptions import binary_description
-from leafnet.dataset_conversion.file_cases import ImageRule, MaskRule, paired_cases
-from leafnet.dataset_conversion.source_layout import child, layout_error, require_source
-from leafnet.dataset_conversion.writer import write_dataset
-from leafnet.verification import VerificationReport
+from leafnet.dataset_conversion.file_cases import FileCase, ImageRule, MaskRule, paired_cases
+from leafnet.dataset_conversion.public_source import PublicSource
+from leafnet.dataset_conversion.source_layout import child, layout_error
+from leafnet.raw_format import DatasetDescription
 
-DEFAULT_ID = 3
 LAYOUT = """\
   "SRC/Train Set/Images/*.png" + "SRC/Train Set/Ground-truths/mask_*.png"
   "SRC/Test Set/Images/*.png"  + "SRC/Test Set/Ground-truths/mask_*.png"   (becomes imagesTs)
@@ -25,21 +24,14 @@ def _root(source: Path) -> Path:
     return source
 
 
-def convert_qata_cov19(
-    source: Path,
-    dataset_id: int = DEFAULT_ID,
-    overwrite: bool = False,
-    num_processes: int | None = None,
-    show_progress: bool = True,
-) -> tuple[Path, VerificationReport]:
-    """Convert both official sets: Train Set to imagesTr, Test Set to imagesTs.
+def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
+    """Both official sets: Train Set to imagesTr, Test Set to imagesTs.
 
     Images become single-channel (X-rays saved as RGB are reduced to gray), and 20% of
     the training set is held out for validation, as in LViT's protocol that SDSeg follows.
     """
-    source = require_source(source)
     root = _root(source)
-    tasks = []
+    tasks: list[FileCase] = []
     for set_name, subset in (("Train Set", "Tr"), ("Test Set", "Ts")):
         folder = child(root, set_name)
         images, masks = child(folder, "Images"), child(folder, "Ground-truths", "Ground-truth")
@@ -53,4 +45,7 @@ def convert_qata_cov19(
         reference="Degerli et al., OSegNet / QaTa-COV19, Qatar University and Tampere "
         "University; LViT (Li et al., IEEE TMI 2023) protocol",
     )
-    return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
+    return tasks, description
+
+
+QATA_COV19 = PublicSource("QaTa-COV19 chest X-rays", 3, LAYOUT, collect)

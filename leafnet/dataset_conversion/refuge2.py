@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from leafnet.dataset_conversion.descriptions import binary_description
-from leafnet.dataset_conversion.file_cases import ImageRule, MaskRule, output_image_ending
-from leafnet.dataset_conversion.source_layout import child, layout_error, require_source
+from leafnet.dataset_conversion.file_cases import FileCase, ImageRule, MaskRule, output_image_ending
+from leafnet.dataset_conversion.public_source import PublicSource
+from leafnet.dataset_conversion.source_layout import child, layout_error
 from leafnet.dataset_conversion.split_folders import has_split_folders, split_folder_cases
-from leafnet.dataset_conversion.writer import write_dataset
-from leafnet.verification import VerificationReport
+from leafnet.raw_format import DatasetDescription
 
-DEFAULT_ID = 1
 LAYOUT = """\
   SRC/{train,val,test}/images/*.{jpg,png} + SRC/{train,val,test}/mask/*.{bmp,png}
   (SDSeg's partition of REFUGE2: 400 test images; 'masks' and 'training'/'validation'/'testing'
@@ -23,19 +22,12 @@ LAYOUT = """\
 CUP_RULE = MaskRule(threshold=64, foreground_below=True)
 
 
-def convert_refuge2(
-    source: Path,
-    dataset_id: int = DEFAULT_ID,
-    overwrite: bool = False,
-    num_processes: int | None = None,
-    show_progress: bool = True,
-) -> tuple[Path, VerificationReport]:
-    """Convert the train/val/test partition: train+val to imagesTr (val kept as validation).
+def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
+    """The train/val/test partition: train+val to imagesTr (val kept as validation).
 
     The cup is taken as mask values below 64 (halfway between cup 0 and rim 128), which is
     exact for the lossless BMP/PNG masks and robust to resampled ones.
     """
-    source = require_source(source)
     root = child(source, "REFUGE2") or source
     found = split_folder_cases(root, ImageRule(3), CUP_RULE) if has_split_folders(root) else None
     if found is None:
@@ -47,4 +39,7 @@ def convert_refuge2(
         "convention); SDSeg's train/val/test partition",
         reference="Fang et al., REFUGE2 Challenge, arXiv:2202.08994",
     )
-    return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
+    return tasks, description
+
+
+REFUGE2 = PublicSource("REFUGE2 optic cup", 1, LAYOUT, collect)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from leafnet.errors import LeafnetError
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 from leafnet.dataset_conversion.file_cases import FileCase, ImageRule, MaskRule, paired_cases
 from leafnet.dataset_conversion.source_layout import child
 
-_SPLITS = ((("train", "training"), "Tr"), (("val", "validation"), "Tr"), (("test", "testing"), "Ts"))
+_SPLITS = (
+    (("train", "training"), "Tr"),
+    (("val", "validation"), "Tr"),
+    (("test", "testing"), "Ts"),
+)
 
 
 def has_split_folders(root: Path) -> bool:
-    return child(root, "train", "training") is not None and child(root, "test", "testing") is not None
+    train = child(root, "train", "training")
+    return train is not None and child(root, "test", "testing") is not None
 
 
 def split_folder_cases(

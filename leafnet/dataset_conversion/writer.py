@@ -13,7 +13,8 @@ import shutil
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
+from collections.abc import Sequence
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import raw_root

@@ -30,7 +30,7 @@ class ImageProperties:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ImageProperties":
+    def from_json(cls, data: dict[str, Any]) -> ImageProperties:
         """Rebuild properties from :meth:`to_json`'s output."""
         values = dict(data)
         for key in ("shape", "spacing", "origin", "direction"):

@@ -158,7 +158,7 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImagePropertie
 
 
 def read_label(path: str | os.PathLike[str]) -> tuple[np.ndarray, ImageProperties]:
-    """Read a label file as an ``(H, W)`` integer array; lossy or multi-channel files are refused."""
+    """Read a label file as an ``(H, W)`` integer array; lossy or multi-channel files fail."""
     path = Path(path)
     _check_ending(path, LABEL_ENDINGS, "label (lossless)")
     array, properties = read_array(path, palette_as_index=True)

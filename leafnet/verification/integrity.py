@@ -142,7 +142,6 @@ class _Checker:
         )
 
     def check_contents(self, facts: list[CaseFacts]) -> None:
-        d = self.description
         unreadable = [f"{self.relative(f.path)}: {f.error}"
                       for c in facts for f in c.images + ([c.label] if c.label else []) if f.error]
         self.add("unreadable files", unreadable,
