@@ -23,7 +23,7 @@ _CANONICAL = {".jpeg": ".jpg", ".tiff": ".tif"}
 
 
 def canonical_ending(path: str | os.PathLike[str]) -> str:
-    """The ending of ``path`` with synonyms merged (``.jpeg`` is ``.jpg``, ``.tiff`` is ``.tif``)."""
+    """The ending of ``path`` with synonyms merged (.jpeg as .jpg, .tiff as .tif)."""
     ending = file_ending(path)
     return _CANONICAL.get(ending, ending)
 
