@@ -15,8 +15,8 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/leafnet_convert demo --overwrite
-	$(BIN)/leafnet_verify -d 999
+	$(BIN)/leafnet_verify -d 999 || $(BIN)/leafnet_convert demo --overwrite
+	$(BIN)/leafnet_plan_and_preprocess -d 999 --preset small
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -177,3 +177,10 @@ def test_cli_unknown_dataset_lists_what_exists(dataset, capsys):
 def test_cli_passes_on_a_valid_dataset(dataset, capsys):
     verify_main(["-d", "Dataset010_Toy", "-np", "1"])
     assert "integrity check passed (6 Tr cases)" in capsys.readouterr().out
+
+
+def test_case_ids_in_both_training_and_test_sets(dataset):
+    save(dataset / "imagesTs" / "case01_0000.png", rgb(24, 32))
+    save(dataset / "labelsTs" / "case01.png", disc_mask(24, 32))
+    message = failure(dataset)
+    assert "case ids used in both imagesTr and imagesTs" in message and "case01" in message

@@ -9,7 +9,8 @@
         imagesTs/ labelsTs/      (optional: an official test set)
 """
 
-from leafnet.raw_format.cases import CaseFiles, CaseListing, list_cases
+from leafnet.raw_format.case_io import read_case, source_signature
+from leafnet.raw_format.cases import CaseFiles, CaseListing, dataset_cases, list_cases
 from leafnet.raw_format.dataset_json import (
     DatasetDescription,
     load_dataset_json,
@@ -27,12 +28,15 @@ __all__ = [
     "CaseFiles",
     "CaseListing",
     "DatasetDescription",
+    "dataset_cases",
     "dataset_folder_name",
     "find_dataset",
     "list_cases",
     "list_datasets",
     "load_dataset_json",
     "parse_dataset_id",
+    "read_case",
+    "source_signature",
     "split_rule_problems",
     "write_dataset_json",
 ]

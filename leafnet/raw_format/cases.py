@@ -65,3 +65,15 @@ def list_cases(
     for case in cases.values():
         case.images.sort()
     return CaseListing(dict(sorted(cases.items())), misnamed, wrong_ending)
+
+
+def dataset_cases(
+    dataset_folder: Path, image_ending: str, label_ending: str
+) -> dict[str, dict[str, CaseFiles]]:
+    """The cases of imagesTr and (if present) imagesTs, by subset, for a verified dataset."""
+    subsets = {}
+    for subset in ("Tr", "Ts"):
+        if (dataset_folder / f"images{subset}").is_dir():
+            listing = list_cases(dataset_folder, subset, image_ending, label_ending)
+            subsets[subset] = {c.case_id: c for c in listing.cases.values() if c.images}
+    return subsets

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 from collections.abc import Callable, Iterable
 
 from tqdm import tqdm
+
+from leafnet.errors import LeafnetError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,21 +35,29 @@ def parallel_map(
     """``[function(item) for item in items]``, in order, over ``num_processes`` workers.
 
     One process (or one item) runs inline, which keeps tracebacks simple and avoids the
-    start-up cost where it would not pay.
+    start-up cost where it would not pay. A worker that dies (killed, out of memory) ends
+    the map with a :class:`LeafnetError` instead of hanging.
     """
     items = list(items)
     num_processes = default_num_processes() if num_processes is None else num_processes
-    bar = tqdm(total=len(items), desc=description, disable=not show_progress, leave=False)
     results: list[R] = []
-    with bar:
+    with tqdm(total=len(items), desc=description, disable=not show_progress, leave=False) as bar:
         if num_processes <= 1 or len(items) <= 1:
             for item in items:
                 results.append(function(item))
                 bar.update()
             return results
         chunksize = max(1, min(16, len(items) // (num_processes * 8)))
-        with multiprocessing.get_context("fork").Pool(num_processes) as pool:
-            for result in pool.imap(function, items, chunksize=chunksize):
-                results.append(result)
-                bar.update()
+        context = multiprocessing.get_context("fork")
+        try:
+            with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
+                for result in pool.map(function, items, chunksize=chunksize):
+                    results.append(result)
+                    bar.update()
+        except BrokenProcessPool as error:
+            raise LeafnetError(
+                f"a worker process died while {description or 'working'} (killed, or out of "
+                "memory?); finished work is kept, so run the command again to continue, "
+                "with fewer processes (-np) if memory is short"
+            ) from error
     return results

@@ -295,6 +295,10 @@ def _check_counts(checker: _Checker, description: DatasetDescription,
             f"numTest is {description.num_test} in dataset.json but imagesTs/ holds "
             f"{num_cases.get('Ts', 0)} cases",
             fix=f"set \"numTest\": {num_cases.get('Ts', 0)} in dataset.json"))
+    if "Tr" in listings and "Ts" in listings:
+        both = sorted(set(listings["Tr"].cases) & set(listings["Ts"].cases))
+        checker.add("case ids used in both imagesTr and imagesTs", both,
+                    "rename the test cases so that every case id is unique in the dataset")
     val_cases = description.split.get("val_cases") if isinstance(description.split, dict) else None
     if isinstance(val_cases, list) and "Tr" in listings:
         missing = [c for c in val_cases if c not in listings["Tr"].cases]

@@ -1,0 +1,50 @@
+"""``leafnet_plan_and_preprocess -d ID [-d ID ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from leafnet.errors import exit_on_user_error
+from leafnet.planning.plan_and_preprocess import plan_and_preprocess
+from leafnet.planning.plans import PRESETS
+from leafnet.utilities.parallel import default_num_processes
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leafnet_plan_and_preprocess",
+        description="Verify a raw dataset, write its fingerprint, plans and splits, and "
+        "preprocess every case into leafnet_preprocessed/DatasetXXX_Name/.",
+    )
+    parser.add_argument("-d", "--dataset", required=True, action="append",
+                        help="dataset id or folder name (repeat for several)")
+    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
+                        help="worker processes (default: %(default)s)")
+    parser.add_argument("--clean", action="store_true",
+                        help="delete earlier plans and preprocessed data first (a splits file "
+                        "you wrote yourself is kept)")
+    parser.add_argument("--preset", choices=PRESETS,
+                        help="model preset recorded in the plans (default: paper, or what "
+                        "existing plans say)")
+    parser.add_argument("--target-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="size the images are resampled to (default: 256 256)")
+    return parser
+
+
+@exit_on_user_error("leafnet_plan_and_preprocess")
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    for dataset in args.dataset:
+        result = plan_and_preprocess(dataset, args.num_processes, args.clean, args.preset,
+                                     tuple(args.target_size) if args.target_size else None)
+        fold = result.splits["folds"][0]
+        origin = "yours, kept as is" if result.user_splits else "seeded"
+        print(f"{result.folder.name}: {result.processed} cases preprocessed, {result.skipped} "
+              f"already up to date" + (f", {result.removed} stale removed" if result.removed
+                                       else ""))
+        print(f"  splits ({origin}): {len(result.splits['folds'])} fold(s), fold 0 has "
+              f"{len(fold['train'])} train / {len(fold['val'])} val, "
+              f"{len(result.splits['test'])} test")
+        print(f"  plans: {result.folder / 'leafnet_plans.json'} (preset "
+              f"{result.plans['preset']}, target size {result.plans['target_size']})")
+        print(f"  data:  {result.folder / result.plans['data_identifier']}")

@@ -1,0 +1,151 @@
+"""``leafnet_plan_and_preprocess``'s work, in order: verify, fingerprint, plans, splits, preprocess.
+
+Files under ``leafnet_preprocessed/DatasetXXX_Name/``:
+
+- ``dataset.json`` (a copy), ``dataset_fingerprint.json``, ``leafnet_plans.json``,
+  ``splits_final.json``
+- ``<data_identifier>/CASE.npy``, ``CASE_seg.npy``, ``CASE.json`` for every case of imagesTr and
+  imagesTs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leafnet.atomic import copy_file, write_json
+from leafnet.errors import LeafnetError
+from leafnet.paths import preprocessed_root
+from leafnet.planning.fingerprint import CaseStatisticsTask, build_fingerprint
+from leafnet.planning.plans import (
+    DEFAULT_PRESET,
+    DEFAULT_TARGET_SIZE,
+    check_plan_options,
+    make_plans,
+    preprocessing_hash,
+)
+from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
+from leafnet.preprocessing.case_preprocessing import CasePreprocessor
+from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json, source_signature
+from leafnet.utilities.parallel import parallel_map
+from leafnet.verification import assert_dataset_ok
+
+FINGERPRINT_FILE = "dataset_fingerprint.json"
+PLANS_FILE = "leafnet_plans.json"
+SPLITS_FILE = "splits_final.json"
+
+
+@dataclass
+class PlanningResult:
+    """Where everything went and how much preprocessing work was done or skipped."""
+
+    folder: Path
+    plans: dict[str, Any]
+    splits: dict[str, Any]
+    user_splits: bool
+    processed: int
+    skipped: int
+    removed: int
+
+
+def _read_json(path: Path) -> Any | None:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except json.JSONDecodeError as error:
+        raise LeafnetError(f"{path}: is not valid JSON ({error}); fix it or run with --clean") \
+            from error
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _clean(folder: Path) -> None:
+    """Remove what planning generated; a user's own splits_final.json stays."""
+    splits = _read_json(folder / SPLITS_FILE)
+    keep_splits = splits is not None and not (
+        isinstance(splits, dict) and splits.get("generated_by") == GENERATED_BY)
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path.name == SPLITS_FILE and keep_splits:
+            continue
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def plan_and_preprocess(
+    dataset: str | int,
+    num_processes: int | None = None,
+    clean: bool = False,
+    preset: str | None = None,
+    target_size: tuple[int, int] | None = None,
+    show_progress: bool = True,
+    output_root: Path | None = None,
+) -> PlanningResult:
+    """Verify, fingerprint, plan, split and preprocess one raw dataset.
+
+    Existing plans are kept (they may hold the user's edits) except for ``preset`` and
+    ``target_size`` when given. Cases whose arrays are up to date are skipped, so an
+    interrupted run resumes and a repeated run is nearly free; ``clean`` starts over.
+    ``output_root`` replaces LEAFNET_PREPROCESSED (benchmarks write to a scratch folder).
+    """
+    raw_folder = find_dataset(dataset)
+    check_plan_options(preset or DEFAULT_PRESET, target_size or DEFAULT_TARGET_SIZE)
+    assert_dataset_ok(raw_folder, num_processes, show_progress)
+    description = load_dataset_json(raw_folder)
+    cases = dataset_cases(raw_folder, description.image_ending, description.file_ending)
+    training, test = cases.get("Tr", {}), cases.get("Ts", {})
+
+    folder = (output_root or preprocessed_root()) / raw_folder.name
+    if clean:
+        _clean(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    copy_file(raw_folder / "dataset.json", folder / "dataset.json")
+
+    signature = _digest({case_id: source_signature(case) for case_id, case in training.items()})
+    fingerprint = _read_json(folder / FINGERPRINT_FILE)
+    if fingerprint is None or fingerprint.get("source_signature") != signature:
+        statistics = parallel_map(CaseStatisticsTask(len(description.labels)), training.values(),
+                                  num_processes, f"fingerprinting {raw_folder.name}",
+                                  show_progress)
+        fingerprint = build_fingerprint(description, statistics, len(test))
+        fingerprint["source_signature"] = signature
+        write_json(folder / FINGERPRINT_FILE, fingerprint)
+
+    plans = _read_json(folder / PLANS_FILE) or make_plans(
+        raw_folder.name, description, fingerprint, preset or DEFAULT_PRESET,
+        target_size or DEFAULT_TARGET_SIZE)
+    if preset is not None:
+        plans["preset"] = preset
+    if target_size is not None:
+        plans["target_size"] = list(target_size)
+        plans["data_identifier"] = f"{plans['plans_name']}_{target_size[0]}x{target_size[1]}"
+    write_json(folder / PLANS_FILE, plans)
+
+    splits, user_splits = load_or_make_splits(folder / SPLITS_FILE, sorted(training),
+                                              sorted(test), description.split)
+    if not user_splits:
+        write_json(folder / SPLITS_FILE, splits)
+
+    data_folder = folder / plans["data_identifier"]
+    data_folder.mkdir(exist_ok=True)
+    items = [("Tr", case) for case in training.values()] + [("Ts", c) for c in test.values()]
+    worker = CasePreprocessor(plans, preprocessing_hash(plans), data_folder)
+    outcomes = parallel_map(worker, items, num_processes, f"preprocessing {raw_folder.name}",
+                            show_progress)
+    removed = _remove_stale_cases(data_folder, set(training) | set(test))
+    return PlanningResult(folder, plans, splits, user_splits, outcomes.count("done"),
+                          outcomes.count("skipped"), removed)
+
+
+def _remove_stale_cases(data_folder: Path, case_ids: set[str]) -> int:
+    """Delete arrays of cases that are no longer in the raw dataset (and stray temporaries)."""
+    removed = 0
+    for path in data_folder.iterdir():
+        case_id = path.name.split(".")[0].removesuffix("_seg")
+        if path.name.startswith(".") or case_id not in case_ids:
+            removed += path.suffix == ".json" and not path.name.startswith(".")
+            path.unlink()
+    return removed

@@ -1,0 +1,106 @@
+"""Plans: everything training and inference need to know about the data, as editable JSON.
+
+Training reads only the plans and the preprocessed arrays, never the raw data, so a user can
+change the target size, the normalisation window or the batch size here and re-run
+preprocessing. Preprocessed images are stored as uint8 after the normalisation window; the
+network input is then always ``x / 127.5 - 1``, in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from leafnet.errors import LeafnetError
+from leafnet.raw_format import DatasetDescription
+
+PLANS_NAME = "leafnetPlans"
+PRESETS = ("paper", "small", "tiny")
+DEFAULT_PRESET = "paper"
+DEFAULT_TARGET_SIZE = (256, 256)
+DEFAULT_BATCH_SIZE = 4
+PREPROCESSING_VERSION = 1
+
+
+def _normalisation(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """8-bit images keep their values (``/127.5 - 1`` at the input); anything else
+    (16-bit, float, CT/MR-like) is clipped to its 0.5-99.5 percentile window first."""
+    statistics = fingerprint["intensity_statistics_per_channel"]
+    if fingerprint["dtypes"] == ["uint8"]:
+        windows = [{"lower": 0.0, "upper": 255.0} for _ in statistics]
+        scheme = "rgb8"
+    else:
+        windows = []
+        for channel in statistics.values():
+            overall = channel["overall"]
+            lower, upper = overall["percentile_00_5"], overall["percentile_99_5"]
+            if upper <= lower:
+                lower, upper = overall["min"], max(overall["max"], overall["min"] + 1)
+            windows.append({"lower": lower, "upper": upper})
+        scheme = "percentile_clip"
+    return {
+        "scheme": scheme,
+        "windows": windows,
+        "stored_as": "uint8 = round((clip(x, lower, upper) - lower) / (upper - lower) * 255)",
+        "network_input": "x / 127.5 - 1",
+    }
+
+
+def make_plans(
+    dataset_name: str,
+    description: DatasetDescription,
+    fingerprint: dict[str, Any],
+    preset: str = DEFAULT_PRESET,
+    target_size: tuple[int, int] = DEFAULT_TARGET_SIZE,
+) -> dict[str, Any]:
+    """The default plans for a dataset, from its dataset.json and fingerprint."""
+    check_plan_options(preset, target_size)
+    if description.num_channels not in (1, 3):
+        raise LeafnetError(
+            f"{dataset_name} has {description.num_channels} channels; leafnet handles 1 "
+            "(gray, replicated to RGB) or 3 (RGB) because the autoencoder takes RGB images"
+        )
+    height, width = target_size
+    foreground = [value for value in description.label_values if value != 0]
+    return {
+        "plans_name": PLANS_NAME,
+        "dataset_name": dataset_name,
+        "data_identifier": f"{PLANS_NAME}_{height}x{width}",
+        "target_size": [height, width],
+        "num_channels": description.num_channels,
+        "channel_names": description.channel_names,
+        "network_input_channels": 3,
+        "channel_handling": "replicate gray to RGB" if description.num_channels == 1 else "as is",
+        "resampling": {
+            "image": "bilinear, antialiased when shrinking (Pillow)",
+            "label": "nearest neighbour (no new label values)",
+            "to_original": "label: nearest neighbour; probabilities: bilinear",
+        },
+        "normalisation": _normalisation(fingerprint),
+        "labels": description.labels,
+        "label_handling": {
+            "mode": "binary" if len(foreground) == 1 else "foreground_union",
+            "foreground_labels": foreground,
+        },
+        "batch_size": DEFAULT_BATCH_SIZE,
+        "preset": preset,
+        "preprocessing_version": PREPROCESSING_VERSION,
+    }
+
+
+def check_plan_options(preset: str, target_size: tuple[int, int]) -> None:
+    if preset not in PRESETS:
+        raise LeafnetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    if len(target_size) != 2 or any(side < 8 or side % 8 for side in target_size):
+        raise LeafnetError(
+            f"target size {list(target_size)} must be two multiples of 8 (the autoencoder "
+            "downsamples by 8), e.g. 256 256"
+        )
+
+
+def preprocessing_hash(plans: dict[str, Any]) -> str:
+    """A digest of the plan entries that change the preprocessed arrays."""
+    relevant = {key: plans[key] for key in
+                ("target_size", "normalisation", "resampling", "preprocessing_version")}
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]

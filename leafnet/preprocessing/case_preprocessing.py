@@ -1,0 +1,66 @@
+"""Preprocessing one case: read, normalise, resample, write atomically; skip it if up to date."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leafnet.atomic import atomic_path, write_json
+from leafnet.preprocessing.normalization import normalize_to_uint8
+from leafnet.preprocessing.preprocessed_data import case_paths
+from leafnet.preprocessing.resampling import resize_image, resize_label
+from leafnet.raw_format import CaseFiles, read_case, source_signature
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as temporary:
+        np.save(temporary, array)
+
+
+class CasePreprocessor:
+    """Picklable worker: ``(subset, case)`` -> ``"done"`` or ``"skipped"`` (already up to date)."""
+
+    def __init__(self, plans: dict[str, Any], plans_hash: str, output: Path) -> None:
+        self.plans = plans
+        self.plans_hash = plans_hash
+        self.output = output
+
+    def is_up_to_date(self, case: CaseFiles) -> bool:
+        paths = case_paths(self.output, case.case_id)
+        if not paths["properties"].is_file():
+            return False
+        try:
+            properties = json.loads(paths["properties"].read_text())
+        except json.JSONDecodeError:
+            return False
+        arrays_present = paths["image"].is_file() and (
+            not properties.get("has_label") or paths["label"].is_file())
+        return (arrays_present and properties.get("plans_hash") == self.plans_hash
+                and properties.get("source_files") == source_signature(case))
+
+    def __call__(self, item: tuple[str, CaseFiles]) -> str:
+        subset, case = item
+        if self.is_up_to_date(case):
+            return "skipped"
+        paths = case_paths(self.output, case.case_id)
+        paths["properties"].unlink(missing_ok=True)
+        image, label, image_properties = read_case(case)
+        size = tuple(self.plans["target_size"])
+        windows = self.plans["normalisation"]["windows"]
+        _save_array(paths["image"], resize_image(normalize_to_uint8(image, windows), size))
+        if label is not None:
+            _save_array(paths["label"], resize_label(label, size).astype(np.uint8))
+        write_json(paths["properties"], {
+            "case_id": case.case_id,
+            "subset": subset,
+            "original_size_hw": [int(image.shape[1]), int(image.shape[2])],
+            "preprocessed_size_hw": list(size),
+            "has_label": label is not None,
+            "image_properties": [p.to_json() for p in image_properties],
+            "source_files": source_signature(case),
+            "plans_hash": self.plans_hash,
+        })
+        return "done"
