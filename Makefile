@@ -15,7 +15,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/leafnet_verify -d 999 || $(BIN)/leafnet_convert demo --overwrite
+	$(BIN)/leafnet_verify -d 999 2>/dev/null || $(BIN)/leafnet_convert demo --overwrite
 	$(BIN)/leafnet_plan_and_preprocess -d 999 --preset small
 
 test: $(STAMP)
