@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import TypeVar
 from collections.abc import Callable
+from typing import TypeVar
 
 F = TypeVar("F", bound=Callable[..., object])
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import disc_mask, rgb, save
+
 from leafnet.dataset_conversion import (
     convert_cvc_clinicdb,
     convert_demo,

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import rgb, save
 from PIL import Image
 
-from conftest import rgb, save
 from leafnet.imageio import (
     ImageReadError,
     canonical_ending,

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
-from conftest import SHARED_DATA
 from leafnet.dataset_conversion import convert_kvasir_seg
 
 KVASIR = SHARED_DATA / "kvasir-seg"

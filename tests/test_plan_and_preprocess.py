@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import disc_mask, make_raw_dataset, rgb, save
+
 from leafnet.errors import LeafnetError
 from leafnet.imageio import write_image
 from leafnet.planning import plan_and_preprocess

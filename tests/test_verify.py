@@ -6,10 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from conftest import disc_mask, make_raw_dataset, rgb, save
 from PIL import Image
 
-from conftest import disc_mask, make_raw_dataset, rgb, save
-from leafnet.verification import DatasetIntegrityError, assert_dataset_ok, verify_dataset
+from leafnet.verification import (
+    DatasetIntegrityError,
+    assert_dataset_ok,
+    verify_dataset,
+)
 from leafnet.verification.cli import main as verify_main
 
 

@@ -6,9 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
+from leafnet.benchmarks.inference import benchmark_inference
 from leafnet.benchmarks.preprocess import benchmark_preprocess
 from leafnet.benchmarks.report import write_report
 from leafnet.errors import exit_on_user_error
+from leafnet.models.presets import PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,13 +22,28 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("-np", "--num-processes", type=int, default=2)
     preprocess.add_argument("-o", "--output", type=Path,
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
+    inference = benchmarks.add_parser(
+        "inference", help="parameters and per-image time of the single-step predictor")
+    inference.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    inference.add_argument("--size", type=int, default=256, help="image side in pixels")
+    inference.add_argument("--batch", type=int, default=1)
+    inference.add_argument("--repeats", type=int, default=3)
+    inference.add_argument("-device", "--device", default="cpu")
+    inference.add_argument("-o", "--output", type=Path,
+                           help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
     return parser
 
 
 @exit_on_user_error("leafnet_benchmark")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    numbers = benchmark_preprocess(args.dataset, args.num_processes)
-    path = write_report(f"preprocess_{numbers['dataset']}", numbers, args.output)
+    if args.benchmark == "preprocess":
+        numbers = benchmark_preprocess(args.dataset, args.num_processes)
+        name = f"preprocess_{numbers['dataset']}"
+    else:
+        numbers = benchmark_inference(args.preset, args.size, args.batch, args.repeats,
+                                      args.device)
+        name = f"inference_{args.preset}_{args.device}"
+    path = write_report(name, numbers, args.output)
     print(json.dumps(numbers, indent=2))
     print(f"written to {path}")

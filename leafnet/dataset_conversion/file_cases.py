@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from leafnet.atomic import copy_file
-from leafnet.errors import LeafnetError
 from leafnet.dataset_conversion.source_layout import case_id, pair_by_stem
+from leafnet.errors import LeafnetError
 from leafnet.imageio import (
     SITK_ENDINGS,
     canonical_ending,

@@ -14,7 +14,10 @@ from leafnet.dataset_conversion.file_cases import (
 )
 from leafnet.dataset_conversion.public_source import PublicSource
 from leafnet.dataset_conversion.source_layout import child, layout_error
-from leafnet.dataset_conversion.split_folders import has_split_folders, split_folder_cases
+from leafnet.dataset_conversion.split_folders import (
+    has_split_folders,
+    split_folder_cases,
+)
 from leafnet.raw_format import DatasetDescription
 
 LAYOUT = """\

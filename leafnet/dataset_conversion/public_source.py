@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 
 from leafnet.dataset_conversion.file_cases import FileCase
 from leafnet.dataset_conversion.source_layout import require_source

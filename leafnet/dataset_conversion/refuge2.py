@@ -8,10 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from leafnet.dataset_conversion.descriptions import binary_description
-from leafnet.dataset_conversion.file_cases import FileCase, ImageRule, MaskRule, output_image_ending
+from leafnet.dataset_conversion.file_cases import (
+    FileCase,
+    ImageRule,
+    MaskRule,
+    output_image_ending,
+)
 from leafnet.dataset_conversion.public_source import PublicSource
 from leafnet.dataset_conversion.source_layout import child, layout_error
-from leafnet.dataset_conversion.split_folders import has_split_folders, split_folder_cases
+from leafnet.dataset_conversion.split_folders import (
+    has_split_folders,
+    split_folder_cases,
+)
 from leafnet.raw_format import DatasetDescription
 
 LAYOUT = """\

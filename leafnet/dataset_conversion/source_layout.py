@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from leafnet.errors import LeafnetError
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from collections.abc import Sequence
 
-from leafnet.dataset_conversion.file_cases import FileCase, ImageRule, MaskRule, paired_cases
+from leafnet.dataset_conversion.file_cases import (
+    FileCase,
+    ImageRule,
+    MaskRule,
+    paired_cases,
+)
 from leafnet.dataset_conversion.source_layout import child
 
 _SPLITS = (

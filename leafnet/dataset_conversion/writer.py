@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
-from collections.abc import Sequence
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import raw_root

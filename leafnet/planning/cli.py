@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from leafnet.errors import exit_on_user_error
+from leafnet.models.presets import PRESETS
 from leafnet.planning.plan_and_preprocess import plan_and_preprocess
-from leafnet.planning.plans import PRESETS
 from leafnet.utilities.parallel import default_num_processes
 
 
@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clean", action="store_true",
                         help="delete earlier plans and preprocessed data first (a splits file "
                         "you wrote yourself is kept)")
-    parser.add_argument("--preset", choices=PRESETS,
+    parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="model preset recorded in the plans (default: paper, or what "
                         "existing plans say)")
     parser.add_argument("--target-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),

@@ -30,7 +30,12 @@ from leafnet.planning.plans import (
 )
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
-from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json, source_signature
+from leafnet.raw_format import (
+    dataset_cases,
+    find_dataset,
+    load_dataset_json,
+    source_signature,
+)
 from leafnet.utilities.parallel import parallel_map
 from leafnet.verification import assert_dataset_ok
 

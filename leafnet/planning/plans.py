@@ -13,10 +13,10 @@ import json
 from typing import Any
 
 from leafnet.errors import LeafnetError
+from leafnet.models.presets import PRESETS
 from leafnet.raw_format import DatasetDescription
 
 PLANS_NAME = "leafnetPlans"
-PRESETS = ("paper", "small", "tiny")
 DEFAULT_PRESET = "paper"
 DEFAULT_TARGET_SIZE = (256, 256)
 DEFAULT_BATCH_SIZE = 4

@@ -1,0 +1,177 @@
+"""The LEAF network: one ``build_network`` for training and inference, saved and loaded one way.
+
+The network holds the frozen autoencoder (masks in and out), the trainable image encoder and
+the backbone with its 8-channel conv_in. The distillation teacher and projector are not part
+of it, so the exported model is exactly the SDSeg-sized network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from leafnet.atomic import atomic_path, write_json
+from leafnet.diffusion import PREDICTION_TYPES, NoiseSchedule, estimate_z0
+from leafnet.diffusion.schedule import (
+    BETA_END,
+    BETA_SCHEDULE,
+    BETA_START,
+    NUM_TRAIN_TIMESTEPS,
+)
+from leafnet.errors import LeafnetError
+from leafnet.models.autoencoder import ImageEncoder, decode_mask, encode_mask
+from leafnet.models.backbone import Backbone, UNet2DBackbone, widen_conv_in
+from leafnet.models.presets import get_preset
+from leafnet.models.weights.store import load_autoencoder_weights, load_unet_weights
+
+CONFIG_FILE = "network_config.json"
+WEIGHTS_FILE = "network.safetensors"
+
+
+@dataclass
+class NetworkConfig:
+    """Everything needed to rebuild the network, independent of any trainer's defaults.
+
+    ``autoencoder_weights`` / ``unet_weights`` say where initial weights come from when the
+    network is first built: a ``leafnet_weights`` name, a folder holding a saved
+    AutoencoderKL (a self-trained first stage), or None for the random initialisation a
+    preset asks for explicitly.
+    """
+
+    preset: str
+    prediction_type: str
+    autoencoder: dict[str, Any]
+    unet: dict[str, Any]
+    attention_heads: int
+    latent_scale: float
+    autoencoder_weights: str | None
+    unet_weights: str | None
+    schedule: dict[str, Any] = field(default_factory=lambda: {
+        "num_train_timesteps": NUM_TRAIN_TIMESTEPS, "beta_start": BETA_START,
+        "beta_end": BETA_END, "beta_schedule": BETA_SCHEDULE})
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
+        return cls(**data)
+
+
+def network_config(preset: str, prediction_type: str = "x0",
+                   autoencoder_weights: str | None = None,
+                   latent_scale: float | None = None) -> NetworkConfig:
+    """The config of ``preset``; a self-trained autoencoder folder and its latent scale
+    (1 / std of mask latents) replace the preset's own where given."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise LeafnetError(f"prediction type must be one of {PREDICTION_TYPES}")
+    chosen = get_preset(preset)
+    return NetworkConfig(
+        preset=chosen.name,
+        prediction_type=prediction_type,
+        autoencoder=dict(chosen.autoencoder),
+        unet=dict(chosen.unet),
+        attention_heads=chosen.attention_heads,
+        latent_scale=latent_scale if latent_scale is not None else chosen.latent_scale,
+        autoencoder_weights=autoencoder_weights or chosen.pretrained,
+        unet_weights=chosen.pretrained,
+    )
+
+
+class LEAFNetwork(nn.Module):
+    """Image encoder + frozen mask autoencoder + backbone, and the single-step predictor."""
+
+    def __init__(self, config: NetworkConfig, autoencoder: AutoencoderKL,
+                 backbone: Backbone) -> None:
+        super().__init__()
+        self.config = config
+        self.autoencoder = autoencoder.requires_grad_(False).eval()
+        self.image_encoder = ImageEncoder(autoencoder, config.latent_scale)
+        self.backbone = backbone
+        self.schedule = NoiseSchedule(**config.schedule)
+
+    def train(self, mode: bool = True) -> LEAFNetwork:
+        super().train(mode)
+        self.autoencoder.eval()
+        return self
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """Image in [-1, 1], ``(B, 1 or 3, H, W)`` -> image latent z_x (gray is replicated)."""
+        if image.shape[1] == 1:
+            image = image.expand(-1, 3, -1, -1)
+        return self.image_encoder(image)
+
+    def encode_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """Binary mask ``(B, 1, H, W)`` -> mask latent z_y (frozen autoencoder)."""
+        return encode_mask(self.autoencoder, mask, self.config.latent_scale)
+
+    def decode_mask(self, latent: torch.Tensor) -> torch.Tensor:
+        """Mask latent -> foreground probability ``(B, 1, H, W)``; threshold 0.5 for the mask."""
+        return decode_mask(self.autoencoder, latent, self.config.latent_scale)
+
+    def denoise(self, image_latent: torch.Tensor, noisy_latent: torch.Tensor,
+                timesteps: torch.Tensor) -> torch.Tensor:
+        """The backbone's prediction from concat(z_x, z_t) (image latent first)."""
+        return self.backbone(torch.cat([image_latent, noisy_latent], dim=1), timesteps)
+
+    @torch.no_grad()
+    def predict(self, image: torch.Tensor, generator: torch.Generator | None = None,
+                num_samples: int = 1) -> torch.Tensor:
+        """One reverse step from Gaussian noise at t = T-1; the probability map, averaged
+        over ``num_samples`` noise draws (1 = the paper's single sample)."""
+        image_latent = self.encode_image(image)
+        timesteps = torch.full((image.shape[0],), self.schedule.last_timestep,
+                               device=image.device, dtype=torch.long)
+        probability = torch.zeros(image.shape[0], 1, *image.shape[2:], device=image.device)
+        for _ in range(num_samples):
+            noise = torch.randn(image_latent.shape, generator=generator,
+                                device="cpu" if generator is None else generator.device)
+            noise = noise.to(image_latent.device, image_latent.dtype)
+            output = self.denoise(image_latent, noise, timesteps)
+            z0 = estimate_z0(self.config.prediction_type, output, noise, timesteps, self.schedule)
+            probability += self.decode_mask(z0.to(image_latent.dtype)).float()
+        return probability / num_samples
+
+
+def build_network(config: NetworkConfig, initialise: bool = True) -> LEAFNetwork:
+    """Build the network for training and for inference alike.
+
+    ``initialise`` loads the initial weights named in the config (pretrained or self-trained;
+    a missing file is a clear error naming the command that provides it); without it every
+    weight is random and the caller loads a checkpoint on top.
+    """
+    autoencoder = AutoencoderKL(**config.autoencoder)
+    backbone = UNet2DBackbone(config.unet, config.attention_heads)
+    if initialise and config.autoencoder_weights is not None:
+        autoencoder.load_state_dict(load_autoencoder_weights(config.autoencoder_weights))
+    if initialise and config.unet_weights is not None:
+        backbone.unet.load_state_dict(load_unet_weights(config.unet_weights))
+    backbone.replace_conv_in(widen_conv_in(backbone.conv_in))
+    return LEAFNetwork(config, autoencoder, backbone)
+
+
+def save_network(network: LEAFNetwork, folder: Path) -> None:
+    """Write ``network_config.json`` and ``network.safetensors`` into ``folder``, atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / CONFIG_FILE, network.config.to_json())
+    state = {key: value.contiguous() for key, value in network.state_dict().items()}
+    with atomic_path(folder / WEIGHTS_FILE) as temporary:
+        save_file(state, str(temporary))
+
+
+def load_network(folder: Path, device: str | torch.device = "cpu") -> LEAFNetwork:
+    """Rebuild a saved network from its config and load its weights."""
+    config_path = folder / CONFIG_FILE
+    if not config_path.is_file():
+        raise LeafnetError(f"{config_path} is missing; is {folder} a saved leafnet network?")
+    network = build_network(NetworkConfig.from_json(json.loads(config_path.read_text())),
+                            initialise=False)
+    network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device="cpu"))
+    return network.to(device)

@@ -1,0 +1,1 @@
+"""Pretrained weights: where they live (LEAFNET_WEIGHTS), how to get and convert them."""

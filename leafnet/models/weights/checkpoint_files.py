@@ -1,0 +1,56 @@
+"""Reading weight files as they are distributed: zip archives, PyTorch pickles, safetensors."""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from leafnet.errors import LeafnetError
+
+
+def _torch_load(path: Path, trust_pickle: bool, shown_name: str) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as error:
+        raise LeafnetError(
+            f"{shown_name}: holds Python objects besides tensors, which leafnet does not unpickle "
+            "by default (unpickling can run code). If you trust the file (it came from the "
+            "official source), repeat the command with --trust-pickle"
+        ) from error
+    except (RuntimeError, EOFError, OSError) as error:
+        raise LeafnetError(f"{shown_name}: is not a readable PyTorch checkpoint ({error})") \
+            from error
+
+
+def read_state_dict(path: Path, trust_pickle: bool = False,
+                    member_suffix: str = "model.ckpt") -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (a Lightning ``state_dict`` is unwrapped).
+
+    A ``.zip`` is searched for a member ending in ``member_suffix`` (CompVis' archives hold
+    ``model.ckpt``); ``.safetensors`` is read without pickle.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LeafnetError(f"{path}: no such file")
+    if path.suffix == ".safetensors":
+        return load_file(str(path), device="cpu")
+    if zipfile.is_zipfile(path) and path.suffix == ".zip":
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if m.endswith(member_suffix)]
+            if not members:
+                raise LeafnetError(f"{path}: the archive holds no {member_suffix}")
+            with tempfile.TemporaryDirectory() as scratch:
+                extracted = Path(archive.extract(members[0], scratch))
+                loaded = _torch_load(extracted, trust_pickle, f"{path}:{members[0]}")
+    else:
+        loaded = _torch_load(path, trust_pickle, str(path))
+    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict):
+        raise LeafnetError(f"{path}: expected a state dict, found {type(loaded).__name__}")
+    return {key: value for key, value in loaded.items() if isinstance(value, torch.Tensor)}

@@ -1,0 +1,176 @@
+"""Where each weights entry comes from, and how its original files become leafnet's format.
+
+``fetch`` downloads the original files (progress bar, SHA-256 check where the publisher states
+one, atomic) and ``import`` takes the same files from disk; both end in the same conversion,
+written to a temporary folder and renamed into LEAFNET_WEIGHTS/NAME.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from diffusers import AutoencoderKL, UNet2DModel
+
+from leafnet.atomic import write_json
+from leafnet.errors import LeafnetError
+from leafnet.models.backbone import set_attention_heads
+from leafnet.models.presets import get_preset
+from leafnet.models.teachers import build_teacher_model, save_teacher
+from leafnet.models.weights.checkpoint_files import read_state_dict
+from leafnet.models.weights.compvis import (
+    UNET_PREFIX,
+    VAE_PREFIX,
+    check_complete,
+    convert_ldm_unet,
+    convert_ldm_vae,
+    strip_prefix,
+)
+from leafnet.models.weights.store import KNOWN, entry_folder
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str
+    filename: str
+    sha256: str | None = None
+
+
+Converter = Callable[[list[Path], Path, bool, dict[str, Any] | None], None]
+
+
+def _convert_ldm(files: list[Path], output: Path, trust_pickle: bool,
+                 architecture: dict[str, Any] | None) -> None:
+    """kl-f8 (autoencoder) + lsun_churches (U-Net, and its own first stage) -> vae/ + unet/.
+
+    ``architecture`` may name another preset whose shapes the files have (tests use tiny ones).
+    """
+    preset = get_preset((architecture or {}).get("preset", "paper"))
+    states = [read_state_dict(path, trust_pickle) for path in files]
+    unet_states = [s for s in states if any(k.startswith(UNET_PREFIX) for k in s)]
+    vae_states = [s for s in states if "encoder.conv_in.weight" in s] or [
+        strip_prefix(s, VAE_PREFIX) for s in unet_states
+        if f"{VAE_PREFIX}encoder.conv_in.weight" in s]
+    if not unet_states or not vae_states:
+        raise LeafnetError(
+            "ldm-kl8-churches needs the LSUN-churches LDM checkpoint (lsun_churches.zip, with "
+            "'model.diffusion_model.*' keys) and the kl-f8 autoencoder (kl-f8.zip); the files "
+            f"given hold {'no U-Net' if not unet_states else 'no autoencoder'}"
+        )
+    autoencoder = AutoencoderKL(**preset.autoencoder)
+    vae = convert_ldm_vae(vae_states[0], preset.autoencoder)
+    check_complete(vae, {k: v for k, v in vae_states[0].items() if not k.startswith("loss.")},
+                   autoencoder, "autoencoder")
+    autoencoder.load_state_dict(vae.state)
+    autoencoder.save_pretrained(output / "vae", safe_serialization=True)
+    unet_source = strip_prefix(unet_states[0], UNET_PREFIX)
+    unet = UNet2DModel(**preset.unet)
+    set_attention_heads(unet, preset.attention_heads)
+    converted = convert_ldm_unet(unet_source, preset.unet, preset.attention_heads)
+    check_complete(converted, unet_source, unet, "LDM U-Net")
+    unet.load_state_dict(converted.state)
+    unet.save_pretrained(output / "unet", safe_serialization=True)
+
+
+DINOV2_CONFIG = {"library": "timm", "architecture": "vit_base_patch14_reg4_dinov2",
+                 "kwargs": {"patch_size": 14}, "native_grid": 37}
+CLIP_CONFIG = {"library": "open_clip", "embed_dim": 512, "quick_gelu": True, "native_grid": 14,
+               "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 16}}
+
+
+def _convert_dinov2(files: list[Path], output: Path, trust_pickle: bool,
+                    architecture: dict[str, Any] | None) -> None:
+    """Meta's dinov2_vitb14_reg4_pretrain.pth (or timm's weights) -> teacher.safetensors."""
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    config = architecture or DINOV2_CONFIG
+    model, _ = build_teacher_model(config, grid=config["native_grid"])
+    state = checkpoint_filter_fn(read_state_dict(files[0], trust_pickle), model)
+    model.load_state_dict(state)
+    save_teacher(output, config, model)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """OpenAI ships CLIP as a TorchScript archive (a zip with a code/ folder)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in member for member in archive.namelist())
+
+
+def _convert_clip(files: list[Path], output: Path, trust_pickle: bool,
+                  architecture: dict[str, Any] | None) -> None:
+    """OpenAI's ViT-B-16.pt (TorchScript) or an open_clip state dict -> the image tower."""
+    import torch
+    from open_clip.model import build_model_from_openai_state_dict
+
+    if _is_torchscript(files[0]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            state = torch.jit.load(str(files[0]), map_location="cpu").state_dict()
+    else:
+        state = read_state_dict(files[0], trust_pickle)
+    if "visual.conv1.weight" not in state:
+        raise LeafnetError(f"{files[0]}: not a CLIP checkpoint (no visual.conv1.weight)")
+    if "token_embedding.weight" in state and "visual.proj" in state and "logit_scale" in state:
+        visual = build_model_from_openai_state_dict(state).visual
+        visual_state = visual.state_dict()
+    else:
+        visual_state = strip_prefix(state, "visual.")
+    config = architecture or CLIP_CONFIG
+    model, _ = build_teacher_model(config, grid=config["native_grid"])
+    model.load_state_dict(visual_state)
+    save_teacher(output, config, model)
+
+
+SOURCES: dict[str, tuple[list[RemoteFile], Converter]] = {
+    "ldm-kl8-churches": ([
+        RemoteFile("https://ommer-lab.com/files/latent-diffusion/kl-f8.zip", "kl-f8.zip"),
+        RemoteFile("https://ommer-lab.com/files/latent-diffusion/lsun_churches.zip",
+                   "lsun_churches.zip"),
+    ], _convert_ldm),
+    "dinov2-vitb14-reg": ([
+        RemoteFile("https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/"
+                   "dinov2_vitb14_reg4_pretrain.pth", "dinov2_vitb14_reg4_pretrain.pth"),
+    ], _convert_dinov2),
+    "clip-vit-b-16": ([
+        RemoteFile("https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd0"
+                   "78d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt", "ViT-B-16.pt",
+                   "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
+    ], _convert_clip),
+}
+assert set(SOURCES) == set(KNOWN)
+
+
+def install(name: str, files: list[Path], trust_pickle: bool = False,
+            provenance: dict | None = None, architecture: dict[str, Any] | None = None) -> Path:
+    """Convert the original ``files`` of entry ``name`` into LEAFNET_WEIGHTS/NAME, atomically.
+
+    ``architecture`` overrides the shapes the converter expects (tests convert tiny files
+    through this same path)."""
+    if name not in SOURCES:
+        raise LeafnetError(f"unknown weights '{name}'; known: {', '.join(SOURCES)}")
+    remote, convert = SOURCES[name]
+    if len(files) < (1 if name == "ldm-kl8-churches" else len(remote)):
+        raise LeafnetError(f"{name} needs the file(s) {', '.join(f.filename for f in remote)}")
+    final = entry_folder(name)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = final.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    try:
+        staging.mkdir()
+        convert([Path(f) for f in files], staging, trust_pickle, architecture)
+        write_json(staging / "source.json", provenance or {
+            "imported_from": [str(Path(f).resolve()) for f in files]})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final

@@ -1,0 +1,79 @@
+"""Teachers (tiny random weights in the real formats, installed and loaded by the real code),
+the token grid against the U-Net block grid, and the distillation loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from leafnet.errors import LeafnetError
+from leafnet.models.distillation import EncoderFeatureHook, Projector, distillation_loss
+from leafnet.models.network import build_network, network_config
+from leafnet.models.teachers import build_teacher_model, load_teacher
+from leafnet.models.weights.sources import install
+
+TINY_DINOV2 = {"library": "timm", "architecture": "vit_base_patch14_reg4_dinov2",
+               "kwargs": {"patch_size": 14, "embed_dim": 24, "depth": 1, "num_heads": 2},
+               "native_grid": 4}
+TINY_CLIP = {"library": "open_clip", "embed_dim": 16, "quick_gelu": True, "native_grid": 2,
+             "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
+                            "head_width": 16}}
+
+
+def install_tiny_teachers(tmp_path) -> None:
+    """Save random tiny teachers in the publishers' formats and import them."""
+    torch.manual_seed(0)
+    dinov2, _ = build_teacher_model(TINY_DINOV2, TINY_DINOV2["native_grid"])
+    torch.save(dinov2.state_dict(), tmp_path / "dinov2.pth")
+    install("dinov2-vitb14-reg", [tmp_path / "dinov2.pth"], architecture=TINY_DINOV2)
+    clip, _ = build_teacher_model(TINY_CLIP, TINY_CLIP["native_grid"])
+    torch.save({f"visual.{k}": v for k, v in clip.state_dict().items()}, tmp_path / "clip.pt")
+    install("clip-vit-b-16", [tmp_path / "clip.pt"], architecture=TINY_CLIP)
+
+
+@pytest.mark.parametrize("name, input_size, dim", [("dinov2", 224, 24), ("clip", 256, 32)])
+def test_teacher_token_grid_equals_the_chosen_unet_block_grid(tmp_path, name, input_size, dim):
+    install_tiny_teachers(tmp_path)
+    teacher = load_teacher(name, grid=16)
+    assert teacher.input_size == input_size
+    image = torch.rand(2, 3, 256, 256) * 2 - 1
+    tokens = teacher(image)
+    assert tokens.shape == (2, 256, dim)
+    network = build_network(network_config("tiny"))
+    hook = EncoderFeatureHook(network.backbone, teacher.num_tokens)
+    with hook:
+        latent = network.encode_image(image)
+        network.denoise(latent, torch.randn_like(latent), torch.tensor([10, 20]))
+    assert hook.feature.shape[-2] * hook.feature.shape[-1] == tokens.shape[1]
+    projected = Projector(hook.channels(), teacher.dim)(hook.feature)
+    assert projected.shape == tokens.shape
+    assert not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_teacher_position_embeddings_follow_the_grid(tmp_path):
+    install_tiny_teachers(tmp_path)
+    assert load_teacher("dinov2", grid=8)(torch.zeros(1, 3, 64, 64)).shape == (1, 64, 24)
+    assert load_teacher("clip", grid=3)(torch.zeros(1, 1, 40, 40)).shape == (1, 9, 32)
+
+
+def test_missing_teacher_names_the_command():
+    with pytest.raises(LeafnetError, match="leafnet_weights fetch dinov2-vitb14-reg"):
+        load_teacher("dinov2", grid=16)
+
+
+def test_hook_without_a_matching_block_is_a_clear_error():
+    network = build_network(network_config("tiny"))
+    with pytest.raises(LeafnetError, match="no U-Net encoder block has 49 positions"):
+        with EncoderFeatureHook(network.backbone, 49):
+            network.denoise(torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.tensor([1]))
+
+
+def test_distillation_loss_is_minus_mean_cosine():
+    teacher = torch.randn(3, 5, 8)
+    assert distillation_loss(teacher, teacher * 2).item() == pytest.approx(-1.0)
+    assert distillation_loss(teacher, -teacher).item() == pytest.approx(1.0)
+    orthogonal = torch.zeros(1, 2, 2)
+    orthogonal[0, :, 0] = 1
+    other = torch.zeros(1, 2, 2)
+    other[0, 0, 1], other[0, 1, 0] = 1, 1
+    assert distillation_loss(orthogonal, other).item() == pytest.approx(-0.5)
