@@ -1,0 +1,82 @@
+"""Seconds per training step: _x0 against _x0_distill with cached and with online teacher.
+
+Runs in scratch copies of the preprocessed data and results, so nothing of the user's is
+touched. Teachers that are not installed are replaced by randomly initialised ones of the real
+architecture (the timing does not depend on the weights); the report says which were used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from leafnet.models.presets import get_preset
+from leafnet.models.teachers import build_teacher_model, save_teacher
+from leafnet.models.weights.sources import DINOV2_CONFIG
+from leafnet.models.weights.store import installed
+from leafnet.training.locate import preprocessed_dataset
+from leafnet.training.registry import find_trainer
+
+TRAINERS = ("LEAFTrainer_x0", "LEAFTrainer_x0_distill", "LEAFTrainer_x0_distill_online")
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    previous = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
+                         device: str = "cpu") -> dict[str, Any]:
+    """Median seconds per step (after one warm-up step) of each trainer in TRAINERS."""
+    source = preprocessed_dataset(dataset)
+    random_teacher = installed()["dinov2-vitb14-reg"] is None
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        shutil.copytree(source, scratch / "preprocessed" / source.name,
+                        ignore=shutil.ignore_patterns("features"))
+        environment = {"LEAFNET_PREPROCESSED": str(scratch / "preprocessed"),
+                       "LEAFNET_RESULTS": str(scratch / "results")}
+        if random_teacher:
+            torch.manual_seed(0)
+            model, _ = build_teacher_model(DINOV2_CONFIG, DINOV2_CONFIG["native_grid"])
+            save_teacher(scratch / "weights" / "dinov2-vitb14-reg", DINOV2_CONFIG, model)
+            (scratch / "weights" / "dinov2-vitb14-reg" / "source.json").write_text("{}")
+            environment["LEAFNET_WEIGHTS"] = str(scratch / "weights")
+        with _environment(**environment):
+            if get_preset(preset).pretrained is None:
+                find_trainer("LEAFAutoencoderTrainer")(dataset, preset=preset, device=device,
+                                                       num_steps=1, show_progress=False).run()
+            for name in TRAINERS:
+                trainer = find_trainer(name)(dataset, preset=preset, device=device,
+                                             num_steps=steps + 1, validate_every=10**9,
+                                             show_progress=False)
+                trainer.val_cases.case_ids = []
+                trainer.run()
+                results[name] = statistics.median(trainer.history["step_seconds"][1:])
+    base = results["LEAFTrainer_x0"]
+    return {
+        "dataset": source.name, "preset": preset, "device": device, "steps_timed": steps,
+        "batch_size": trainer.global_batch, "teacher_weights": "random (timing only)"
+        if random_teacher else "installed",
+        "seconds_per_step": results,
+        "distill_cache_overhead": results["LEAFTrainer_x0_distill"] / base - 1,
+        "distill_online_overhead": results["LEAFTrainer_x0_distill_online"] / base - 1,
+    }

@@ -1,0 +1,1 @@
+"""Evaluation: overlap metrics between predicted and reference masks."""

@@ -1,0 +1,1 @@
+"""Training: the LEAFTrainer hierarchy, data loading over preprocessed arrays, checkpoints."""

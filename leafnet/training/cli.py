@@ -1,0 +1,74 @@
+"""``leafnet_train DATASET TRAINER [-f FOLD] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from leafnet.errors import exit_on_user_error
+from leafnet.models.presets import PRESETS
+from leafnet.training.registry import find_trainer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leafnet_train",
+        description="Train a LEAF model (or the first-stage autoencoder) on a preprocessed "
+        "dataset. Output: leafnet_results/DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N/.")
+    parser.add_argument("dataset", help="dataset id or name")
+    parser.add_argument("trainer", help="trainer class, e.g. LEAFTrainer_x0_distill, "
+                        "LEAFAutoencoderTrainer")
+    parser.add_argument("-f", "--fold", type=int, default=0)
+    parser.add_argument("-p", "--plans", default="leafnetPlans")
+    parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the plans' preset")
+    parser.add_argument("--steps", type=int, help="training steps (default: the trainer's)")
+    parser.add_argument("--c", action="store_true", help="continue from checkpoint_latest")
+    parser.add_argument("--val", action="store_true",
+                        help="only validate checkpoint_final (EMA weights)")
+    parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--lam", type=float, help="distillation weight lambda")
+    parser.add_argument("--validate-every", type=int)
+    parser.add_argument("--workers", type=int, help="data loader processes")
+    parser.add_argument("-num_gpus", "--num-gpus", type=int, default=1,
+                        help="start this many processes with torchrun (DDP)")
+    return parser
+
+
+def _relaunch_with_torchrun(argv: list[str], processes: int) -> None:
+    """``-num_gpus N``: the same command under torch.distributed.run with N processes."""
+    forwarded, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        if item in ("-num_gpus", "--num-gpus"):
+            skip = True
+            continue
+        if not item.startswith(("-num_gpus=", "--num-gpus=")):
+            forwarded.append(item)
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+               "-m", "leafnet.training.cli", *forwarded]
+    sys.exit(subprocess.call(command))
+
+
+@exit_on_user_error("leafnet_train")
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if args.num_gpus > 1 and "WORLD_SIZE" not in os.environ:
+        _relaunch_with_torchrun(argv, args.num_gpus)
+    trainer = find_trainer(args.trainer)(
+        args.dataset, fold=args.fold, plans_name=args.plans, preset=args.preset,
+        device=args.device, seed=args.seed, num_steps=args.steps, lam=args.lam,
+        validate_every=args.validate_every, num_workers=args.workers)
+    if args.val:
+        print(trainer.validate_checkpoint())
+        return
+    trainer.run(continue_training=args.c)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Batches from the preprocessed arrays, as a pure function of (seed, step).
+
+Which cases and which flips make up batch ``step`` depends only on the seed and the step, so a
+resumed run sees exactly the batches an uninterrupted one would, however many loader workers
+run. batchgenerators' MultiThreadedAugmenter runs the workers: worker ``i`` of ``n`` produces
+steps ``start + i``, ``start + i + n``, ... and the augmenter returns them in order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
+from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+from batchgenerators.dataloading.single_threaded_augmenter import (
+    SingleThreadedAugmenter,
+)
+
+from leafnet.preprocessing import load_preprocessed_case
+
+
+class PreprocessedCases:
+    """Memory-mapped images and binary foreground labels of a list of cases."""
+
+    def __init__(self, folder: Path, case_ids: list[str], foreground_labels: list[int]) -> None:
+        self.folder = folder
+        self.case_ids = list(case_ids)
+        self.foreground_labels = list(foreground_labels)
+        self._cases: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def image_and_mask(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image in [-1, 1] ``(C, H, W)`` float32 and mask ``(1, H, W)`` float32 in {0, 1}."""
+        if index not in self._cases:
+            self._cases[index] = load_preprocessed_case(self.folder, self.case_ids[index])
+        case = self._cases[index]
+        image = np.asarray(case.image, dtype=np.float32) / 127.5 - 1
+        mask = np.isin(np.asarray(case.label), self.foreground_labels)[None].astype(np.float32)
+        return image, mask
+
+
+def batch_plan(seed: int, step: int, num_cases: int, batch_size: int,
+               flips: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Case indices ``(B,)`` and flip states ``(B, 2)`` (vertical, horizontal) of batch ``step``."""
+    rng = np.random.default_rng([seed, step])
+    indices = rng.integers(0, num_cases, batch_size)
+    flip = rng.integers(0, 2, (batch_size, 2)).astype(bool) if flips else np.zeros(
+        (batch_size, 2), dtype=bool)
+    return indices, flip
+
+
+def apply_flip(array: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Flip the last two axes of ``array`` as ``flip = (vertical, horizontal)`` says."""
+    axes = tuple(axis for axis, on in zip((-2, -1), flip, strict=True) if on)
+    return np.flip(array, axis=axes).copy() if axes else array
+
+
+class StepLoader(SlimDataLoaderBase):
+    """batchgenerators loader yielding the batches of consecutive steps from ``start_step``."""
+
+    def __init__(self, cases: PreprocessedCases, batch_size: int, seed: int, start_step: int,
+                 flips: bool, num_workers: int) -> None:
+        super().__init__(cases, batch_size, max(1, num_workers))
+        self.seed, self.start_step, self.flips = seed, start_step, flips
+        self.produced = 0
+
+    def generate_train_batch(self) -> dict[str, Any]:
+        workers = self.number_of_threads_in_multithreaded
+        step = self.start_step + self.thread_id + self.produced * workers
+        self.produced += 1
+        indices, flip = batch_plan(self.seed, step, len(self._data), self.batch_size, self.flips)
+        images, masks = [], []
+        for index, state in zip(indices, flip, strict=True):
+            image, mask = self._data.image_and_mask(int(index))
+            images.append(apply_flip(image, state))
+            masks.append(apply_flip(mask, state))
+        return {"step": step, "image": np.stack(images), "mask": np.stack(masks),
+                "case_index": indices, "flip": flip}
+
+
+def make_loader(cases: PreprocessedCases, batch_size: int, seed: int, start_step: int,
+                flips: bool = True, num_workers: int = 2):
+    """An iterator over batches of steps ``start_step, start_step + 1, ...``."""
+    loader = StepLoader(cases, batch_size, seed, start_step, flips, num_workers)
+    if num_workers <= 0:
+        return SingleThreadedAugmenter(loader, None)
+    return MultiThreadedAugmenter(loader, None, num_workers, num_cached_per_queue=2,
+                                  seeds=None, pin_memory=False)

@@ -1,0 +1,27 @@
+"""Finding a dataset's preprocessed folder and a trainer's output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leafnet.errors import LeafnetError
+from leafnet.paths import preprocessed_root, results_root
+from leafnet.raw_format import list_datasets, parse_dataset_id
+
+
+def preprocessed_dataset(dataset: str | int) -> Path:
+    """``leafnet_preprocessed/DatasetXXX_Name`` with plans, or an error naming the command."""
+    number = parse_dataset_id(dataset)
+    found = list_datasets(preprocessed_root()).get(number, [])
+    if not found or not (found[0] / "leafnet_plans.json").is_file():
+        raise LeafnetError(
+            f"dataset {number:03d} has not been planned and preprocessed (nothing in "
+            f"{preprocessed_root()}); run 'leafnet_plan_and_preprocess -d {number}' first"
+        )
+    return found[0]
+
+
+def trainer_output(dataset_name: str, trainer: str, plans_name: str, preset: str,
+                   fold: int) -> Path:
+    """``leafnet_results/DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N``."""
+    return results_root() / dataset_name / f"{trainer}__{plans_name}__{preset}" / f"fold_{fold}"

@@ -1,0 +1,1 @@
+"""Trainer classes, found by name (see leafnet.training.registry)."""

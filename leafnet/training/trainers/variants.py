@@ -1,0 +1,54 @@
+"""The trainer variants: each states only what differs from its parent."""
+
+from __future__ import annotations
+
+from leafnet.training.trainers.base import LEAFTrainer
+
+PAPER_LAMBDAS = (0.0, 0.15, 0.25, 0.5, 0.75, 1.0, 1.25)
+
+
+class LEAFTrainer_eps(LEAFTrainer):
+    prediction_type = "eps"
+
+
+class LEAFTrainer_v(LEAFTrainer):
+    prediction_type = "v"
+
+
+class LEAFTrainer_x0(LEAFTrainer):
+    prediction_type = "x0"
+
+
+class LEAFTrainer_x0_distill(LEAFTrainer_x0):
+    teacher = "dinov2"
+    distill_lambda = 0.75
+
+
+class LEAFTrainer_x0_distill_clip(LEAFTrainer_x0_distill):
+    teacher = "clip"
+
+
+class LEAFTrainer_x0_distill_online(LEAFTrainer_x0_distill):
+    """Teacher run on every batch instead of the cache (for augmentations the cache lacks)."""
+
+    teacher_features = "online"
+
+
+class LEAFTrainer_eps_distill(LEAFTrainer_eps):
+    teacher = "dinov2"
+    distill_lambda = 0.75
+
+
+class LEAFTrainer_v_distill(LEAFTrainer_v):
+    teacher = "dinov2"
+    distill_lambda = 0.75
+
+
+def _lambda_variant(value: float) -> type[LEAFTrainer_x0_distill]:
+    name = f"LEAFTrainer_x0_distill_lam{str(value).replace('.', 'p')}"
+    return type(name, (LEAFTrainer_x0_distill,), {"distill_lambda": value,
+                                                  "__module__": __name__})
+
+
+LAMBDA_VARIANTS = {variant.__name__: variant for variant in map(_lambda_variant, PAPER_LAMBDAS)}
+globals().update(LAMBDA_VARIANTS)

@@ -1,0 +1,221 @@
+"""Trainers on the tiny preset and the demo dataset at 64 px: losses fall, resume is exact,
+lookup, the teacher feature cache, view alignment, DDP over gloo, and offline honesty."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_teachers import install_tiny_teachers
+
+from leafnet.dataset_conversion import convert_demo
+from leafnet.errors import LeafnetError
+from leafnet.features.cache import FLIP_STATES, load_or_build_cache
+from leafnet.models.teachers import load_teacher
+from leafnet.planning import plan_and_preprocess
+from leafnet.training.checkpointing import load_checkpoint
+from leafnet.training.cli import main as train_main
+from leafnet.training.data_loading import apply_flip
+from leafnet.training.registry import find_trainer
+
+FOLDERS = ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS", "LEAFNET_WEIGHTS")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stage trained
+    for a few steps, and tiny teachers installed."""
+    root = tmp_path_factory.mktemp("training")
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in FOLDERS:
+            patch.setenv(variable, str(root / variable.lower()))
+        convert_demo(num_cases=40, size=64, num_processes=1, show_progress=False)
+        plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(64, 64),
+                            show_progress=False)
+        find_trainer("LEAFAutoencoderTrainer")(999, num_steps=20, validate_every=20,
+                                               num_workers=0, show_progress=False).run()
+        install_tiny_teachers(root)
+    return root
+
+
+@pytest.fixture
+def env(prepared, tmp_path, monkeypatch):
+    """The prepared folders, with this test's own copy of results (and of preprocessed data)."""
+    for variable in ("LEAFNET_RAW", "LEAFNET_WEIGHTS"):
+        monkeypatch.setenv(variable, str(prepared / variable.lower()))
+    for variable in ("LEAFNET_PREPROCESSED", "LEAFNET_RESULTS"):
+        shutil.copytree(prepared / variable.lower(), tmp_path / variable.lower(),
+                        dirs_exist_ok=True)
+        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
+    return tmp_path
+
+
+def train(name: str, steps: int, **options):
+    trainer = find_trainer(name)(999, num_steps=steps, validate_every=options.pop("every", steps),
+                                 num_workers=options.pop("workers", 0), show_progress=False,
+                                 **options)
+    trainer.run(continue_training=options.get("continue_training", False))
+    return trainer
+
+
+@pytest.mark.parametrize("name", [
+    "LEAFTrainer_eps", "LEAFTrainer_v", "LEAFTrainer_x0", "LEAFTrainer_x0_distill",
+    "LEAFTrainer_x0_distill_clip", "LEAFTrainer_eps_distill", "LEAFTrainer_v_distill",
+    "LEAFTrainer_x0_distill_online", "LEAFAutoencoderTrainer"])
+def test_every_trainer_runs_and_its_loss_falls(env, name):
+    # The eps trainers' z0 error is the eps error divided by alpha_t (0.026 at t = 999): their
+    # per-step loss is noisy and falls slowly, so they get a longer run; medians of quarters.
+    steps = 120 if "eps" in name else 40
+    trainer = train(name, steps, every=steps // 2)
+    losses = trainer.history["losses"]["loss"]
+    quarter = steps // 4
+    assert np.median(losses[-quarter:]) < np.median(losses[:quarter])
+    output = trainer.output
+    for file in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth",
+                 "training_log.txt", "progress.png", "plans.json", "dataset.json", "split.json"):
+        assert (output / file).is_file(), file
+    assert len(trainer.history["val_dice"]) == 2
+
+
+def _state(trainer) -> dict[str, torch.Tensor]:
+    state = dict(trainer.network.state_dict())
+    state.update({f"projector.{k}": v for k, v in trainer.projector.state_dict().items()})
+    state.update({f"ema.{i}": p for i, p in enumerate(trainer.ema.shadow_params)})
+    return state
+
+
+def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(env):
+    uninterrupted = _state(train("LEAFTrainer_x0_distill", 6, every=3, workers=2))
+    shutil.rmtree(env / "leafnet_results" / "Dataset999_LeafnetDemo"
+                  / "LEAFTrainer_x0_distill__leafnetPlans__tiny")
+    train("LEAFTrainer_x0_distill", 3, every=3, workers=2)
+    resumed = find_trainer("LEAFTrainer_x0_distill")(999, num_steps=6, validate_every=3,
+                                                     num_workers=1, show_progress=False)
+    resumed.run(continue_training=True)
+    assert load_checkpoint(resumed.output / "checkpoint_final.pth")["step"] == 6
+    for key, value in _state(resumed).items():
+        assert torch.equal(value, uninterrupted[key]), key
+
+
+def test_trainer_lookup_typo_and_extra_folder(env, tmp_path, monkeypatch, capsys):
+    assert find_trainer("LEAFTrainer_x0_distill_lam1p25").distill_lambda == 1.25
+    with pytest.raises(LeafnetError, match="did you mean LEAFTrainer_x0_distill"):
+        find_trainer("LEAFTrainer_x0_distil")
+    (tmp_path / "mine.py").write_text(
+        "from leafnet.training.trainers.variants import LEAFTrainer_x0\n\n"
+        "class MyTrainer_x0_short(LEAFTrainer_x0):\n    num_steps = 2\n")
+    monkeypatch.setenv("LEAFNET_EXTRA_TRAINERS", str(tmp_path))
+    assert find_trainer("MyTrainer_x0_short").num_steps == 2
+
+
+def test_feature_cache_is_reused_and_rebuilt_when_the_teacher_changes(env, monkeypatch):
+    calls = []
+    real = load_teacher
+
+    def counting(name, grid):
+        calls.append(name)
+        return real(name, grid)
+
+    monkeypatch.setattr("leafnet.training.trainers.base.load_teacher", counting)
+    train("LEAFTrainer_x0_distill", 2)
+    assert calls == ["dinov2"]
+    train("LEAFTrainer_x0_distill", 2)
+    assert calls == ["dinov2"]
+    torch.manual_seed(5)
+    install_tiny_teachers(env)
+    train("LEAFTrainer_x0_distill", 2)
+    assert calls == ["dinov2", "dinov2"]
+
+
+def test_a_flipped_sample_gets_the_flipped_views_features(env):
+    trainer = find_trainer("LEAFTrainer_x0_distill")(999, num_workers=0, show_progress=False)
+    teacher = load_teacher("dinov2", grid=4)
+    cache = load_or_build_cache(trainer.folder, "dinov2", 4, trainer.train_cases,
+                                lambda: teacher, show_progress=False)
+    image = trainer.train_cases.image_and_mask(3)[0]
+    for state in FLIP_STATES:
+        expected = teacher(torch.from_numpy(apply_flip(image, np.array(state))[None]))
+        looked_up = cache.tokens(np.array([3]), np.array([state]))
+        torch.testing.assert_close(looked_up, expected, atol=2e-3, rtol=2e-3)
+    unflipped = cache.tokens(np.array([3]), np.array([[False, False]]))
+    assert not torch.allclose(cache.tokens(np.array([3]), np.array([[False, True]])), unflipped)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
+    os.environ.update(environment)
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    train("LEAFTrainer_x0_distill", 2, device="cpu")
+
+
+def test_ddp_on_two_gloo_processes_matches_one_process_with_the_full_batch(env):
+    environment = {k: os.environ[k] for k in FOLDERS}
+    mp.spawn(_ddp_worker, args=(2, _free_port(), environment), nprocs=2, join=True)
+    output = (env / "leafnet_results" / "Dataset999_LeafnetDemo"
+              / "LEAFTrainer_x0_distill__leafnetPlans__tiny" / "fold_0")
+    distributed = load_checkpoint(output / "checkpoint_final.pth")
+    log = (output / "training_log.txt").read_text()
+    assert "2 process(es)" in log
+    shutil.rmtree(output)
+    single = load_checkpoint(train("LEAFTrainer_x0_distill", 2).output / "checkpoint_final.pth")
+    for key, value in single["network"].items():
+        torch.testing.assert_close(distributed["network"][key], value, atol=1e-5, rtol=1e-4)
+    for key, value in single["projector"].items():
+        torch.testing.assert_close(distributed["projector"][key], value, atol=1e-5, rtol=1e-4)
+
+
+def test_paper_preset_without_weights_stops_before_training(env, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["999", "LEAFTrainer_x0", "--preset", "paper", "--steps", "1"])
+    assert "leafnet_weights fetch ldm-kl8-churches" in capsys.readouterr().err
+
+
+def test_distill_without_teacher_weights_stops_before_training(env, monkeypatch, tmp_path,
+                                                               capsys):
+    monkeypatch.setenv("LEAFNET_WEIGHTS", str(tmp_path / "empty"))
+    with pytest.raises(SystemExit):
+        train_main(["999", "LEAFTrainer_x0_distill_clip", "--steps", "1"])
+    assert "leafnet_weights fetch clip-vit-b-16" in capsys.readouterr().err
+    output = (env / "leafnet_results" / "Dataset999_LeafnetDemo"
+              / "LEAFTrainer_x0_distill_clip__leafnetPlans__tiny" / "fold_0")
+    assert not (output / "checkpoint_latest.pth").exists()
+
+
+def test_diffusion_trainer_without_a_first_stage_names_the_command(env):
+    shutil.rmtree(env / "leafnet_results" / "Dataset999_LeafnetDemo")
+    with pytest.raises(LeafnetError, match="leafnet_train Dataset999_LeafnetDemo "
+                                           "LEAFAutoencoderTrainer"):
+        train("LEAFTrainer_x0", 1)
+
+
+def test_val_flag_validates_the_final_checkpoint(env, capsys):
+    train("LEAFTrainer_x0", 2)
+    train_main(["999", "LEAFTrainer_x0", "--val", "--workers", "0"])
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1].replace("'", '"'))
+    assert 0 <= metrics["dice"] <= 1
+
+
+def test_train_step_benchmark_reports_the_three_trainers(env, tmp_path):
+    from leafnet.benchmarks.cli import main as benchmark_main
+
+    benchmark_main(["train-step", "-d", "999", "--preset", "tiny", "--steps", "2",
+                    "-o", str(tmp_path / "train_step.json")])
+    numbers = json.loads((tmp_path / "train_step.json").read_text())
+    assert set(numbers["seconds_per_step"]) == {"LEAFTrainer_x0", "LEAFTrainer_x0_distill",
+                                                "LEAFTrainer_x0_distill_online"}
+    assert numbers["teacher_weights"] == "installed"
+    assert not (env / "leafnet_preprocessed" / "Dataset999_LeafnetDemo" / "features").exists()
