@@ -17,8 +17,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/leafnet_verify -d 999 2>/dev/null || $(BIN)/leafnet_convert demo --overwrite
 	$(BIN)/leafnet_plan_and_preprocess -d 999 --preset small
-	$(BIN)/leafnet_train 999 LEAFAutoencoderTrainer --steps 150 --validate-every 50 --c
-	$(BIN)/leafnet_train 999 LEAFTrainer_x0 --steps 200 --validate-every 50 --c
+	$(BIN)/leafnet_train 999 LEAFAutoencoderTrainer_masks --steps 150 --validate-every 50 --c
+	$(BIN)/leafnet_train 999 LEAFTrainer_x0 --first-stage LEAFAutoencoderTrainer_masks \
+		--steps 150 --validate-every 50 --c
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -67,7 +67,7 @@ def train(name: str, steps: int, **options):
 @pytest.mark.parametrize("name", [
     "LEAFTrainer_eps", "LEAFTrainer_v", "LEAFTrainer_x0", "LEAFTrainer_x0_distill",
     "LEAFTrainer_x0_distill_clip", "LEAFTrainer_eps_distill", "LEAFTrainer_v_distill",
-    "LEAFTrainer_x0_distill_online", "LEAFAutoencoderTrainer"])
+    "LEAFTrainer_x0_distill_online", "LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_masks"])
 def test_every_trainer_runs_and_its_loss_falls(env, name):
     # The eps trainers' z0 error is the eps error divided by alpha_t (0.026 at t = 999): their
     # per-step loss is noisy and falls slowly, so they get a longer run; medians of quarters.
@@ -200,6 +200,12 @@ def test_diffusion_trainer_without_a_first_stage_names_the_command(env):
     with pytest.raises(LeafnetError, match="leafnet_train Dataset999_LeafnetDemo "
                                            "LEAFAutoencoderTrainer"):
         train("LEAFTrainer_x0", 1)
+
+
+def test_mask_only_first_stage_is_picked_up_when_named(env):
+    train("LEAFAutoencoderTrainer_masks", 4)
+    trainer = train("LEAFTrainer_x0", 2, first_stage="LEAFAutoencoderTrainer_masks")
+    assert "LEAFAutoencoderTrainer_masks" in trainer.network.config.autoencoder_weights
 
 
 def test_val_flag_validates_the_final_checkpoint(env, capsys):

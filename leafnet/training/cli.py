@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lam", type=float, help="distillation weight lambda")
     parser.add_argument("--validate-every", type=int)
     parser.add_argument("--workers", type=int, help="data loader processes")
+    parser.add_argument("--first-stage", help="trainer whose autoencoder a preset without "
+                        "pretrained weights uses (default: LEAFAutoencoderTrainer)")
     parser.add_argument("-num_gpus", "--num-gpus", type=int, default=1,
                         help="start this many processes with torchrun (DDP)")
     return parser
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     trainer = find_trainer(args.trainer)(
         args.dataset, fold=args.fold, plans_name=args.plans, preset=args.preset,
         device=args.device, seed=args.seed, num_steps=args.steps, lam=args.lam,
-        validate_every=args.validate_every, num_workers=args.workers)
+        validate_every=args.validate_every, num_workers=args.workers,
+        first_stage=args.first_stage)
     if args.val:
         print(trainer.validate_checkpoint())
         return

@@ -94,6 +94,7 @@ class LEAFTrainer:
     grad_clip = 1.0
     ema_decay = 0.999
     flips = True
+    first_stage = AUTOENCODER_TRAINER
     num_workers = 2
     validation_batch_size = 4
 
@@ -101,7 +102,7 @@ class LEAFTrainer:
                  preset: str | None = None, device: str | None = None, seed: int = 12345,
                  num_steps: int | None = None, lam: float | None = None,
                  validate_every: int | None = None, num_workers: int | None = None,
-                 show_progress: bool = True) -> None:
+                 first_stage: str | None = None, show_progress: bool = True) -> None:
         self.device = device or default_device()
         self.context = init_distributed(self.device)
         if self.context.enabled and self.device.startswith("cuda"):
@@ -120,6 +121,8 @@ class LEAFTrainer:
             self.validate_every = validate_every
         if num_workers is not None:
             self.num_workers = num_workers
+        if first_stage is not None:
+            self.first_stage = first_stage
         self.split = self._fold_split()
         self.output = trainer_output(self.folder.name, self.name, plans_name, self.preset.name,
                                      fold)
@@ -158,14 +161,14 @@ class LEAFTrainer:
         """The preset's network; without pretrained weights, the first stage trained here."""
         if self.preset.pretrained is not None:
             return network_config(self.preset.name, self.prediction_type)
-        folder = trainer_output(self.folder.name, AUTOENCODER_TRAINER, self.plans_name,
+        folder = trainer_output(self.folder.name, self.first_stage, self.plans_name,
                                 self.preset.name, self.fold) / "autoencoder"
         if not (folder / "latent_scale.json").is_file():
             raise LeafnetError(
                 f"the '{self.preset.name}' preset has no pretrained autoencoder and none was "
                 f"trained for this dataset and fold ({folder} is missing). Train it first: "
-                f"leafnet_train {self.folder.name} {AUTOENCODER_TRAINER} -f {self.fold} "
-                f"--preset {self.preset.name}"
+                f"leafnet_train {self.folder.name} {self.first_stage} -f {self.fold} "
+                f"--preset {self.preset.name} (or choose another with --first-stage)"
             )
         scale = json.loads((folder / "latent_scale.json").read_text())["latent_scale"]
         return network_config(self.preset.name, self.prediction_type, str(folder), scale)
