@@ -2,6 +2,9 @@
 PYTHON3 ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RAW := $(or $(LEAFNET_RAW),leafnet_raw)
+RESULTS := $(or $(LEAFNET_RESULTS),leafnet_results)
+DEMO_OUT := $(RESULTS)/demo_predictions
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean-venv
@@ -20,6 +23,13 @@ demo: $(STAMP)
 	$(BIN)/leafnet_train 999 LEAFAutoencoderTrainer_masks --steps 150 --validate-every 50 --c
 	$(BIN)/leafnet_train 999 LEAFTrainer_x0 --first-stage LEAFAutoencoderTrainer_masks \
 		--steps 150 --validate-every 50 --c
+	$(BIN)/leafnet_predict -d 999 -tr LEAFTrainer_x0 -i $(RAW)/Dataset999_LeafnetDemo/imagesTs \
+		-o $(DEMO_OUT) --save_probabilities
+	$(BIN)/leafnet_evaluate -ref $(RAW)/Dataset999_LeafnetDemo/labelsTs -pred $(DEMO_OUT) \
+		--hd95 --overlays $(DEMO_OUT)/overlays --images $(RAW)/Dataset999_LeafnetDemo/imagesTs
+	@echo "demo done. raw data: $(RAW)/Dataset999_LeafnetDemo; model and its validation/test" \
+		"summaries: $(RESULTS)/Dataset999_LeafnetDemo/LEAFTrainer_x0__leafnetPlans__small/fold_0;" \
+		"test predictions, summary.json and overlays: $(DEMO_OUT)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -121,21 +121,32 @@ class LEAFNetwork(nn.Module):
         """The backbone's prediction from concat(z_x, z_t) (image latent first)."""
         return self.backbone(torch.cat([image_latent, noisy_latent], dim=1), timesteps)
 
+    def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The latent shape ``(B, 4, H/f, W/f)`` of images of ``image_shape``."""
+        factor = 2 ** (len(self.config.autoencoder["block_out_channels"]) - 1)
+        channels = self.config.autoencoder["latent_channels"]
+        return (image_shape[0], channels, image_shape[2] // factor, image_shape[3] // factor)
+
     @torch.no_grad()
     def predict(self, image: torch.Tensor, generator: torch.Generator | None = None,
-                num_samples: int = 1) -> torch.Tensor:
+                num_samples: int = 1, noise: torch.Tensor | None = None) -> torch.Tensor:
         """One reverse step from Gaussian noise at t = T-1; the probability map, averaged
-        over ``num_samples`` noise draws (1 = the paper's single sample)."""
+        over ``num_samples`` noise draws (1 = the paper's single sample). ``noise`` of shape
+        ``(num_samples, *latent_shape)`` replaces the draws (for per-image seeding)."""
         image_latent = self.encode_image(image)
         timesteps = torch.full((image.shape[0],), self.schedule.last_timestep,
                                device=image.device, dtype=torch.long)
         probability = torch.zeros(image.shape[0], 1, *image.shape[2:], device=image.device)
-        for _ in range(num_samples):
-            noise = torch.randn(image_latent.shape, generator=generator,
-                                device="cpu" if generator is None else generator.device)
-            noise = noise.to(image_latent.device, image_latent.dtype)
-            output = self.denoise(image_latent, noise, timesteps)
-            z0 = estimate_z0(self.config.prediction_type, output, noise, timesteps, self.schedule)
+        for sample in range(num_samples):
+            if noise is not None:
+                draw = noise[sample]
+            else:
+                draw = torch.randn(image_latent.shape, generator=generator,
+                                   device="cpu" if generator is None else generator.device)
+            noise_sample = draw.to(image_latent.device, image_latent.dtype)
+            output = self.denoise(image_latent, noise_sample, timesteps)
+            z0 = estimate_z0(self.config.prediction_type, output, noise_sample, timesteps,
+                             self.schedule)
             probability += self.decode_mask(z0.to(image_latent.dtype)).float()
         return probability / num_samples
 

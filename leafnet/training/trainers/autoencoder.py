@@ -106,6 +106,9 @@ class LEAFAutoencoderTrainer(LEAFTrainer):
         return {"dice": float(np.mean([s[0] for s in scores])),
                 "iou": float(np.mean([s[1] for s in scores]))}
 
+    def after_training(self) -> None:
+        """The first stage has no segmentation to predict."""
+
     @torch.no_grad()
     def export(self) -> None:
         """Save the (EMA) autoencoder and 1 / std of the training masks' latents."""

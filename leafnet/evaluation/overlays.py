@@ -1,0 +1,57 @@
+"""Overlay pictures: image with reference (green) and prediction (red) contours, for the worst
+and best cases of a summary, because people look before they read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from leafnet.atomic import atomic_path  # noqa: E402
+from leafnet.imageio import read_image, read_label, strip_ending  # noqa: E402
+
+
+def _image_for(case_file: Path, images: Path | None, shape: tuple[int, int]) -> np.ndarray:
+    if images is not None:
+        stem = strip_ending(case_file.name)
+        for candidate in sorted(images.glob(f"{stem}*")):
+            if strip_ending(candidate.name) in (stem, f"{stem}_0000"):
+                image = read_image(candidate)[0]
+                image = image[:3] if image.shape[0] >= 3 else np.repeat(image[:1], 3, axis=0)
+                image = np.moveaxis(image, 0, -1).astype(np.float32)
+                return (image - image.min()) / max(float(image.max() - image.min()), 1e-6)
+    return np.full((*shape, 3), 0.5, dtype=np.float32)
+
+
+def write_overlays(summary: dict[str, Any], folder: Path, images: Path | None = None,
+                   count: int = 3, label: str = "1") -> list[Path]:
+    """PNG overlays of the ``count`` worst and best cases by Dice of ``label``."""
+    cases = [c for c in summary["metric_per_case"] if label in c["metrics"]]
+    ranked = sorted(cases, key=lambda c: c["metrics"][label]["Dice"])
+    chosen = [("worst", c) for c in ranked[:count]] + [("best", c) for c in ranked[::-1][:count]]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for rank, case in chosen:
+        reference = read_label(Path(case["reference_file"]))[0] == int(label)
+        prediction = read_label(Path(case["prediction_file"]))[0] == int(label)
+        image = _image_for(Path(case["reference_file"]), images, reference.shape)
+        figure, axis = plt.subplots(figsize=(5, 5 * reference.shape[0] / reference.shape[1]))
+        axis.imshow(image)
+        for mask, colour in ((reference, "lime"), (prediction, "red")):
+            if mask.any() and not mask.all():
+                axis.contour(mask.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
+        name = strip_ending(Path(case["reference_file"]).name)
+        axis.set_title(f"{rank}: {name}  Dice {case['metrics'][label]['Dice']:.3f} "
+                       "(green reference, red prediction)", fontsize=8)
+        axis.axis("off")
+        path = folder / f"{rank}_{name}.png"
+        with atomic_path(path) as temporary:
+            figure.savefig(temporary, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+        written.append(path)
+    return written

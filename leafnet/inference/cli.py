@@ -1,0 +1,72 @@
+"""``leafnet_predict -i IN -o OUT [-d ID] [-tr TRAINER] [-f FOLD] ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from leafnet.errors import LeafnetError, exit_on_user_error
+from leafnet.evaluation.stability import seed_stability
+from leafnet.inference.model_discovery import find_model
+from leafnet.inference.predict_folder import predict_folder
+from leafnet.inference.predictor import LEAFPredictor
+from leafnet.training.trainers.base import default_device
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leafnet_predict",
+        description="Segment a folder of images with a trained LEAF model (one reverse step); "
+        "labels are written at each input's size, in its format (JPEG inputs give PNG).")
+    parser.add_argument("-i", "--input", type=Path, required=True)
+    parser.add_argument("-o", "--output", type=Path, required=True)
+    parser.add_argument("-d", "--dataset")
+    parser.add_argument("-tr", "--trainer")
+    parser.add_argument("-f", "--fold", type=int)
+    parser.add_argument("-p", "--plans")
+    parser.add_argument("--preset")
+    parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best")
+    parser.add_argument("--save_probabilities", action="store_true",
+                        help="also write CASE.npz with the probability map at original size")
+    parser.add_argument("--seed", type=int, default=0, help="fixes the noise")
+    parser.add_argument("--num_samples", type=int, default=1,
+                        help="average K noise draws before thresholding (default 1, the paper)")
+    parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    parser.add_argument("--continue", dest="continue_prediction", action="store_true",
+                        help="skip inputs whose output exists")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--num_seeds", type=int, default=1,
+                        help="with -ref: predict with seeds 0..N-1 into OUT/seed_S/ and report "
+                        "each seed's mean Dice and their std in OUT/stability.json (Table 4)")
+    parser.add_argument("-ref", "--reference", type=Path,
+                        help="reference labels for --num_seeds")
+    return parser
+
+
+@exit_on_user_error("leafnet_predict")
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    folder = find_model(args.dataset, args.trainer, args.fold, args.plans, args.preset)
+    predictor = LEAFPredictor.from_folder(folder, args.checkpoint,
+                                          args.device or default_device(), args.batch_size)
+    if args.num_seeds > 1:
+        if args.reference is None:
+            raise LeafnetError("--num_seeds needs -ref REFERENCE_LABELS to evaluate each seed")
+        numbers = seed_stability(predictor, args.input, args.reference, args.output,
+                                 list(range(args.num_seeds)))
+        print(f"model: {folder}\nmean Dice over {args.num_seeds} seeds "
+              f"{numbers['mean_dice']:.4f} +- {numbers['std_dice']:.4f} (std of per-seed "
+              f"means); {args.output / 'stability.json'}")
+        return
+    result = predict_folder(predictor, args.input, args.output, args.seed, args.num_samples,
+                            args.save_probabilities, args.continue_prediction)
+    print(f"model: {folder}")
+    print(f"{len(result.written)} predicted, {len(result.skipped)} skipped (already there), "
+          f"written to {args.output}")
+    if result.failed:
+        lines = "\n".join(f"  {case}: {error}" for case, error in result.failed.items())
+        print(f"{len(result.failed)} inputs failed:\n{lines}", file=sys.stderr)
+        total = len(result.failed) + len(result.written) + len(result.skipped)
+        raise LeafnetError(f"{len(result.failed)} of {total} inputs could not be predicted "
+                           "(listed above)")

@@ -1,0 +1,50 @@
+"""Finding the trained model to predict with: the only one there is, or the one the flags name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leafnet.errors import LeafnetError
+from leafnet.paths import results_root
+from leafnet.raw_format import parse_dataset_id
+
+
+def trained_models(root: Path | None = None) -> list[Path]:
+    """Fold folders of diffusion trainers (first-stage trainers excluded) with a checkpoint."""
+    root = results_root() if root is None else root
+    folders = []
+    for checkpoint in sorted(root.glob("Dataset*/*__*__*/fold_*/checkpoint_final.pth")):
+        folder = checkpoint.parent
+        if not folder.parent.name.startswith("LEAFAutoencoderTrainer"):
+            folders.append(folder)
+    return folders
+
+
+def _describe(folder: Path) -> str:
+    trainer, plans, preset = folder.parent.name.split("__")
+    dataset = folder.parent.parent.name
+    return (f"{dataset}/{folder.parent.name}/{folder.name}  (-d {dataset[7:10]} -tr {trainer} "
+            f"-f {folder.name.removeprefix('fold_')} -p {plans} --preset {preset})")
+
+
+def find_model(dataset: str | None = None, trainer: str | None = None, fold: int | None = None,
+               plans: str | None = None, preset: str | None = None) -> Path:
+    """The fold folder selected by the given flags; an error lists the candidates otherwise."""
+    candidates = trained_models()
+    if dataset is not None:
+        number = f"{parse_dataset_id(dataset):03d}"
+        candidates = [c for c in candidates if c.parent.parent.name[7:10] == number]
+    for value, index in ((trainer, 0), (plans, 1), (preset, 2)):
+        if value is not None:
+            candidates = [c for c in candidates if c.parent.name.split("__")[index] == value]
+    if fold is not None:
+        candidates = [c for c in candidates if c.name == f"fold_{fold}"]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise LeafnetError(f"no trained model matches in {results_root()}; train one with "
+                           "leafnet_train (models found: "
+                           f"{len(trained_models())})")
+    listing = "\n  ".join(_describe(c) for c in candidates)
+    raise LeafnetError(f"{len(candidates)} trained models match; choose one with the flags "
+                       f"shown:\n  {listing}")

@@ -1,0 +1,85 @@
+"""LEAFPredictor: numpy images in, masks and probabilities at the images' own size out.
+
+Preprocessing comes from the model's saved plans only: the plans' intensity window to uint8,
+resampling to the planned size, ``x / 127.5 - 1``; the probability map is resampled back
+bilinearly and thresholded at 0.5. The noise of image i, sample k is drawn from a generator
+seeded with ``seed + k``, so a prediction does not depend on the batch it was made in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leafnet.errors import LeafnetError
+from leafnet.models.network import LEAFNetwork
+from leafnet.preprocessing import normalize_to_uint8, resize_image, resize_probabilities
+from leafnet.training.checkpointing import network_from_checkpoint
+
+
+@dataclass
+class Prediction:
+    label: np.ndarray
+    probability: np.ndarray
+
+
+class LEAFPredictor:
+    """A trained network with the plans it was trained under."""
+
+    def __init__(self, network: LEAFNetwork, plans: dict, device: str = "cpu",
+                 batch_size: int = 4) -> None:
+        self.network = network.to(device).eval()
+        self.plans, self.device, self.batch_size = plans, device, batch_size
+        foreground = plans["label_handling"]["foreground_labels"]
+        self.foreground_value = int(foreground[0]) if foreground else 1
+
+    @classmethod
+    def from_folder(cls, folder: Path, checkpoint: str = "best", device: str = "cpu",
+                    batch_size: int = 4) -> LEAFPredictor:
+        """Load ``checkpoint_<checkpoint>.pth`` (EMA weights) and ``plans.json`` of a fold
+        folder; without a best checkpoint (no validation cases) the final one is used."""
+        path = folder / f"checkpoint_{checkpoint}.pth"
+        if not path.is_file() and checkpoint == "best":
+            path = folder / "checkpoint_final.pth"
+        plans = json.loads((folder / "plans.json").read_text())
+        return cls(network_from_checkpoint(path, device=device), plans, device, batch_size)
+
+    def _check(self, image: np.ndarray) -> None:
+        channels = self.plans["num_channels"]
+        if image.ndim != 3 or image.shape[0] != channels:
+            raise LeafnetError(f"expected an image with {channels} channel(s) (C, H, W), "
+                               f"got shape {tuple(image.shape)}")
+
+    def _noise(self, batch: int, seed: int, num_samples: int) -> torch.Tensor:
+        height, width = self.plans["target_size"]
+        shape = self.network.latent_shape((1, 3, height, width))[1:]
+        draws = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + k))
+                 for k in range(num_samples)]
+        return torch.stack(draws)[:, None].expand(num_samples, batch, *shape)
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[np.ndarray], seed: int = 0,
+                num_samples: int = 1) -> list[Prediction]:
+        """Masks (the dataset's foreground value) and probabilities of ``(C, H, W)`` images."""
+        for image in images:
+            self._check(image)
+        size = tuple(self.plans["target_size"])
+        windows = self.plans["normalisation"]["windows"]
+        results = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start:start + self.batch_size]
+            batch = np.stack([resize_image(normalize_to_uint8(image, windows), size)
+                              for image in chunk]).astype(np.float32) / 127.5 - 1
+            tensor = torch.from_numpy(batch).to(self.device)
+            noise = self._noise(len(chunk), seed, num_samples)
+            probability = self.network.predict(tensor, num_samples=num_samples, noise=noise)
+            for image, map_ in zip(chunk, probability[:, 0].float().cpu().numpy(), strict=True):
+                original = resize_probabilities(map_, tuple(image.shape[1:]))
+                label = (original > 0.5).astype(np.uint8) * self.foreground_value
+                results.append(Prediction(label, original.astype(np.float32)))
+        return results

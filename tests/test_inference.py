@@ -1,0 +1,183 @@
+"""Prediction and evaluation with a tiny model trained for a few steps on the demo data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from conftest import disc_mask, rgb, save
+
+from leafnet.dataset_conversion import convert_demo
+from leafnet.errors import LeafnetError
+from leafnet.evaluation.cli import main as evaluate_main
+from leafnet.evaluation.evaluate import evaluate_folders, hd95
+from leafnet.imageio import read_image, read_label, write_image
+from leafnet.inference.cli import main as predict_main
+from leafnet.inference.model_discovery import find_model
+from leafnet.inference.predict_folder import predict_folder
+from leafnet.inference.predictor import LEAFPredictor
+from leafnet.planning import plan_and_preprocess
+from leafnet.training.registry import find_trainer
+
+FOLDERS = ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inference")
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in FOLDERS:
+            patch.setenv(variable, str(root / variable.lower()))
+        convert_demo(num_cases=20, size=64, num_processes=1, show_progress=False)
+        plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(64, 64),
+                            show_progress=False)
+        for name in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0"):
+            find_trainer(name)(999, num_steps=3, num_workers=0, show_progress=False).run()
+    return root
+
+
+@pytest.fixture
+def results(trained, monkeypatch, tmp_path):
+    shutil.copytree(trained / "leafnet_results", tmp_path / "results")
+    monkeypatch.setenv("LEAFNET_RESULTS", str(tmp_path / "results"))
+    return tmp_path / "results"
+
+
+def test_pngs_of_several_sizes_keep_their_sizes_and_label_values(results, tmp_path):
+    for index, (height, width) in enumerate([(64, 64), (50, 90), (120, 33)]):
+        save(tmp_path / "in" / f"case{index}_0000.png", rgb(height, width, index))
+    predictor = LEAFPredictor.from_folder(find_model())
+    result = predict_folder(predictor, tmp_path / "in", tmp_path / "out", show_progress=False)
+    assert len(result.written) == 3 and not result.failed
+    for index, (height, width) in enumerate([(64, 64), (50, 90), (120, 33)]):
+        label, _ = read_label(tmp_path / "out" / f"case{index}.png")
+        assert label.shape == (height, width) and set(np.unique(label)) <= {0, 1}
+
+
+def test_nifti_input_keeps_its_geometry(results, tmp_path):
+    (tmp_path / "in").mkdir()
+    write_image(tmp_path / "in" / "scan.nii.gz", np.moveaxis(rgb(40, 48), -1, 0))
+    image = sitk.ReadImage(str(tmp_path / "in" / "scan.nii.gz"))
+    image.SetSpacing((0.7, 0.3))
+    image.SetOrigin((5.0, -2.0))
+    sitk.WriteImage(image, str(tmp_path / "in" / "scan.nii.gz"))
+    predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-device", "cpu"])
+    written = sitk.ReadImage(str(tmp_path / "out" / "scan.nii.gz"))
+    assert written.GetSize() == (48, 40)
+    assert written.GetSpacing() == pytest.approx((0.7, 0.3))
+    assert written.GetOrigin() == pytest.approx((5.0, -2.0))
+
+
+def test_in_memory_api_equals_the_command_and_seeds_reproduce(results, tmp_path):
+    save(tmp_path / "in" / "a.jpg", rgb(70, 60, 4))
+    predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--seed", "7",
+                  "--save_probabilities", "-device", "cpu"])
+    image, _ = read_image(tmp_path / "in" / "a.jpg")
+    predictor = LEAFPredictor.from_folder(find_model())
+    in_memory = predictor.predict([image], seed=7)[0]
+    np.testing.assert_array_equal(read_label(tmp_path / "out" / "a.png")[0], in_memory.label)
+    saved = np.load(tmp_path / "out" / "a.npz")["probabilities"]
+    np.testing.assert_allclose(saved, in_memory.probability, atol=1e-6)
+    again = predictor.predict([image, image], seed=7)
+    np.testing.assert_allclose(again[1].probability, in_memory.probability, atol=1e-5)
+    other = predictor.predict([image], seed=8)[0]
+    assert not np.allclose(other.probability, in_memory.probability)
+
+
+def test_corrupt_input_is_reported_and_the_rest_predicted(results, tmp_path, capsys):
+    save(tmp_path / "in" / "good.png", rgb(32, 32))
+    (tmp_path / "in" / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as exited:
+        predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-device", "cpu"])
+    assert exited.value.code == 1
+    error = capsys.readouterr().err
+    assert "bad: " in error and "bad.png" in error and "1 of 2 inputs" in error
+    assert (tmp_path / "out" / "good.png").is_file()
+    (tmp_path / "in" / "bad.png").unlink()
+    predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--continue",
+                  "-device", "cpu"])
+    assert "0 predicted, 1 skipped (already there)" in capsys.readouterr().out
+
+
+def test_model_discovery_lists_candidates(results):
+    second = results / "Dataset999_LeafnetDemo" / "LEAFTrainer_v__leafnetPlans__tiny"
+    shutil.copytree(results / "Dataset999_LeafnetDemo" / "LEAFTrainer_x0__leafnetPlans__tiny",
+                    second)
+    with pytest.raises(LeafnetError, match="2 trained models match") as raised:
+        find_model()
+    assert "-tr LEAFTrainer_v" in str(raised.value) and "-tr LEAFTrainer_x0" in str(raised.value)
+    assert find_model(trainer="LEAFTrainer_v").parent == second
+    with pytest.raises(LeafnetError, match="no trained model matches"):
+        find_model(dataset="5")
+
+
+def test_metrics_on_hand_made_masks_including_empty_cases(tmp_path):
+    reference, prediction = tmp_path / "ref", tmp_path / "pred"
+    square = np.zeros((10, 10), np.uint8)
+    square[2:6, 2:6] = 1
+    shifted = np.zeros((10, 10), np.uint8)
+    shifted[2:6, 4:8] = 1
+    save(reference / "a.png", square)
+    save(prediction / "a.png", shifted)
+    save(reference / "b.png", np.zeros((10, 10), np.uint8))
+    save(prediction / "b.png", np.zeros((10, 10), np.uint8))
+    save(reference / "c.png", np.zeros((10, 10), np.uint8))
+    save(prediction / "c.png", square)
+    summary = evaluate_folders(reference, prediction, with_hd95=True)
+    per_case = {json.dumps(c["reference_file"])[-7:-1]: c["metrics"]["1"]
+                for c in summary["metric_per_case"]}
+    assert per_case["/a.png"]["Dice"] == pytest.approx(0.5)  # 8 shared of 16 + 16
+    assert per_case["/a.png"]["IoU"] == pytest.approx(8 / 24)
+    assert per_case["/a.png"]["HD95"] == pytest.approx(2.0)
+    assert per_case["/b.png"]["Dice"] == 1.0 and np.isnan(per_case["/b.png"]["HD95"])
+    assert per_case["/c.png"]["Dice"] == 0.0
+    assert summary["mean"]["1"]["Dice"] == pytest.approx(0.5)
+    assert summary["foreground_mean"]["IoU"] == pytest.approx((8 / 24 + 1 + 0) / 3)
+    assert "empty" in summary["empty_reference_convention"]
+
+
+def test_hd95_of_identical_masks_is_zero():
+    assert hd95(disc_mask(20, 20) > 0, disc_mask(20, 20) > 0) == 0.0
+
+
+def test_evaluate_command_writes_summary(tmp_path, capsys):
+    save(tmp_path / "ref" / "a.png", disc_mask(16, 16))
+    save(tmp_path / "pred" / "a.png", disc_mask(16, 16))
+    evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred")])
+    summary = json.loads((tmp_path / "pred" / "summary.json").read_text())
+    assert summary["foreground_mean"]["Dice"] == 1.0
+    assert "1 cases: Dice 1.0000" in capsys.readouterr().out
+
+
+def test_overlays_show_the_worst_and_best_cases(tmp_path, capsys):
+    for index in range(4):
+        save(tmp_path / "img" / f"c{index}_0000.png", rgb(24, 24, index))
+        save(tmp_path / "ref" / f"c{index}.png", disc_mask(24, 24))
+        prediction = np.roll(disc_mask(24, 24), index * 2, axis=1)
+        save(tmp_path / "pred" / f"c{index}.png", prediction)
+    evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"),
+                   "--overlays", str(tmp_path / "overlays"), "--images", str(tmp_path / "img")])
+    names = sorted(p.name for p in (tmp_path / "overlays").iterdir())
+    assert names[0].startswith("best_c0") and "worst_c3.png" in names and len(names) == 6
+
+
+def test_trainer_writes_validation_and_test_summaries(results):
+    folder = find_model()
+    for split in ("validation", "test"):
+        summary = json.loads((folder / split / "summary.json").read_text())
+        assert summary["num_cases"] >= 1 and 0 <= summary["foreground_mean"]["Dice"] <= 1
+    first = summary["metric_per_case"][0]
+    assert read_label(first["prediction_file"])[0].shape == read_label(
+        first["reference_file"])[0].shape
+
+
+def test_stability_over_seeds(results, trained, tmp_path, capsys):
+    raw = trained / "leafnet_raw" / "Dataset999_LeafnetDemo"
+    predict_main(["-i", str(raw / "imagesTs"), "-o", str(tmp_path / "stab"), "--num_seeds", "3",
+                  "-ref", str(raw / "labelsTs"), "-device", "cpu"])
+    numbers = json.loads((tmp_path / "stab" / "stability.json").read_text())
+    assert numbers["seeds"] == [0, 1, 2] and numbers["std_dice"] >= 0
+    assert "mean Dice over 3 seeds" in capsys.readouterr().out
