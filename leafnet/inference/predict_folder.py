@@ -45,7 +45,7 @@ class FolderResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def input_cases(folder: Path, num_channels: int) -> list[InputCase]:
+def input_cases(folder: Path) -> list[InputCase]:
     """Raw naming (``CASE_0000.png``, channel files grouped) or plain image files."""
     if not folder.is_dir():
         raise LeafnetError(f"{folder}: no such input folder")
@@ -72,10 +72,23 @@ def _read(case: InputCase) -> tuple[np.ndarray, ImageProperties]:
 def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: Path,
                    seed: int = 0, num_samples: int = 1, save_probabilities: bool = False,
                    continue_prediction: bool = False, show_progress: bool = True) -> FolderResult:
-    """Predict every case of ``input_folder`` into ``output_folder``."""
-    cases = input_cases(input_folder, predictor.plans["num_channels"])
+    """Predict every case of ``input_folder`` into ``output_folder``, in device batches of the
+    predictor's batch size."""
+    cases = input_cases(input_folder)
     output_folder.mkdir(parents=True, exist_ok=True)
     result = FolderResult()
+    pending: list[tuple[InputCase, Path, np.ndarray, ImageProperties]] = []
+
+    def flush() -> None:
+        predictions = predictor.predict([item[2] for item in pending], seed, num_samples)
+        for (case, target, _, properties), prediction in zip(pending, predictions, strict=True):
+            write_label(target, prediction.label, properties)
+            if save_probabilities:
+                with atomic_path(output_folder / f"{case.case_id}.npz") as temporary:
+                    np.savez_compressed(temporary, probabilities=prediction.probability)
+            result.written.append(target)
+        pending.clear()
+
     for case in tqdm(cases, desc="predicting", disable=not show_progress):
         target = output_folder / f"{case.case_id}{case.output_ending}"
         if continue_prediction and target.is_file():
@@ -83,13 +96,13 @@ def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: 
             continue
         try:
             image, properties = _read(case)
-            prediction = predictor.predict([image], seed, num_samples)[0]
+            predictor.check_image(image)
         except LeafnetError as error:
             result.failed[case.case_id] = str(error)
             continue
-        write_label(target, prediction.label, properties)
-        if save_probabilities:
-            with atomic_path(output_folder / f"{case.case_id}.npz") as temporary:
-                np.savez_compressed(temporary, probabilities=prediction.probability)
-        result.written.append(target)
+        pending.append((case, target, image, properties))
+        if len(pending) == predictor.batch_size:
+            flush()
+    if pending:
+        flush()
     return result

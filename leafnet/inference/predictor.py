@@ -49,7 +49,9 @@ class LEAFPredictor:
         plans = json.loads((folder / "plans.json").read_text())
         return cls(network_from_checkpoint(path, device=device), plans, device, batch_size)
 
-    def _check(self, image: np.ndarray) -> None:
+    def check_image(self, image: np.ndarray) -> None:
+        """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the
+        plans' channel count."""
         channels = self.plans["num_channels"]
         if image.ndim != 3 or image.shape[0] != channels:
             raise LeafnetError(f"expected an image with {channels} channel(s) (C, H, W), "
@@ -67,7 +69,7 @@ class LEAFPredictor:
                 num_samples: int = 1) -> list[Prediction]:
         """Masks (the dataset's foreground value) and probabilities of ``(C, H, W)`` images."""
         for image in images:
-            self._check(image)
+            self.check_image(image)
         size = tuple(self.plans["target_size"])
         windows = self.plans["normalisation"]["windows"]
         results = []
