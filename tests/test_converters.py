@@ -226,3 +226,14 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     assert exited.value.code == 1
     expected = f"leafnet_convert: error: {tmp_path / 'missing'}: no such folder"
     assert capsys.readouterr().err.strip() == expected
+
+
+def test_split_option_parsing():
+    from leafnet.dataset_conversion.folder import parse_split
+
+    assert parse_split("ratio:0.7,0.1,0.2") == {"rule": "ratio", "train": 0.7, "val": 0.1,
+                                                 "test": 0.2}
+    assert parse_split("kfold:5") == {"rule": "kfold", "folds": 5}
+    assert parse_split("official_test") == {"rule": "official_test", "val": 0.1}
+    with pytest.raises(LeafnetError, match="not understood"):
+        parse_split("ratio:a,b,c")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ DEFAULT_AFFIXES = (("", ""), ("mask_", ""), ("", "_segmentation"), ("", "_mask")
 def parse_split(text: str) -> dict[str, Any]:
     """``ratio:0.8,0.1,0.1``, ``official_test:0.1`` or ``kfold:5`` as a ``leafnet_split`` rule."""
     rule, _, values = text.partition(":")
-    try:
+    with contextlib.suppress(ValueError):
         numbers = [float(v) for v in values.split(",") if v.strip()]
         if rule == "ratio" and len(numbers) == 3:
             return {"rule": "ratio", "train": numbers[0], "val": numbers[1], "test": numbers[2]}
@@ -37,8 +38,6 @@ def parse_split(text: str) -> dict[str, Any]:
             return {"rule": "official_test", "val": numbers[0] if numbers else 0.1}
         if rule == "kfold" and len(numbers) == 1 and numbers[0].is_integer():
             return {"rule": "kfold", "folds": int(numbers[0])}
-    except ValueError:
-        pass
     raise LeafnetError(
         f"--split '{text}' is not understood; use ratio:TRAIN,VAL,TEST (e.g. ratio:0.8,0.1,0.1), "
         "official_test:VAL_FRACTION or kfold:K"
