@@ -30,10 +30,14 @@ def _image_for(case_file: Path, images: Path | None, shape: tuple[int, int]) -> 
 
 def write_overlays(summary: dict[str, Any], folder: Path, images: Path | None = None,
                    count: int = 3, label: str = "1") -> list[Path]:
-    """PNG overlays of the ``count`` worst and best cases by Dice of ``label``."""
+    """PNG overlays of the ``count`` worst and best cases by Dice of ``label``; the best are
+    taken among cases with a non-empty reference (an empty one predicted empty scores 1 but
+    shows nothing)."""
     cases = [c for c in summary["metric_per_case"] if label in c["metrics"]]
     ranked = sorted(cases, key=lambda c: c["metrics"][label]["Dice"])
-    chosen = [("worst", c) for c in ranked[:count]] + [("best", c) for c in ranked[::-1][:count]]
+    with_reference = [c for c in ranked if c["metrics"][label]["n_ref"] > 0] or ranked
+    chosen = ([("worst", c) for c in ranked[:count]]
+              + [("best", c) for c in with_reference[::-1][:count]])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for rank, case in chosen:
