@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from leafnet.atomic import copy_file, write_json
-from leafnet.errors import LeafnetError
 from leafnet.paths import preprocessed_root
 from leafnet.planning.fingerprint import CaseStatisticsTask, build_fingerprint
 from leafnet.planning.plans import (
     DEFAULT_PRESET,
     DEFAULT_TARGET_SIZE,
+    PLANS_FILE,
+    SPLITS_FILE,
     check_plan_options,
     make_plans,
     preprocessing_hash,
@@ -36,12 +37,11 @@ from leafnet.raw_format import (
     load_dataset_json,
     source_signature,
 )
+from leafnet.utilities.json_files import read_json
 from leafnet.utilities.parallel import parallel_map
 from leafnet.verification import assert_dataset_ok
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
-PLANS_FILE = "leafnet_plans.json"
-SPLITS_FILE = "splits_final.json"
 
 
 @dataclass
@@ -57,21 +57,13 @@ class PlanningResult:
     removed: int
 
 
-def _read_json(path: Path) -> Any | None:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else None
-    except json.JSONDecodeError as error:
-        raise LeafnetError(f"{path}: is not valid JSON ({error}); fix it or run with --clean") \
-            from error
-
-
 def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _clean(folder: Path) -> None:
     """Remove what planning generated; a user's own splits_final.json stays."""
-    splits = _read_json(folder / SPLITS_FILE)
+    splits = read_json(folder / SPLITS_FILE)
     keep_splits = splits is not None and not (
         isinstance(splits, dict) and splits.get("generated_by") == GENERATED_BY)
     for path in folder.iterdir() if folder.is_dir() else []:
@@ -110,7 +102,7 @@ def plan_and_preprocess(
     copy_file(raw_folder / "dataset.json", folder / "dataset.json")
 
     signature = _digest({case_id: source_signature(case) for case_id, case in training.items()})
-    fingerprint = _read_json(folder / FINGERPRINT_FILE)
+    fingerprint = read_json(folder / FINGERPRINT_FILE)
     if fingerprint is None or fingerprint.get("source_signature") != signature:
         statistics = parallel_map(CaseStatisticsTask(len(description.labels)), training.values(),
                                   num_processes, f"fingerprinting {raw_folder.name}",
@@ -119,7 +111,7 @@ def plan_and_preprocess(
         fingerprint["source_signature"] = signature
         write_json(folder / FINGERPRINT_FILE, fingerprint)
 
-    plans = _read_json(folder / PLANS_FILE) or make_plans(
+    plans = read_json(folder / PLANS_FILE) or make_plans(
         raw_folder.name, description, fingerprint, preset or DEFAULT_PRESET,
         target_size or DEFAULT_TARGET_SIZE)
     if preset is not None:

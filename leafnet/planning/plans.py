@@ -17,6 +17,8 @@ from leafnet.models.presets import PRESETS
 from leafnet.raw_format import DatasetDescription
 
 PLANS_NAME = "leafnetPlans"
+PLANS_FILE = "leafnet_plans.json"
+SPLITS_FILE = "splits_final.json"
 DEFAULT_PRESET = "paper"
 DEFAULT_TARGET_SIZE = (256, 256)
 DEFAULT_BATCH_SIZE = 4
@@ -104,3 +106,8 @@ def preprocessing_hash(plans: dict[str, Any]) -> str:
     relevant = {key: plans[key] for key in
                 ("target_size", "normalisation", "resampling", "preprocessing_version")}
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plans_file(plans_name: str) -> str:
+    """The file of plans ``plans_name``: ``leafnet_plans.json`` for the default plans."""
+    return PLANS_FILE if plans_name == PLANS_NAME else f"{plans_name}.json"

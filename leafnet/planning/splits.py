@@ -9,12 +9,12 @@ after checking that every id exists and that no test case is trained or validate
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from leafnet.errors import LeafnetError
+from leafnet.utilities.json_files import read_json
 
 DEFAULT_SEED = 12345
 GENERATED_BY = "leafnet"
@@ -93,11 +93,8 @@ def load_or_make_splits(
 ) -> tuple[dict[str, Any], bool]:
     """The splits to use and whether they are the user's own (kept as they are)."""
     known = set(training_ids) | set(test_ids)
-    if path.is_file():
-        try:
-            existing = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise LeafnetError(f"{path}: is not valid JSON ({error})") from error
+    existing = read_json(path)
+    if existing is not None:
         user_supplied = not (isinstance(existing, dict)
                              and existing.get("generated_by") == GENERATED_BY)
         if user_supplied:

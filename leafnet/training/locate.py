@@ -6,6 +6,7 @@ from pathlib import Path
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import preprocessed_root, results_root
+from leafnet.planning.plans import PLANS_FILE
 from leafnet.raw_format import list_datasets, parse_dataset_id
 
 
@@ -13,7 +14,7 @@ def preprocessed_dataset(dataset: str | int) -> Path:
     """``leafnet_preprocessed/DatasetXXX_Name`` with plans, or an error naming the command."""
     number = parse_dataset_id(dataset)
     found = list_datasets(preprocessed_root()).get(number, [])
-    if not found or not (found[0] / "leafnet_plans.json").is_file():
+    if not found or not (found[0] / PLANS_FILE).is_file():
         raise LeafnetError(
             f"dataset {number:03d} has not been planned and preprocessed (nothing in "
             f"{preprocessed_root()}); run 'leafnet_plan_and_preprocess -d {number}' first"

@@ -38,7 +38,7 @@ from leafnet.models.network import (
 )
 from leafnet.models.presets import Preset, get_preset
 from leafnet.models.teachers import Teacher, load_teacher
-from leafnet.planning.plans import PLANS_NAME
+from leafnet.planning.plans import SPLITS_FILE, plans_file
 from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json, read_case
 from leafnet.training.checkpointing import (
     load_checkpoint,
@@ -49,8 +49,10 @@ from leafnet.training.data_loading import PreprocessedCases, make_loader
 from leafnet.training.distributed import init_distributed, shutdown_distributed
 from leafnet.training.locate import preprocessed_dataset, trainer_output
 from leafnet.training.progress import log_line, plot_progress
+from leafnet.utilities.json_files import read_json
 
 AUTOENCODER_TRAINER = "LEAFAutoencoderTrainer"
+PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
 
 
 def default_device() -> str:
@@ -114,9 +116,8 @@ class LEAFTrainer:
         self.name = type(self).__name__
         self.folder = preprocessed_dataset(dataset)
         self.plans_name = plans_name
-        plans_file = "leafnet_plans.json" if plans_name == PLANS_NAME else f"{plans_name}.json"
-        self.plans_path = self.folder / plans_file
-        self.plans = self._read_json(self.plans_path)
+        self.plans_path = self.folder / plans_file(plans_name)
+        self.plans = read_json(self.plans_path, PREPROCESS_FIX)
         self.preset: Preset = get_preset(preset or self.plans["preset"])
         self.fold, self.seed, self.show_progress = fold, seed, show_progress
         self.num_steps = num_steps if num_steps is not None else type(self).num_steps
@@ -146,14 +147,8 @@ class LEAFTrainer:
         self.best_dice = -1.0
 
     # -- set-up ---------------------------------------------------------------------------
-    @staticmethod
-    def _read_json(path: Path) -> Any:
-        if not path.is_file():
-            raise LeafnetError(f"{path} is missing; run leafnet_plan_and_preprocess")
-        return json.loads(path.read_text())
-
     def _fold_split(self) -> dict[str, list[str]]:
-        splits = self._read_json(self.folder / "splits_final.json")
+        splits = read_json(self.folder / SPLITS_FILE, PREPROCESS_FIX)
         folds = splits["folds"] if isinstance(splits, dict) else splits
         if not 0 <= self.fold < len(folds):
             raise LeafnetError(f"fold {self.fold} does not exist; splits_final.json has "
@@ -177,22 +172,23 @@ class LEAFTrainer:
         scale = json.loads((folder / "latent_scale.json").read_text())["latent_scale"]
         return network_config(self.preset.name, self.prediction_type, str(folder), scale)
 
-    def teacher_grid(self) -> int:
-        """The grid of the first U-Net encoder block (16 for 256 px images)."""
+    def first_block_output(self) -> tuple[int, int]:
+        """Grid side and channels of the first U-Net encoder block's output (16 for 256 px
+        images): the teacher's token grid and the projector's input width."""
         latent = self.network.encode_image(torch.zeros(1, 3, *self.plans["target_size"],
                                                        device=self.device))
-        grids = []
+        shapes = []
         handle = self.network.backbone.encoder_blocks()[0].register_forward_hook(
-            lambda _m, _i, out: grids.append((out[0] if isinstance(out, tuple) else out).shape))
+            lambda _m, _i, out: shapes.append((out[0] if isinstance(out, tuple) else out).shape))
         with torch.no_grad():
             self.network.denoise(latent, latent, torch.zeros(1, dtype=torch.long,
                                                              device=self.device))
         handle.remove()
-        height, width = grids[0][-2:]
+        channels, height, width = shapes[0][-3:]
         if height != width:
             raise LeafnetError(f"feature alignment needs a square grid, the U-Net's first block "
                                f"is {height}x{width}; use a square target size")
-        return height
+        return height, channels
 
     def _load_teacher(self, grid: int) -> Teacher:
         return load_teacher(self.teacher, grid)
@@ -206,7 +202,7 @@ class LEAFTrainer:
         self.online_teacher: Teacher | None = None
         parameters = trainable_parameters(self.network)
         if self.teacher is not None:
-            grid = self.teacher_grid()
+            grid, channels = self.first_block_output()
             if self.teacher_features == "cache":
                 self.cache = self._cache(grid)
                 dim = int(next(iter(self.cache.views.values())).shape[-1])
@@ -214,26 +210,20 @@ class LEAFTrainer:
                 self.online_teacher = self._load_teacher(grid).to(self.device)
                 dim = self.online_teacher.dim
             self.hook = EncoderFeatureHook(self.network.backbone, grid * grid)
-            with self.hook, torch.no_grad():
-                latent = self.network.encode_image(torch.zeros(1, 3, *self.plans["target_size"],
-                                                               device=self.device))
-                self.network.denoise(latent, latent, torch.zeros(1, dtype=torch.long,
-                                                                 device=self.device))
             torch.manual_seed(self.seed + 1)
-            self.projector = Projector(self.hook.channels(), dim).to(self.device)
+            self.projector = Projector(channels, dim).to(self.device)
             parameters += list(self.projector.parameters())
         return parameters
 
     def _cache(self, grid: int) -> FeatureCache:
-        if self.context.is_main:
-            cache = load_or_build_cache(self.folder, self.teacher, grid, self.train_cases,
-                                        lambda: self._load_teacher(grid), self.device,
-                                        show_progress=self.show_progress)
-        self.context.barrier()
+        """Rank 0 builds (or validates) the cache while the other ranks wait, then they load it."""
         if not self.context.is_main:
-            cache = load_or_build_cache(self.folder, self.teacher, grid, self.train_cases,
-                                        lambda: self._load_teacher(grid), self.device,
-                                        show_progress=False)
+            self.context.barrier()
+        cache = load_or_build_cache(self.folder, self.teacher, grid, self.train_cases,
+                                    lambda: self._load_teacher(grid), self.device,
+                                    show_progress=self.show_progress and self.context.is_main)
+        if self.context.is_main:
+            self.context.barrier()
         return cache
 
     def trained_module(self) -> nn.Module:
