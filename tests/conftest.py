@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +12,30 @@ import pytest
 from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FOLDER_VARIABLES = ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS", "LEAFNET_WEIGHTS")
+
+
+@contextmanager
+def planned_tiny_demo(root: Path, num_cases: int) -> Iterator[pytest.MonkeyPatch]:
+    """leafnet folders under ``root`` holding the demo dataset (64 px) planned for the tiny
+    preset; yields the patch that points at them, for module fixtures that train inside it."""
+    from leafnet.dataset_conversion import convert_demo
+    from leafnet.planning import plan_and_preprocess
+
+    with pytest.MonkeyPatch.context() as patch:
+        for variable in FOLDER_VARIABLES:
+            patch.setenv(variable, str(root / variable.lower()))
+        convert_demo(num_cases=num_cases, size=64, num_processes=1, show_progress=False)
+        plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(64, 64),
+                            show_progress=False)
+        yield patch
 
 
 @pytest.fixture(autouse=True)
 def leafnet_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Point every leafnet folder into the test's temporary directory."""
     folders = {}
-    for variable in ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS", "LEAFNET_WEIGHTS"):
+    for variable in FOLDER_VARIABLES:
         folder = tmp_path / variable.lower()
         folder.mkdir()
         monkeypatch.setenv(variable, str(folder))

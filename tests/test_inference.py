@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import disc_mask, rgb, save
+from conftest import disc_mask, planned_tiny_demo, rgb, save
 
-from leafnet.dataset_conversion import convert_demo
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.cli import main as evaluate_main
 from leafnet.evaluation.evaluate import evaluate_folders, hd95
@@ -19,21 +18,13 @@ from leafnet.inference.cli import main as predict_main
 from leafnet.inference.model_discovery import find_model
 from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.predictor import LEAFPredictor
-from leafnet.planning import plan_and_preprocess
 from leafnet.training.registry import find_trainer
-
-FOLDERS = ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS")
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("inference")
-    with pytest.MonkeyPatch.context() as patch:
-        for variable in FOLDERS:
-            patch.setenv(variable, str(root / variable.lower()))
-        convert_demo(num_cases=20, size=64, num_processes=1, show_progress=False)
-        plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(64, 64),
-                            show_progress=False)
+    with planned_tiny_demo(root, num_cases=20):
         for name in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0"):
             find_trainer(name)(999, num_steps=3, num_workers=0, show_progress=False).run()
     return root

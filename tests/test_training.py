@@ -12,19 +12,16 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import FOLDER_VARIABLES, planned_tiny_demo
 from test_teachers import install_tiny_teachers
 
-from leafnet.dataset_conversion import convert_demo
 from leafnet.errors import LeafnetError
 from leafnet.features.cache import FLIP_STATES, load_or_build_cache
 from leafnet.models.teachers import load_teacher
-from leafnet.planning import plan_and_preprocess
 from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.cli import main as train_main
 from leafnet.training.data_loading import apply_flip
 from leafnet.training.registry import find_trainer
-
-FOLDERS = ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS", "LEAFNET_WEIGHTS")
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +29,7 @@ def prepared(tmp_path_factory):
     """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stage trained
     for a few steps, and tiny teachers installed."""
     root = tmp_path_factory.mktemp("training")
-    with pytest.MonkeyPatch.context() as patch:
-        for variable in FOLDERS:
-            patch.setenv(variable, str(root / variable.lower()))
-        convert_demo(num_cases=40, size=64, num_processes=1, show_progress=False)
-        plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(64, 64),
-                            show_progress=False)
+    with planned_tiny_demo(root, num_cases=40):
         find_trainer("LEAFAutoencoderTrainer")(999, num_steps=20, validate_every=20,
                                                num_workers=0, show_progress=False).run()
         install_tiny_teachers(root)
@@ -163,7 +155,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, environment: dict[str, st
 
 
 def test_ddp_on_two_gloo_processes_matches_one_process_with_the_full_batch(env):
-    environment = {k: os.environ[k] for k in FOLDERS}
+    environment = {k: os.environ[k] for k in FOLDER_VARIABLES}
     mp.spawn(_ddp_worker, args=(2, _free_port(), environment), nprocs=2, join=True)
     output = (env / "leafnet_results" / "Dataset999_LeafnetDemo"
               / "LEAFTrainer_x0_distill__leafnetPlans__tiny" / "fold_0")

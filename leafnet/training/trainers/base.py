@@ -24,10 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from leafnet.diffusion import estimate_z0
 from leafnet.errors import LeafnetError
-from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.features.cache import FeatureCache, load_or_build_cache
-from leafnet.imageio import write_label
+from leafnet.inference.predict_cases import predict_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.models.distillation import EncoderFeatureHook, Projector, distillation_loss
 from leafnet.models.network import (
@@ -39,7 +38,7 @@ from leafnet.models.network import (
 from leafnet.models.presets import Preset, get_preset
 from leafnet.models.teachers import Teacher, load_teacher
 from leafnet.planning.plans import SPLITS_FILE, plans_file
-from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json, read_case
+from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import (
     load_checkpoint,
     save_checkpoint,
@@ -345,28 +344,16 @@ class LEAFTrainer:
             self._log(f"raw dataset {self.folder.name} not found: validation/test predictions "
                       "skipped")
             return
-        description = load_dataset_json(raw)
-        subsets = dataset_cases(raw, description.image_ending, description.file_ending)
-        cases = {**subsets.get("Tr", {}), **subsets.get("Ts", {})}
         predictor = LEAFPredictor.from_folder(self.output, "best", self.device)
         for split, case_ids in (("validation", self.split["val"]), ("test", self.split["test"])):
             if not case_ids:
                 continue
             folder = self.output / split
-            folder.mkdir(exist_ok=True)
-            pairs = []
-            for case_id in case_ids:
-                image, _, properties = read_case(cases[case_id])
-                target = folder / f"{case_id}{description.file_ending}"
-                write_label(target, predictor.predict([image], seed=self.seed)[0].label,
-                            properties[0])
-                if cases[case_id].label is not None:
-                    pairs.append((cases[case_id].label, target))
-            if pairs:
-                summary = evaluate_pairs(pairs)
-                write_summary(summary, folder / "summary.json")
+            summary = predict_cases(predictor, raw, case_ids, folder, self.seed)
+            if summary is not None:
                 means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
-                self._log(f"{split}: {len(pairs)} cases, {means} ({folder / 'summary.json'})")
+                self._log(f"{split}: {summary['num_cases']} cases, {means} "
+                          f"({folder / 'summary.json'})")
 
     def export(self) -> None:
         """Anything a later stage needs besides checkpoint_final (the first stage saves itself)."""

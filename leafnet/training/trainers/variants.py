@@ -44,10 +44,14 @@ class LEAFTrainer_v_distill(LEAFTrainer_v):
     distill_lambda = 0.75
 
 
+def lambda_variant_name(value: float) -> str:
+    """``LEAFTrainer_x0_distill_lam0p5`` for 0.5."""
+    return f"LEAFTrainer_x0_distill_lam{str(value).replace('.', 'p')}"
+
+
 def _lambda_variant(value: float) -> type[LEAFTrainer_x0_distill]:
-    name = f"LEAFTrainer_x0_distill_lam{str(value).replace('.', 'p')}"
-    return type(name, (LEAFTrainer_x0_distill,), {"distill_lambda": value,
-                                                  "__module__": __name__})
+    return type(lambda_variant_name(value), (LEAFTrainer_x0_distill,),
+                {"distill_lambda": value, "__module__": __name__})
 
 
 LAMBDA_VARIANTS = {variant.__name__: variant for variant in map(_lambda_variant, PAPER_LAMBDAS)}

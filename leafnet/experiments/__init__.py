@@ -1,0 +1,1 @@
+"""Reproducing the paper's tables as commands (leafnet_experiment)."""

@@ -1,0 +1,106 @@
+"""One table row's training run: reused when it is finished, resumed when it is not, skipped
+(with the reason) when it needs teacher weights that are not installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leafnet.errors import LeafnetError
+from leafnet.models.teachers import TEACHERS
+from leafnet.models.weights.store import entry_folder, installed
+from leafnet.training.checkpointing import load_checkpoint
+from leafnet.training.registry import find_trainer
+from leafnet.training.trainers.base import LEAFTrainer
+
+FINAL = "checkpoint_final.pth"
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every run of one table shares, so that its rows differ only in the trainer."""
+
+    dataset: str | int
+    fold: int = 0
+    plans: str = "leafnetPlans"
+    preset: str | None = None
+    steps: int | None = None
+    seed: int = 12345
+    validate_every: int | None = None
+    first_stage: str = "LEAFAutoencoderTrainer_masks"
+    first_stage_steps: int | None = None
+    device: str | None = None
+    show_progress: bool = True
+
+
+@dataclass
+class Run:
+    trainer: LEAFTrainer
+    status: str
+    reason: str = ""
+
+    @property
+    def folder(self) -> Path:
+        return self.trainer.output
+
+
+def make_trainer(name: str, settings: RunSettings, steps: int | None = None) -> LEAFTrainer:
+    return find_trainer(name)(
+        settings.dataset, fold=settings.fold, plans_name=settings.plans, preset=settings.preset,
+        device=settings.device, seed=settings.seed, num_steps=steps,
+        validate_every=settings.validate_every, first_stage=settings.first_stage,
+        show_progress=settings.show_progress)
+
+
+def missing_teacher(trainer: LEAFTrainer) -> str | None:
+    """Why ``trainer`` cannot run here (its teacher's weights are not installed), or None."""
+    if trainer.teacher is None:
+        return None
+    entry = TEACHERS.get(trainer.teacher, trainer.teacher)
+    if installed().get(entry) is not None:
+        return None
+    return (f"needs the {entry} teacher weights, not installed in {entry_folder(entry).parent} "
+            f"(leafnet_weights fetch {entry})")
+
+
+def finished_state(trainer: LEAFTrainer) -> dict[str, Any] | None:
+    """The final checkpoint of ``trainer``'s run if it reached the requested steps with the
+    requested seed; None when there is none or it has fewer steps (so training resumes)."""
+    path = trainer.output / FINAL
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path)
+    if state["seed"] != trainer.seed:
+        raise LeafnetError(f"{trainer.output} was trained with seed {state['seed']}, not "
+                           f"{trainer.seed}; pass --seed {state['seed']} to reuse it or move "
+                           "the folder away to train it again")
+    if state["step"] > trainer.num_steps:
+        raise LeafnetError(f"{trainer.output} was trained for {state['step']} steps, more than "
+                           f"the {trainer.num_steps} requested; pass --steps {state['step']} to "
+                           "reuse it or move the folder away to train it again")
+    return state if state["step"] == trainer.num_steps else None
+
+
+def ensure_first_stage(trainer: LEAFTrainer, settings: RunSettings) -> None:
+    """Train (or finish) the first-stage autoencoder a preset without pretrained weights needs."""
+    if trainer.preset.pretrained is not None:
+        return
+    first = make_trainer(settings.first_stage, settings, settings.first_stage_steps)
+    if settings.first_stage_steps is None and (first.output / FINAL).is_file():
+        return
+    if finished_state(first) is None:
+        first.run(continue_training=True)
+
+
+def ensure_run(name: str, settings: RunSettings) -> Run:
+    """The row's run: skipped, reused as it is, or trained / resumed to the requested steps."""
+    trainer = make_trainer(name, settings, settings.steps)
+    reason = missing_teacher(trainer)
+    if reason is not None:
+        return Run(trainer, "skipped", reason)
+    if finished_state(trainer) is not None:
+        return Run(trainer, "reused")
+    ensure_first_stage(trainer, settings)
+    trainer.run(continue_training=True)
+    return Run(trainer, "trained")

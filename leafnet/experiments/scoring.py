@@ -1,0 +1,67 @@
+"""Scoring one run on its fold's test split with N noise seeds, reusing what is still valid."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leafnet.atomic import write_json
+from leafnet.errors import LeafnetError
+from leafnet.inference.predict_cases import predict_cases
+from leafnet.inference.predictor import LEAFPredictor
+from leafnet.raw_format import find_dataset
+from leafnet.training.trainers.base import LEAFTrainer
+from leafnet.utilities.json_files import read_json
+
+MODEL_FILE = "model.json"
+
+
+def _model_identity(run_folder: Path, checkpoint: str) -> dict[str, Any]:
+    """Which checkpoint file the predictions came from (path, size, mtime)."""
+    path = run_folder / f"checkpoint_{checkpoint}.pth"
+    if not path.is_file():
+        path = run_folder / "checkpoint_final.pth"
+    status = path.stat()
+    return {"checkpoint": str(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
+                     checkpoint: str = "best", show_progress: bool = True) -> dict[str, Any]:
+    """Predict the test split into ``output/seed_S/`` for each seed and return the per-seed
+    foreground means with their mean and standard deviation (ddof 1). Seeds whose summary was
+    made from the same checkpoint file are not predicted again."""
+    case_ids = trainer.split["test"]
+    if not case_ids:
+        raise LeafnetError(f"fold {trainer.fold} of {trainer.folder.name} has no test cases; the "
+                           "tables are measured on the test split (add imagesTs/labelsTs or a "
+                           "split rule with a test share, then run leafnet_plan_and_preprocess)")
+    identity = _model_identity(trainer.output, checkpoint)
+    model_file = output / MODEL_FILE
+    if model_file.is_file() and read_json(model_file) != identity:
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    write_json(model_file, identity)
+    raw = find_dataset(trainer.folder.name)
+    predictor = None
+    per_seed = {}
+    for seed in seeds:
+        folder = output / f"seed_{seed}"
+        if not (folder / "summary.json").is_file():
+            if predictor is None:
+                predictor = LEAFPredictor.from_folder(trainer.output, checkpoint, trainer.device)
+            if predict_cases(predictor, raw, case_ids, folder, seed, show_progress) is None:
+                raise LeafnetError(f"the test cases of {raw} have no labels (labelsTs), so the "
+                                   "table cannot be scored; add them or use a split with a "
+                                   "labelled test share")
+        per_seed[seed] = read_json(folder / "summary.json")["foreground_mean"]
+    result: dict[str, Any] = {"seeds": seeds, "num_cases": len(case_ids),
+                              "checkpoint": identity["checkpoint"],
+                              "per_seed": {str(s): m for s, m in per_seed.items()}}
+    for metric in ("Dice", "IoU"):
+        values = np.array([m[metric] for m in per_seed.values()])
+        result[metric] = float(values.mean())
+        result[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+    return result
