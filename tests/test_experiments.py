@@ -100,6 +100,19 @@ def test_stability_reports_the_std_of_the_per_seed_mean_dice(env):
     assert "Dice std over seeds (%)" in markdown and "noise seed(s) 0, 1, 2" in markdown
 
 
+def test_lambda_table_runs_the_distill_rows_once_teacher_weights_are_installed(env):
+    install_tiny_teachers(env)
+    result = run_experiment("lambda", settings())
+    rows = result["rows"]
+    assert [row["labels"]["lambda"] for row in rows] == ["0", "0.15", "0.25", "0.5", "0.75",
+                                                         "1", "1.25"]
+    assert rows[0]["trainer"] == "LEAFTrainer_x0"
+    assert [row["trainer"] for row in rows[1:3]] == ["LEAFTrainer_x0_distill_lam0p15",
+                                                     "LEAFTrainer_x0_distill_lam0p25"]
+    assert [row["status"] for row in rows] == ["reused"] + ["trained"] * 6
+    assert all(row["steps"] == STEPS for row in rows)
+
+
 def test_more_steps_continue_the_runs_and_fewer_are_refused(env):
     result = run_experiment("stability", settings(STEPS + 1), seeds=1)
     for row in result["rows"]:
@@ -107,16 +120,3 @@ def test_more_steps_continue_the_runs_and_fewer_are_refused(env):
         assert row["validation"]["step"] == [1, 2, 3, 4]
     with pytest.raises(LeafnetError, match=f"pass --steps {STEPS + 1} to reuse it"):
         run_experiment("stability", settings(STEPS))
-
-
-def test_lambda_table_runs_the_distill_rows_once_teacher_weights_are_installed(env):
-    install_tiny_teachers(env)
-    result = run_experiment("lambda", settings(2 * STEPS))
-    rows = result["rows"]
-    assert [row["labels"]["lambda"] for row in rows] == ["0", "0.15", "0.25", "0.5", "0.75",
-                                                         "1", "1.25"]
-    assert rows[0]["trainer"] == "LEAFTrainer_x0"
-    assert [row["trainer"] for row in rows[1:3]] == ["LEAFTrainer_x0_distill_lam0p15",
-                                                     "LEAFTrainer_x0_distill_lam0p25"]
-    assert {row["status"] for row in rows} == {"trained"}
-    assert all(row["steps"] == 2 * STEPS for row in rows)

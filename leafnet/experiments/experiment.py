@@ -39,6 +39,13 @@ def _training_record(run: Run) -> dict[str, Any]:
                            "iou": history["val_iou"]}}
 
 
+def _common_fields(trainer: LEAFTrainer) -> dict[str, Any]:
+    """What every row of a table shares (taken from its first row's trainer)."""
+    return {"dataset": trainer.folder.name, "preset": trainer.preset.name, "fold": trainer.fold,
+            "plans": trainer.plans_name, "steps": trainer.num_steps, "device": trainer.device,
+            "num_test_cases": len(trainer.split["test"])}
+
+
 def run_experiment(table_name: str, settings: RunSettings, seeds: int | None = None,
                    output: Path | None = None, checkpoint: str = "best") -> dict[str, Any]:
     """Every row of ``table_name`` trained or reused, scored with seeds 0..N-1 on the test
@@ -46,29 +53,29 @@ def run_experiment(table_name: str, settings: RunSettings, seeds: int | None = N
     table = get_table(table_name)
     started = time.perf_counter()
     seed_list = list(range(seeds if seeds is not None else table.default_seeds))
-    rows, first = [], None
+    rows: list[dict[str, Any]] = []
+    common: dict[str, Any] = {}
     for row in table.rows:
         run_started = time.perf_counter()
         run = ensure_run(row.trainer, settings)
-        first = first or run.trainer
-        output = output or default_output(table.name, first)
+        if not common:
+            common = _common_fields(run.trainer)
+            output = output or default_output(table.name, run.trainer)
         record: dict[str, Any] = {"labels": row.labels, "trainer": row.trainer,
                                   "status": run.status, "reason": run.reason,
                                   "run_folder": str(run.folder)}
         if run.status != "skipped":
             record.update(_training_record(run))
-            record["wall_seconds_this_call"] = time.perf_counter() - run_started
+            record["train_wall_seconds_this_call"] = time.perf_counter() - run_started
+            scoring_started = time.perf_counter()
             record["test"] = evaluate_on_test(run.trainer, output / "test" / row.trainer,
                                               seed_list, checkpoint, settings.show_progress)
+            record["test_wall_seconds_this_call"] = time.perf_counter() - scoring_started
         rows.append(record)
     result = {
         "table": table.name, "title": table.title, "label_columns": list(table.label_columns),
-        "dataset": first.folder.name, "preset": first.preset.name, "fold": settings.fold,
-        "plans": settings.plans, "steps": first.num_steps, "seed": settings.seed,
-        "seeds": seed_list, "checkpoint": checkpoint, "num_test_cases": len(first.split["test"]),
-        "note": table.note, "settings": {k: str(v) if isinstance(v, Path) else v
-                                         for k, v in asdict(settings).items()},
-        "machine": machine(), "device": first.device, "rows": rows,
+        **common, "seed": settings.seed, "seeds": seed_list, "checkpoint": checkpoint,
+        "note": table.note, "settings": asdict(settings), "machine": machine(), "rows": rows,
         "wall_seconds_this_call": time.perf_counter() - started,
     }
     result["files"] = {k: str(v) for k, v in write_report(output, result).items()}
