@@ -17,6 +17,7 @@ from leafnet.experiments import scoring
 from leafnet.experiments.cli import main as experiment_main
 from leafnet.experiments.experiment import run_experiment
 from leafnet.experiments.runs import RunSettings
+from leafnet.imageio import read_label
 from leafnet.training.trainers.base import LEAFTrainer
 
 STEPS = 3
@@ -75,6 +76,17 @@ def test_parameterization_table_measures_rows_and_skips_rows_without_teacher(env
     assert "| prediction | feature alignment | Dice (%) | IoU (%) | status |" in markdown
     assert markdown.count("skipped: needs the dinov2-vitb14-reg teacher weights") == 3
     assert markdown in printed
+    floor = result["all_foreground_reference"]
+    raw = env / "leafnet_raw" / "Dataset999_LeafnetDemo"
+    test_ids = json.loads((env / "leafnet_preprocessed" / "Dataset999_LeafnetDemo"
+                           / "splits_final.json").read_text())["test"]
+    truths = [read_label(raw / folder / f"{case}.png")[0] for case in test_ids
+              for folder in ("labelsTr", "labelsTs") if (raw / folder / f"{case}.png").is_file()]
+    fractions = [float((truth > 0).mean()) for truth in truths]
+    assert len(truths) == result["num_test_cases"]
+    assert floor["Dice"] == pytest.approx(np.mean([2 * f / (1 + f) for f in fractions]))
+    assert floor["IoU"] == pytest.approx(np.mean(fractions))
+    assert f"marking every pixel foreground scores Dice {100 * floor['Dice']:.2f}" in markdown
     assert (folder / "parameterization_validation_dice.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from leafnet.benchmarks.report import machine
 from leafnet.experiments.report import write_report
 from leafnet.experiments.runs import FINAL, Run, RunSettings, ensure_run
-from leafnet.experiments.scoring import evaluate_on_test
+from leafnet.experiments.scoring import all_foreground_reference, evaluate_on_test
 from leafnet.experiments.tables import get_table
 from leafnet.paths import results_root
 from leafnet.training.checkpointing import load_checkpoint
@@ -43,7 +43,8 @@ def _common_fields(trainer: LEAFTrainer) -> dict[str, Any]:
     """What every row of a table shares (taken from its first row's trainer)."""
     return {"dataset": trainer.folder.name, "preset": trainer.preset.name, "fold": trainer.fold,
             "plans": trainer.plans_name, "steps": trainer.num_steps, "device": trainer.device,
-            "num_test_cases": len(trainer.split["test"])}
+            "num_test_cases": len(trainer.split["test"]),
+            "all_foreground_reference": all_foreground_reference(trainer)}
 
 
 def run_experiment(table_name: str, settings: RunSettings, seeds: int | None = None,

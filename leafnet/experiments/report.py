@@ -51,6 +51,11 @@ def markdown(result: dict[str, Any]) -> str:
              f"{', '.join(map(str, result['seeds']))}, checkpoint {result['checkpoint']}.", "",
              "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_cells(result)]
+    floor = result["all_foreground_reference"]
+    if floor is not None:
+        lines += ["", "Reference: marking every pixel foreground scores Dice "
+                  f"{_percent(floor['Dice'])}"
+                  f" and IoU {_percent(floor['IoU'])} on this test split."]
     if result.get("note"):
         lines += ["", result["note"]]
     return "\n".join(lines) + "\n"

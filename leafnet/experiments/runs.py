@@ -9,7 +9,7 @@ from typing import Any
 
 from leafnet.errors import LeafnetError
 from leafnet.models.teachers import TEACHERS
-from leafnet.models.weights.store import entry_folder, installed
+from leafnet.models.weights.store import installed
 from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.registry import find_trainer
 from leafnet.training.trainers.base import LEAFTrainer
@@ -60,7 +60,7 @@ def missing_teacher(trainer: LEAFTrainer) -> str | None:
     entry = TEACHERS.get(trainer.teacher, trainer.teacher)
     if installed().get(entry) is not None:
         return None
-    return (f"needs the {entry} teacher weights, not installed in {entry_folder(entry).parent} "
+    return (f"needs the {entry} teacher weights, not installed "
             f"(leafnet_weights fetch {entry})")
 
 

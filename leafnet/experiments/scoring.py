@@ -10,7 +10,9 @@ import numpy as np
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
-from leafnet.inference.predict_cases import predict_cases
+from leafnet.evaluation.metrics import dice_and_iou
+from leafnet.imageio import read_label
+from leafnet.inference.predict_cases import predict_cases, split_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer
@@ -26,6 +28,24 @@ def _model_identity(run_folder: Path, checkpoint: str) -> dict[str, Any]:
         path = run_folder / "checkpoint_final.pth"
     status = path.stat()
     return {"checkpoint": str(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+
+def all_foreground_reference(trainer: LEAFTrainer) -> dict[str, float] | None:
+    """Dice and IoU of marking every pixel foreground on the test split: the floor a model must
+    beat to have learnt more than "there is a large object" (Kvasir-SEG: Dice 23%). None when
+    the test split has no labelled cases."""
+    foreground = [int(v) for v in trainer.plans["label_handling"]["foreground_labels"]] or [1]
+    cases = split_cases(find_dataset(trainer.folder.name), trainer.split["test"]).values()
+    labelled = [case.label for case in cases if case.label is not None]
+    if not labelled:
+        return None
+    scores = []
+    for label in labelled:
+        truth = read_label(label)[0]
+        everything = np.ones(truth.shape, dtype=bool)
+        scores.append([dice_and_iou(everything, truth == value) for value in foreground])
+    values = np.array(scores)
+    return {"Dice": float(values[..., 0].mean()), "IoU": float(values[..., 1].mean())}
 
 
 def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],

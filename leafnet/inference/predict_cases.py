@@ -12,13 +12,11 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import write_label
 from leafnet.inference.predictor import LEAFPredictor
-from leafnet.raw_format import dataset_cases, load_dataset_json, read_case
+from leafnet.raw_format import CaseFiles, dataset_cases, load_dataset_json, read_case
 
 
-def predict_cases(predictor: LEAFPredictor, raw_dataset: Path, case_ids: list[str],
-                  output: Path, seed: int, show_progress: bool = False) -> dict[str, Any] | None:
-    """Write ``output/CASE<file_ending>`` for each case (imagesTr or imagesTs) and, when the
-    cases have labels, ``output/summary.json``; return that summary (None without labels)."""
+def split_cases(raw_dataset: Path, case_ids: list[str]) -> dict[str, CaseFiles]:
+    """The files of ``case_ids``, wherever they are (imagesTr or imagesTs), in that order."""
     description = load_dataset_json(raw_dataset)
     subsets = dataset_cases(raw_dataset, description.image_ending, description.file_ending)
     cases = {**subsets.get("Tr", {}), **subsets.get("Ts", {})}
@@ -26,6 +24,15 @@ def predict_cases(predictor: LEAFPredictor, raw_dataset: Path, case_ids: list[st
     if unknown:
         raise LeafnetError(f"cases {unknown[:5]} of the split are not in {raw_dataset}; the raw "
                            "dataset changed after planning: run leafnet_plan_and_preprocess again")
+    return {case_id: cases[case_id] for case_id in case_ids}
+
+
+def predict_cases(predictor: LEAFPredictor, raw_dataset: Path, case_ids: list[str],
+                  output: Path, seed: int, show_progress: bool = False) -> dict[str, Any] | None:
+    """Write ``output/CASE<file_ending>`` for each case (imagesTr or imagesTs) and, when the
+    cases have labels, ``output/summary.json``; return that summary (None without labels)."""
+    description = load_dataset_json(raw_dataset)
+    cases = split_cases(raw_dataset, case_ids)
     output.mkdir(parents=True, exist_ok=True)
     pairs = []
     for case_id in tqdm(case_ids, desc=f"predicting {output.name}", disable=not show_progress):
