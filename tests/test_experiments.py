@@ -119,8 +119,10 @@ def test_lambda_table_runs_the_distill_rows_once_teacher_weights_are_installed(e
     assert [row["labels"]["lambda"] for row in rows] == ["0", "0.15", "0.25", "0.5", "0.75",
                                                          "1", "1.25"]
     assert rows[0]["trainer"] == "LEAFTrainer_x0"
-    assert [row["trainer"] for row in rows[1:3]] == ["LEAFTrainer_x0_distill_lam0p15",
-                                                     "LEAFTrainer_x0_distill_lam0p25"]
+    assert [row["trainer"] for row in rows[1:5]] == ["LEAFTrainer_x0_distill_lam0p15",
+                                                     "LEAFTrainer_x0_distill_lam0p25",
+                                                     "LEAFTrainer_x0_distill_lam0p5",
+                                                     "LEAFTrainer_x0_distill"]
     assert [row["status"] for row in rows] == ["reused"] + ["trained"] * 6
     assert all(row["steps"] == STEPS for row in rows)
 

@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leafnet.errors import LeafnetError
-from leafnet.training.trainers.variants import PAPER_LAMBDAS, lambda_variant_name
+from leafnet.training.trainers.variants import (
+    PAPER_LAMBDAS,
+    LEAFTrainer_x0_distill,
+    lambda_variant_name,
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +37,13 @@ class Table:
 
 
 def _lambda_trainer(value: float) -> str:
-    """lambda = 0 is LEAFTrainer_x0: with a zero weight the alignment term adds no gradient, so
-    the run needs no teacher and is the parameterization table's x0 row."""
+    """lambda = 0 is LEAFTrainer_x0 (a zero weight adds no gradient, so no teacher is needed)
+    and the default lambda is LEAFTrainer_x0_distill: both are rows of the parameterization
+    table, so their runs are shared with it."""
     if value == 0:
         return "LEAFTrainer_x0"
+    if value == LEAFTrainer_x0_distill.distill_lambda:
+        return "LEAFTrainer_x0_distill"
     return lambda_variant_name(value)
 
 
@@ -53,7 +60,8 @@ TABLES = {
         ("lambda",),
         tuple(Row({"lambda": f"{value:g}"}, _lambda_trainer(value)) for value in PAPER_LAMBDAS),
         default_seeds=1,
-        note="lambda = 0 is LEAFTrainer_x0 (the alignment term adds no gradient)."),
+        note="lambda = 0 is LEAFTrainer_x0 (the alignment term adds no gradient) and 0.75 is "
+             "LEAFTrainer_x0_distill: the parameterization table's runs."),
     "stability": Table(
         "stability", "Table 4: stability over noise seeds (std of the per-seed mean Dice)",
         ("prediction",),
