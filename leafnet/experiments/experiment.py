@@ -12,11 +12,10 @@ import numpy as np
 
 from leafnet.benchmarks.report import machine
 from leafnet.experiments.report import write_report
-from leafnet.experiments.runs import FINAL, Run, RunSettings, ensure_run
+from leafnet.experiments.runs import Run, RunSettings, ensure_run
 from leafnet.experiments.scoring import all_foreground_reference, evaluate_on_test
 from leafnet.experiments.tables import get_table
 from leafnet.paths import results_root
-from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.trainers.base import LEAFTrainer
 
 
@@ -29,7 +28,7 @@ def default_output(table: str, trainer: LEAFTrainer) -> Path:
 
 def _training_record(run: Run) -> dict[str, Any]:
     """Steps, time and validation curve of a finished run, from its final checkpoint."""
-    state = load_checkpoint(run.folder / FINAL)
+    state = run.final_state
     history = state["history"]
     seconds = history["step_seconds"]
     return {"steps": int(state["step"]), "train_step_seconds_total": float(np.sum(seconds)),

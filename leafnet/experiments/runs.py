@@ -39,6 +39,7 @@ class Run:
     trainer: LEAFTrainer
     status: str
     reason: str = ""
+    final_state: dict[str, Any] | None = None
 
     @property
     def folder(self) -> Path:
@@ -99,8 +100,9 @@ def ensure_run(name: str, settings: RunSettings) -> Run:
     reason = missing_teacher(trainer)
     if reason is not None:
         return Run(trainer, "skipped", reason)
-    if finished_state(trainer) is not None:
-        return Run(trainer, "reused")
+    state = finished_state(trainer)
+    if state is not None:
+        return Run(trainer, "reused", final_state=state)
     ensure_first_stage(trainer, settings)
     trainer.run(continue_training=True)
-    return Run(trainer, "trained")
+    return Run(trainer, "trained", final_state=load_checkpoint(trainer.output / FINAL))

@@ -28,6 +28,15 @@ class Prediction:
     probability: np.ndarray
 
 
+def checkpoint_path(folder: Path, checkpoint: str = "best") -> Path:
+    """``checkpoint_<checkpoint>.pth`` of a fold folder; without a best checkpoint (no
+    validation cases) the final one."""
+    path = folder / f"checkpoint_{checkpoint}.pth"
+    if not path.is_file() and checkpoint == "best":
+        path = folder / "checkpoint_final.pth"
+    return path
+
+
 class LEAFPredictor:
     """A trained network with the plans it was trained under."""
 
@@ -43,9 +52,7 @@ class LEAFPredictor:
                     batch_size: int = 4) -> LEAFPredictor:
         """Load ``checkpoint_<checkpoint>.pth`` (EMA weights) and ``plans.json`` of a fold
         folder; without a best checkpoint (no validation cases) the final one is used."""
-        path = folder / f"checkpoint_{checkpoint}.pth"
-        if not path.is_file() and checkpoint == "best":
-            path = folder / "checkpoint_final.pth"
+        path = checkpoint_path(folder, checkpoint)
         plans = json.loads((folder / "plans.json").read_text())
         return cls(network_from_checkpoint(path, device=device), plans, device, batch_size)
 

@@ -19,9 +19,15 @@ class LEAFTrainer_x0(LEAFTrainer):
     prediction_type = "x0"
 
 
-class LEAFTrainer_x0_distill(LEAFTrainer_x0):
+class FeatureAlignment:
+    """The paper's alignment settings, mixed into a parameterization: DINOv2, lambda 0.75."""
+
     teacher = "dinov2"
     distill_lambda = 0.75
+
+
+class LEAFTrainer_x0_distill(FeatureAlignment, LEAFTrainer_x0):
+    """x0 prediction with feature alignment: LEAF."""
 
 
 class LEAFTrainer_x0_distill_clip(LEAFTrainer_x0_distill):
@@ -34,14 +40,12 @@ class LEAFTrainer_x0_distill_online(LEAFTrainer_x0_distill):
     teacher_features = "online"
 
 
-class LEAFTrainer_eps_distill(LEAFTrainer_eps):
-    teacher = "dinov2"
-    distill_lambda = 0.75
+class LEAFTrainer_eps_distill(FeatureAlignment, LEAFTrainer_eps):
+    """eps prediction with feature alignment (the ablation table)."""
 
 
-class LEAFTrainer_v_distill(LEAFTrainer_v):
-    teacher = "dinov2"
-    distill_lambda = 0.75
+class LEAFTrainer_v_distill(FeatureAlignment, LEAFTrainer_v):
+    """v prediction with feature alignment (the ablation table)."""
 
 
 def lambda_variant_name(value: float) -> str:
