@@ -54,3 +54,22 @@ def weights_root() -> Path:
     if value:
         return Path(value).expanduser().resolve()
     return Path.home() / ".cache" / "leafnet"
+
+
+def plain_name(value: object, what: str, source: Path | str) -> str:
+    """``value`` if it is a single, ordinary file name; else an error naming ``source``.
+
+    Names read from editable files (a plans file's ``data_identifier``, case ids in a splits
+    file) become paths inside leafnet's folders: a separator, ``..``, ``.`` or a leading dot
+    would make leafnet read, write or delete outside them, so each is checked where it is read.
+    """
+    from leafnet.errors import LeafnetError
+
+    text = value if isinstance(value, str) else ""
+    if (not text or text in (".", "..") or text.startswith(".") or "/" in text or "\\" in text
+            or "\0" in text or text != text.strip()):
+        raise LeafnetError(
+            f"{source}: {what} {value!r} is not a plain name (no '/', '\\', '..', leading '.' "
+            "or surrounding spaces); leafnet only reads and writes inside its own folders. "
+            "Fix the value in that file")
+    return text

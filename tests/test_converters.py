@@ -142,16 +142,20 @@ def test_folder_matches_affixes_and_maps_labels(tmp_path):
     assert dataset_json(folder)["labels"] == {"background": 0, "rim": 1, "cup": 2}
 
 
-def test_folder_thresholds_binary_masks_and_keeps_0_1_masks(tmp_path):
+def test_folder_reads_mixed_0_1_and_0_255_masks_by_an_explicit_map(tmp_path):
     save(tmp_path / "img" / "a.png", rgb(16, 16)[..., 0])
     save(tmp_path / "img" / "b.png", rgb(16, 16)[..., 0])
     save(tmp_path / "msk" / "a.png", disc_mask(16, 16, foreground=255))
     save(tmp_path / "msk" / "b.png", disc_mask(16, 16, foreground=1))
     save(tmp_path / "test_img" / "c.png", rgb(16, 16)[..., 0])
     save(tmp_path / "test_msk" / "c.png", disc_mask(16, 16, foreground=255))
+    with pytest.raises(LeafnetError, match=r"b\.png.*--label-map .*0:0,1:1,255:1"):
+        convert_folder(tmp_path / "img", tmp_path / "msk", 13, "Bin",
+                       test_images=tmp_path / "test_img", test_masks=tmp_path / "test_msk",
+                       **QUIET)
     folder, _ = convert_folder(tmp_path / "img", tmp_path / "msk", 13, "Bin",
                                test_images=tmp_path / "test_img", test_masks=tmp_path / "test_msk",
-                               **QUIET)
+                               label_map=((0, 0), (1, 1), (255, 1)), **QUIET)
     assert list(labels_of(folder, "Ts")) == ["c.png"]
     labels = labels_of(folder)
     np.testing.assert_array_equal(labels["a.png"], disc_mask(16, 16))

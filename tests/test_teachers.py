@@ -25,10 +25,11 @@ def install_tiny_teachers(tmp_path) -> None:
     torch.manual_seed(0)
     dinov2, _ = build_teacher_model(TINY_DINOV2, TINY_DINOV2["native_grid"])
     torch.save(dinov2.state_dict(), tmp_path / "dinov2.pth")
-    install("dinov2-vitb14-reg", [tmp_path / "dinov2.pth"], architecture=TINY_DINOV2)
+    install("dinov2-vitb14-reg", [tmp_path / "dinov2.pth"],
+            options={"architecture": TINY_DINOV2})
     clip, _ = build_teacher_model(TINY_CLIP, TINY_CLIP["native_grid"])
     torch.save({f"visual.{k}": v for k, v in clip.state_dict().items()}, tmp_path / "clip.pt")
-    install("clip-vit-b-16", [tmp_path / "clip.pt"], architecture=TINY_CLIP)
+    install("clip-vit-b-16", [tmp_path / "clip.pt"], options={"architecture": TINY_CLIP})
 
 
 @pytest.mark.parametrize("name, input_size, dim", [("dinov2", 224, 24), ("clip", 256, 32)])

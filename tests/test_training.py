@@ -72,6 +72,11 @@ def test_every_trainer_runs_and_its_loss_falls(env, name):
     for file in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth",
                  "training_log.txt", "progress.png", "plans.json", "dataset.json", "split.json"):
         assert (output / file).is_file(), file
+    for checkpoint in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth"):
+        torch.load(output / checkpoint, map_location="cpu", weights_only=True)
+    if "Autoencoder" not in name:
+        for model in ("model_best", "model_final"):
+            assert (output / model / "network.safetensors").is_file(), model
     assert len(trainer.history["val_dice"]) == 2
 
 

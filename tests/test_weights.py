@@ -8,7 +8,9 @@ diffusers AutoencoderKL's keys back to CompVis' names.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import sys
 import zipfile
 from dataclasses import replace
 
@@ -25,6 +27,7 @@ from leafnet.models.weights.cli import main as weights_main
 from leafnet.models.weights.compvis import check_complete, convert_ldm_unet
 from leafnet.models.weights.download import fetch
 from leafnet.models.weights.sources import RemoteFile, install
+from leafnet.models.weights.store import installed_scale_factor, load_ldm_unet
 
 TINY_LDM = dict(in_channels=4, model_channels=8, out_channels=4, num_res_blocks=1,
                 attention_resolutions=(1, 2), channel_mult=(1, 2, 2), num_heads=2, groups=4)
@@ -124,7 +127,7 @@ def ldm_shaped_tiny_preset(monkeypatch):
 def test_imported_ldm_release_loads_through_the_network_builder(tmp_path,
                                                                 ldm_shaped_tiny_preset):
     autoencoder, reference, vae_zip, unet_zip = tiny_ldm_release(tmp_path)
-    folder = install("ldm-kl8-churches", [vae_zip, unet_zip], architecture={"preset": "tiny"})
+    folder = install("ldm-kl8-churches", [vae_zip, unet_zip], options={"preset": "tiny"})
     assert (folder / "vae" / "diffusion_pytorch_model.safetensors").is_file()
     config = network_config("tiny", "x0")
     config.autoencoder_weights = config.unet_weights = "ldm-kl8-churches"
@@ -179,3 +182,115 @@ def test_missing_weights_are_one_message_naming_the_commands(capsys):
     listing = capsys.readouterr().out
     assert "ldm-kl8-churches" in listing and "not installed" in listing
     assert "lsun_churches.zip" in listing
+
+
+FAKE_LIGHTNING = {
+    "pytorch_lightning/__init__.py": "",
+    "pytorch_lightning/callbacks/__init__.py": "",
+    "pytorch_lightning/callbacks/model_checkpoint.py":
+        "class ModelCheckpoint:\n    pass\n",
+    "pytorch_lightning/utilities/__init__.py": "",
+    "pytorch_lightning/utilities/parsing.py":
+        "class AttributeDict(dict):\n    pass\n",
+}
+
+
+def lightning_release(tmp_path, monkeypatch, scale_factor=None):
+    """lsun_churches.zip as Lightning 1.4 writes it: the whole key layout of the release
+    (U-Net, its EMA copy, the first stage, schedule buffers) plus epoch, global_step, callbacks
+    keyed by a Lightning class, optimizer and scheduler states, and an AttributeDict. The fake
+    ``pytorch_lightning`` is importable only while the file is written."""
+    modules = tmp_path / "fake_site"
+    for relative, text in FAKE_LIGHTNING.items():
+        (modules / relative).parent.mkdir(parents=True, exist_ok=True)
+        (modules / relative).write_text(text)
+    autoencoder, reference, vae_zip, _ = tiny_ldm_release(tmp_path)
+    raw = {f"model.diffusion_model.{k}": v for k, v in reference.state_dict().items()}
+    ema = {"model_ema." + k.removeprefix("model.").replace(".", ""): v + 1.0
+           for k, v in raw.items()}
+    first_stage = {f"first_stage_model.{k}": v
+                   for k, v in compvis_vae_state(autoencoder).items()}
+    schedule = {name: torch.linspace(0, 1, 1000) for name in
+                ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
+                 "posterior_variance", "posterior_log_variance_clipped")}
+    state = {**raw, **ema, **first_stage, **schedule,
+             "model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(7)}
+    if scale_factor is not None:
+        state["scale_factor"] = torch.tensor(scale_factor)
+    monkeypatch.syspath_prepend(str(modules))
+    from pytorch_lightning.callbacks.model_checkpoint import ModelCheckpoint
+    from pytorch_lightning.utilities.parsing import AttributeDict
+
+    layer = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=1e-4)
+    layer(torch.randn(1, 2)).sum().backward()
+    optimizer.step()
+    checkpoint = {
+        "epoch": 3, "global_step": 123, "pytorch-lightning_version": "1.4.2",
+        "state_dict": state,
+        "callbacks": {ModelCheckpoint: {"monitor": None, "best_model_score": None,
+                                        "best_model_path": "", "current_score": None}},
+        "optimizer_states": [optimizer.state_dict()],
+        "lr_schedulers": [{"base_lrs": [1e-4], "last_epoch": 3}],
+        "hyper_parameters": AttributeDict(base_learning_rate=1e-4),
+    }
+    unet_zip = tmp_path / "lsun_churches.zip"
+    unet_zip.unlink()
+    ckpt = tmp_path / "model.ckpt"
+    torch.save(checkpoint, ckpt)
+    with zipfile.ZipFile(unet_zip, "w") as archive:
+        archive.write(ckpt, "model.ckpt")
+    ckpt.unlink()
+    for name in [m for m in sys.modules if m.startswith("pytorch_lightning")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(modules)])
+    with pytest.raises(ModuleNotFoundError):
+        __import__("pytorch_lightning")
+    return reference, vae_zip, unet_zip
+
+
+def test_lightning_checkpoint_imports_without_lightning_or_unpickling_code(
+        tmp_path, monkeypatch, ldm_shaped_tiny_preset):
+    reference, vae_zip, unet_zip = lightning_release(tmp_path, monkeypatch)
+    folder = install("ldm-kl8-churches", [vae_zip, unet_zip], options={"preset": "tiny"})
+    source = json.loads((folder / "source.json").read_text())
+    assert source["unet_weights"].startswith("raw")
+    assert source["scale_factor"] == pytest.approx(0.18215)
+    assert "default" in source["scale_factor_from"]
+    unet = load_ldm_unet(folder / "unet").eval()
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([500])
+    with torch.no_grad():
+        torch.testing.assert_close(unet(x, t).sample, reference(x, t), atol=1e-4, rtol=1e-4)
+    with pytest.raises(LeafnetError, match="module 'pytorch_lightning' is not installed"):
+        install("ldm-kl8-churches", [vae_zip, unet_zip], trust_pickle=True,
+                options={"preset": "tiny"})
+
+
+def test_ema_weights_and_the_checkpoints_scale_factor_are_taken_and_recorded(
+        tmp_path, monkeypatch, ldm_shaped_tiny_preset):
+    reference, vae_zip, unet_zip = lightning_release(tmp_path, monkeypatch, scale_factor=0.2277)
+    with pytest.warns(UserWarning, match="scale_factor is 0.2277"):
+        folder = install("ldm-kl8-churches", [vae_zip, unet_zip],
+                         options={"preset": "tiny", "unet_weights": "ema"})
+    source = json.loads((folder / "source.json").read_text())
+    assert source["unet_weights"].startswith("ema")
+    assert (source["scale_factor"], source["scale_factor_from"]) == (pytest.approx(0.2277),
+                                                                     "checkpoint")
+    assert installed_scale_factor("ldm-kl8-churches") == pytest.approx(0.2277)
+    monkeypatch.setitem(PRESETS, "paper", replace(ldm_shaped_tiny_preset, name="paper",
+                                                  pretrained="ldm-kl8-churches"))
+    assert network_config("paper").latent_scale == pytest.approx(0.2277)
+    ema_conv_in = load_ldm_unet(folder / "unet").state_dict()["conv_in.weight"]
+    raw_conv_in = reference.state_dict()["input_blocks.0.0.weight"]
+    torch.testing.assert_close(ema_conv_in, raw_conv_in + 1.0)
+
+
+class Payload:
+    """A class outside the allow-list: what a malicious checkpoint would reference."""
+
+
+def test_a_class_outside_the_allow_list_is_refused_by_name(tmp_path):
+    path = tmp_path / "odd.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": Payload()}, path)
+    with pytest.raises(LeafnetError, match=r"test_weights\.Payload.*--trust-pickle"):
+        install("ldm-kl8-churches", [path])

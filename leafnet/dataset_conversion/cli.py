@@ -51,9 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--mask-prefix", help="mask name = PREFIX + image stem + SUFFIX")
     pairs.add_argument("--mask-suffix")
     pairs.add_argument("--threshold", type=float,
-                       help="binarise masks: foreground where value >= THRESHOLD")
+                       help="binarise masks: foreground where value >= THRESHOLD (default: "
+                       "decided from all masks and printed)")
     pairs.add_argument("--label-map", type=folder.parse_label_map,
                        help="map mask values to labels, e.g. 0:0,128:1,255:2")
+    pairs.add_argument("--mask-channel", type=int,
+                       help="read colour masks from this channel (0 = R, 1 = G, 2 = B, 3 = "
+                       "alpha)")
     pairs.add_argument("--channels", type=int, choices=(1, 3),
                        help="1 (grayscale) or 3 (RGB); default: the first image's")
     pairs.add_argument("--test-images", type=Path)
@@ -77,7 +81,8 @@ def convert(args: argparse.Namespace) -> tuple[Path, object]:
             args.images, args.masks, name=args.name,
             labels=[label.strip() for label in args.labels.split(",")],
             mask_prefix=args.mask_prefix, mask_suffix=args.mask_suffix,
-            threshold=args.threshold, label_map=args.label_map, channels=args.channels,
+            threshold=args.threshold, label_map=args.label_map,
+            mask_channel=args.mask_channel, channels=args.channels,
             test_images=args.test_images, test_masks=args.test_masks, split=args.split,
             **common)
     return PUBLIC_SOURCES[args.source].convert(args.src, **common)

@@ -1,4 +1,4 @@
-"""Cases converted from source files: how images are normalised and masks turned into labels."""
+"""Cases converted from source files: how images are normalised (masks: see imageio/mask_rule.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,15 @@ import numpy as np
 from PIL import Image
 
 from leafnet.atomic import copy_file
+from leafnet.imageio.mask_rule import MaskRule
 from leafnet.dataset_conversion.source_layout import case_id, pair_by_stem
 from leafnet.errors import LeafnetError
 from leafnet.imageio import (
     SITK_ENDINGS,
     canonical_ending,
+    exif_orientation,
     read_array,
     write_image,
-    write_label,
 )
 
 _MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
@@ -44,8 +45,9 @@ def _to_channels(array: np.ndarray, channels: int, has_alpha: bool, path: Path) 
 class ImageRule:
     """How a source image becomes a raw image: the channel count the dataset declares.
 
-    A source file that already has the right mode and ending is copied byte for byte (no
-    re-encoding of JPEGs); anything else is decoded, converted and written anew.
+    A source file that already has the right mode and ending and no EXIF orientation tag is
+    copied byte for byte (no re-encoding of JPEGs); anything else is decoded (as displayed, the
+    orientation applied), converted and written anew, so that no reader can see it rotated.
     """
 
     channels: int = 3
@@ -57,7 +59,8 @@ class ImageRule:
             return True
         try:
             with Image.open(source) as image:
-                return image.mode == _MODE_FOR_CHANNELS.get(self.channels)
+                return (image.mode == _MODE_FOR_CHANNELS.get(self.channels)
+                        and exif_orientation(image) == 1)
         except OSError:
             return False
 
@@ -68,50 +71,6 @@ class ImageRule:
         array, properties = read_array(source)
         write_image(destination, _to_channels(array, self.channels, properties.has_alpha, source),
                     properties)
-
-
-@dataclass(frozen=True)
-class MaskRule:
-    """How a source mask becomes a label (read from its first channel).
-
-    - ``label_map`` maps each source value to a label; a value it does not name is an error.
-    - ``threshold``: foreground (1) where the value is ``>= threshold`` (``< threshold`` when
-      ``foreground_below``); what binary masks saved as 0/255 or as JPEG need.
-    - neither: values are kept, except that a binary dataset's mask whose values exceed 1 is
-      thresholded at 128 (so 0/1 and 0/255 masks both work).
-    """
-
-    threshold: float | None = None
-    foreground_below: bool = False
-    label_map: tuple[tuple[int, int], ...] | None = None
-    num_labels: int = 2
-
-    def to_label(self, mask: np.ndarray, path: Path) -> np.ndarray:
-        if self.label_map is not None:
-            label = np.zeros(mask.shape, dtype=np.uint8)
-            known = np.zeros(mask.shape, dtype=bool)
-            for source, target in self.label_map:
-                hit = mask == source
-                label[hit] = target
-                known |= hit
-            if not known.all():
-                unknown = np.unique(mask[~known])[:8].tolist()
-                raise LeafnetError(
-                    f"{path}: values {unknown} are not in the label map; add them "
-                    "(--label-map 'SRC:DST,...') or use --threshold"
-                )
-            return label
-        threshold = self.threshold
-        if threshold is None and self.num_labels == 2 and mask.max(initial=0) > 1:
-            threshold = 128
-        if threshold is None:
-            return mask
-        foreground = mask < threshold if self.foreground_below else mask >= threshold
-        return foreground.astype(np.uint8)
-
-    def write(self, source: Path, destination: Path) -> None:
-        array, properties = read_array(source, palette_as_index=True)
-        write_label(destination, self.to_label(array[0], source), properties)
 
 
 @dataclass(frozen=True)

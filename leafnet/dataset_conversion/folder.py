@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,11 @@ from leafnet.dataset_conversion.descriptions import GRAY_CHANNELS, RGB_CHANNELS
 from leafnet.dataset_conversion.file_cases import (
     FileCase,
     ImageRule,
-    MaskRule,
     output_image_ending,
     paired_cases,
 )
-from leafnet.dataset_conversion.source_layout import require_source
+from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule, survey_masks
+from leafnet.dataset_conversion.source_layout import image_files, require_source
 from leafnet.dataset_conversion.writer import write_dataset
 from leafnet.errors import LeafnetError
 from leafnet.imageio import SITK_ENDINGS, file_ending, read_array
@@ -76,6 +77,7 @@ def convert_folder(
     mask_suffix: str | None = None,
     threshold: float | None = None,
     label_map: tuple[tuple[int, int], ...] | None = None,
+    mask_channel: int | None = None,
     channels: int | None = None,
     test_images: Path | None = None,
     test_masks: Path | None = None,
@@ -88,8 +90,9 @@ def convert_folder(
 
     Without a prefix or suffix, masks named ``STEM``, ``mask_STEM``, ``STEM_segmentation``
     and ``STEM_mask`` are found. ``channels`` defaults to the first image's (grayscale 1,
-    anything else 3). See :class:`MaskRule` for ``threshold`` and ``label_map``; without
-    either, 0/255 masks of a binary dataset are thresholded at 128.
+    anything else 3). The masks are read by one rule for the whole dataset, decided from all of
+    them and printed (see :func:`decide_mask_rule`); ``threshold``, ``label_map`` and
+    ``mask_channel`` state it explicitly.
     """
     images, masks = require_source(images), require_source(masks)
     if (test_images is None) != (test_masks is None):
@@ -99,19 +102,25 @@ def convert_folder(
                            f"label, found {list(labels)}")
     affixes = ((mask_prefix or "", mask_suffix or ""),) if (mask_prefix or mask_suffix) \
         else DEFAULT_AFFIXES
-    mask_rule = MaskRule(threshold=threshold, label_map=label_map, num_labels=len(labels))
-    first_image = next(iter(sorted(p for p in images.iterdir() if p.is_file())), None)
+    undecided = MaskRule()
     if channels is None:
+        first_image = next(iter(image_files(images)), None)
         if first_image is None:
+            image_files(images, note_skipped=True)
             raise LeafnetError(f"no images found in {images}")
         channels = _detect_channels(first_image)
     if channels not in (1, 3):
         raise LeafnetError(f"--channels must be 1 (grayscale) or 3 (RGB), found {channels}")
     image_rule = ImageRule(channels)
-    tasks: list[FileCase] = paired_cases(images, masks, "Tr", image_rule, mask_rule, affixes)
+    tasks: list[FileCase] = paired_cases(images, masks, "Tr", image_rule, undecided, affixes)
     if test_images is not None and test_masks is not None:
         tasks += paired_cases(require_source(test_images), require_source(test_masks), "Ts",
-                              image_rule, mask_rule, affixes)
+                              image_rule, undecided, affixes)
+    facts = survey_masks([task.mask for task in tasks if task.mask is not None], mask_channel,
+                         num_processes, show_progress)
+    mask_rule = decide_mask_rule(facts, len(labels), threshold, label_map, mask_channel)
+    print(mask_rule.statement, flush=True)
+    tasks = [replace(task, mask_rule=mask_rule) for task in tasks]
     if split is None:
         split = ({"rule": "official_test", "val": 0.1} if test_images
                  else {"rule": "ratio", "train": 0.8, "val": 0.1, "test": 0.1})
@@ -127,6 +136,7 @@ def convert_folder(
         file_ending=mask_ending,
         image_file_ending=output_image_ending(tasks),
         split=split,
-        extra={"description": f"converted from {images} and {masks}"},
+        extra={"description": f"converted from {images} and {masks}",
+               "leafnet_mask_rule": mask_rule.statement},
     )
     return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)

@@ -7,17 +7,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
-from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
+from leafnet.imageio import IMAGE_ENDINGS, LOSSY_ENDINGS, file_ending, strip_ending
 
 MAX_LISTED = 5
 
 
-def image_files(folder: Path) -> list[Path]:
-    """Supported image files directly in ``folder``, sorted by name (hidden files skipped)."""
-    return sorted(
-        p for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and file_ending(p) in IMAGE_ENDINGS
-    )
+def image_files(folder: Path, note_skipped: bool = False) -> list[Path]:
+    """Supported image files directly in ``folder``, sorted by name (hidden files skipped).
+
+    With ``note_skipped``, other files (Thumbs.db, scripts, ...) get a one-line note, and a
+    folder holding only sub-folders is an error that says how to proceed."""
+    entries = sorted(folder.iterdir())
+    images = [p for p in entries if p.is_file() and not p.name.startswith(".")
+              and file_ending(p) in IMAGE_ENDINGS]
+    if note_skipped:
+        others = [p for p in entries if p.is_file() and not p.name.startswith(".")
+                  and p not in images]
+        if others:
+            print(f"note: skipped {len(others)} files in {folder} that are not images: "
+                  f"{_listing(others)}", flush=True)
+        folders = [p for p in entries if p.is_dir() and not p.name.startswith(".")]
+        if not images and folders:
+            raise LeafnetError(
+                f"{folder} holds only sub-folders ({_listing(folders)}), no images; point "
+                "--images/--masks at the folders that hold the files, or flatten them into one "
+                "folder first (e.g. find SRC -type f -exec cp {} DEST/ \\;)")
+    return images
 
 
 def child(folder: Path, *names: str) -> Path | None:
@@ -56,6 +71,46 @@ def _listing(paths: Sequence[Path]) -> str:
     return shown + more
 
 
+def _one_mask_per_stem(masks: list[Path]) -> dict[str, Path]:
+    """Masks by stem. Two files for one stem (``X_lesion.bmp`` and ``X_lesion.jpg``): the one
+    lossless file is taken, with a note; several lossless ones are an error naming them."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in masks:
+        by_stem.setdefault(strip_ending(path.name), []).append(path)
+    chosen = {}
+    for stem, paths in by_stem.items():
+        if len(paths) == 1:
+            chosen[stem] = paths[0]
+            continue
+        lossless = [p for p in paths if file_ending(p) not in LOSSY_ENDINGS]
+        if len(lossless) != 1:
+            raise LeafnetError(
+                f"{len(paths)} mask files share the name {stem} ({_listing(paths)}) and leafnet "
+                "cannot tell which is meant; remove all but one")
+        print(f"note: {stem}: took the lossless {lossless[0].name} over "
+              f"{', '.join(p.name for p in paths if p != lossless[0])}", flush=True)
+        chosen[stem] = lossless[0]
+    return chosen
+
+
+def _affix_hint(unmatched: Sequence[Path], orphans: Sequence[Path]) -> str:
+    """``--mask-suffix X`` (or prefix) when every unmatched mask is an image stem plus one
+    common suffix (or prefix)."""
+    stems = {strip_ending(p.name) for p in unmatched}
+    names = [strip_ending(p.name) for p in orphans]
+    if not stems or not names:
+        return ""
+    suffixes = {next((n[len(s):] for s in stems if n.startswith(s) and n != s), None)
+                for n in names}
+    if len(suffixes) == 1 and None not in suffixes:
+        return f"give the masks' suffix with --mask-suffix '{suffixes.pop()}'"
+    prefixes = {next((n[:-len(s)] for s in stems if n.endswith(s) and n != s), None)
+                for n in names}
+    if len(prefixes) == 1 and None not in prefixes:
+        return f"give the masks' prefix with --mask-prefix '{prefixes.pop()}'"
+    return ""
+
+
 def pair_by_stem(
     images_dir: Path,
     masks_dir: Path,
@@ -67,8 +122,8 @@ def pair_by_stem(
     without an image are an error that names them, since a silent drop would shrink the
     dataset unnoticed.
     """
-    images = image_files(images_dir)
-    masks = {strip_ending(p.name): p for p in image_files(masks_dir)}
+    images = image_files(images_dir, note_skipped=True)
+    masks = _one_mask_per_stem(image_files(masks_dir, note_skipped=True))
     pairs: list[tuple[str, Path, Path]] = []
     unmatched: list[Path] = []
     used: set[str] = set()
@@ -90,7 +145,9 @@ def pair_by_stem(
                          f"{patterns} in {masks_dir}: {_listing(unmatched)}")
         if orphans:
             parts.append(f"{len(orphans)} masks in {masks_dir} have no image: {_listing(orphans)}")
-        raise LeafnetError("; ".join(parts) + ". Add the missing files or remove the extra ones.")
+        hint = _affix_hint(unmatched, orphans)
+        raise LeafnetError("; ".join(parts) + ". Add the missing files or remove the extra ones"
+                           + (f", or {hint}" if hint else "") + ".")
     if not pairs:
         raise LeafnetError(f"no images found in {images_dir}")
     return pairs

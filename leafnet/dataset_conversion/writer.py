@@ -25,6 +25,7 @@ from leafnet.raw_format import (
     write_dataset_json,
 )
 from leafnet.utilities.parallel import parallel_map
+from leafnet.utilities.processes import folder_lock, process_alive
 from leafnet.verification import VerificationReport, assert_dataset_ok
 
 _TEMPORARY_PREFIX = ".tmp-convert-"
@@ -64,27 +65,20 @@ def _remove_stale_temporaries(root: Path) -> None:
     """Delete temporary folders left by conversions whose process no longer runs."""
     for folder in root.glob(f"{_TEMPORARY_PREFIX}*"):
         pid = folder.name.removeprefix(_TEMPORARY_PREFIX)
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _check_task_ids(tasks: Sequence[CaseTask]) -> None:
-    duplicates = [case for case, n in Counter(t.case_id for t in tasks).items() if n > 1]
+    duplicates = sorted(case for case, n in Counter(t.case_id for t in tasks).items() if n > 1)
     if duplicates:
+        examples = "; ".join(
+            f"{case}: " + ", ".join(str(getattr(t, "image", t.case_id)) for t in tasks
+                                    if t.case_id == case) for case in duplicates[:3])
         raise LeafnetError(
-            f"{len(duplicates)} case ids occur more than once in the source "
-            f"(e.g. {', '.join(sorted(duplicates)[:5])}); are there two files with the same "
-            "name in different formats or folders?"
+            f"{len(duplicates)} case ids occur more than once in the source ({examples}); "
+            "two files with the same name in different formats or folders, or names that "
+            "differ only in characters leafnet replaces by '_'. Rename or remove one of each"
         )
     if not tasks:
         raise LeafnetError("the source holds no cases to convert")
@@ -106,6 +100,16 @@ def write_dataset(
     """
     root = raw_root()
     final = root / dataset_folder_name(dataset_id, description.name)
+    with folder_lock(root, f"converting dataset {dataset_id:03d}",
+                     name=f".Dataset{dataset_id:03d}.lock"):
+        return _write_locked(root, final, dataset_id, description, tasks, overwrite,
+                             num_processes, show_progress)
+
+
+def _write_locked(root: Path, final: Path, dataset_id: int, description: DatasetDescription,
+                  tasks: Sequence[CaseTask], overwrite: bool, num_processes: int | None,
+                  show_progress: bool) -> tuple[Path, VerificationReport]:
+    """:func:`write_dataset` while this process holds the dataset id's lock."""
     existing = list_datasets(root).get(dataset_id, [])
     if existing and not overwrite:
         raise LeafnetError(

@@ -13,13 +13,19 @@ from leafnet.evaluation.overlays import write_overlays
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="leafnet_evaluate",
-        description="Dice and IoU (and HD95) per case and their means, as summary.json.")
+        description="Dice and IoU (and HD95) per case and their means, as summary.json. Masks "
+        "are read by leafnet_convert's rules (0/1 and 0/255 PNGs, RGB and JPEG masks), stated "
+        "in the output; ambiguous ones are refused.")
     parser.add_argument("-ref", "--reference", type=Path, required=True)
     parser.add_argument("-pred", "--prediction", type=Path, required=True)
     parser.add_argument("-o", "--output", type=Path, help="default: PRED/summary.json")
     parser.add_argument("-l", "--labels", type=int, nargs="+",
                         help="labels to evaluate (default: all foreground labels found)")
-    parser.add_argument("--hd95", action="store_true", help="also the 95% Hausdorff distance")
+    parser.add_argument("--ref-prefix", default="", help="reference file = PREFIX + CASE + SUFFIX")
+    parser.add_argument("--ref-suffix", default="", help="e.g. _lesion for CASE_lesion.png")
+    parser.add_argument("--pred-prefix", default="", help="prediction file = PREFIX + CASE + SUFFIX")
+    parser.add_argument("--pred-suffix", default="")
+    parser.add_argument("--hd95", action="store_true", help="also the 95%% Hausdorff distance")
     parser.add_argument("--overlays", type=Path,
                         help="write contour overlays of the worst and best cases here")
     parser.add_argument("--images", type=Path,
@@ -30,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error("leafnet_evaluate")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    summary = evaluate_folders(args.reference, args.prediction, args.labels, args.hd95)
+    summary = evaluate_folders(args.reference, args.prediction, args.labels, args.hd95,
+                               (args.ref_prefix, args.ref_suffix),
+                               (args.pred_prefix, args.pred_suffix))
+    for rule in summary["mask_rules"]:
+        print(rule)
     output = args.output or args.prediction / "summary.json"
     write_summary(summary, output)
     means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())

@@ -4,6 +4,8 @@ Keys follow nnU-Net: ``metric_per_case`` (one entry per case with its files and,
 Dice, IoU, voxel counts and optionally HD95), ``mean`` (per label) and ``foreground_mean`` (the
 mean over labels). Empty masks: both empty scores Dice = IoU = 1; an empty reference with a
 non-empty prediction scores 0. HD95 is NaN (and left out of means) when either mask is empty.
+References and predictions are read by the converter's mask rules (mask_rule.py), stated in
+the summary's ``mask_rules``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ from scipy import ndimage
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
+from leafnet.imageio.mask_rule import (
+    MaskFacts,
+    decide_mask_rule,
+    read_mask_channel,
+    survey_masks,
+)
 from leafnet.evaluation.metrics import dice_and_iou
-from leafnet.imageio import IMAGE_ENDINGS, file_ending, read_label, strip_ending
+from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
 
+MAX_IMPLICIT_LABELS = 10
 EMPTY_CONVENTION = ("both reference and prediction empty: Dice = IoU = 1; empty reference, "
                     "non-empty prediction: 0; HD95 undefined (NaN, excluded from means) when "
                     "either is empty")
@@ -40,37 +49,89 @@ def hd95(prediction: np.ndarray, reference: np.ndarray,
     return float(np.percentile(distances, 95))
 
 
-def _files(folder: Path) -> dict[str, Path]:
+def _files(folder: Path, prefix: str = "", suffix: str = "") -> dict[str, Path]:
+    """Mask files of ``folder`` by case: ``PREFIX + CASE + SUFFIX + ending``."""
     if not folder.is_dir():
         raise LeafnetError(f"{folder}: no such folder")
-    return {strip_ending(p.name): p for p in sorted(folder.iterdir())
-            if p.is_file() and file_ending(p) in IMAGE_ENDINGS}
+    files = {}
+    for path in sorted(folder.iterdir()):
+        stem = strip_ending(path.name)
+        if (path.is_file() and file_ending(path) in IMAGE_ENDINGS and stem.startswith(prefix)
+                and stem.endswith(suffix) and len(stem) > len(prefix) + len(suffix)):
+            files[stem[len(prefix):len(stem) - len(suffix)]] = path
+    return files
 
 
 def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None = None,
-                     with_hd95: bool = False) -> dict[str, Any]:
-    """Per-case and mean Dice/IoU (and HD95) for every foreground label, files paired by name."""
-    references, predictions = _files(reference), _files(prediction)
+                     with_hd95: bool = False, ref_affix: tuple[str, str] = ("", ""),
+                     pred_affix: tuple[str, str] = ("", "")) -> dict[str, Any]:
+    """Per-case and mean Dice/IoU (and HD95) for every foreground label, files paired by case
+    name (``PREFIX + CASE + SUFFIX`` on either side, e.g. ``CASE_lesion.png`` with
+    ``CASE.png``)."""
+    references, predictions = _files(reference, *ref_affix), _files(prediction, *pred_affix)
+    if not references:
+        raise LeafnetError(f"{reference} holds no reference masks"
+                           + (f" named {ref_affix[0]}CASE{ref_affix[1]}" if any(ref_affix)
+                              else "") + "; nothing to evaluate")
     missing = sorted(set(references) - set(predictions))
     if missing:
         raise LeafnetError(f"{len(missing)} reference cases have no prediction in {prediction} "
-                           f"(e.g. {missing[:5]})")
+                           f"(e.g. {missing[:5]}); predictions are paired by name"
+                           + (" (see --ref-prefix/--ref-suffix and --pred-prefix/--pred-suffix)"))
     pairs = [(path, predictions[case]) for case, path in references.items()]
     return evaluate_pairs(pairs, labels, with_hd95)
 
 
+def _num_labels(facts: list[MaskFacts], labels: list[int] | None) -> int:
+    """Labels are 0..N-1: from ``labels`` when given, else from small integer values (label
+    images), else binary (0/255 and other encodings of one foreground)."""
+    if labels:
+        return max(labels) + 1
+    values = {v for fact in facts for v in fact.values}
+    return max(values) + 1 if max(values, default=0) < MAX_IMPLICIT_LABELS else 2
+
+
+def read_label_files(paths: list[Path], labels: list[int] | None,
+                     what: str) -> tuple[list[np.ndarray], list[Any], str]:
+    """The masks of ``paths`` as label arrays, read by one rule for all of them (the converter's
+    rules: 0/255, RGB and JPEG masks are read as binary, anything ambiguous is refused); also
+    their properties and the rule in words."""
+    facts = survey_masks(paths, None, 1, False)
+    rule = decide_mask_rule(facts, _num_labels(facts, labels))
+    arrays, properties = [], []
+    for path in paths:
+        mask, props, _ = read_mask_channel(path, None)
+        label = rule.to_label(mask, path)
+        if labels is not None:
+            stray = sorted(set(np.unique(label).tolist()) - set(labels) - {0})
+            if stray:
+                raise LeafnetError(f"{path}: holds label values {stray} outside the evaluated "
+                                   f"labels {labels}; add them to -l or fix the file")
+        arrays.append(label)
+        properties.append(props)
+    return arrays, properties, f"{what} {rule.statement}"
+
+
 def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = None,
                    with_hd95: bool = False) -> dict[str, Any]:
-    """The summary for explicit (reference file, prediction file) pairs."""
+    """The summary for explicit (reference file, prediction file) pairs. Every case is scored
+    on every label found in any reference or prediction (or on ``labels``), so false positives
+    of a label a reference lacks count."""
+    if not pairs:
+        raise LeafnetError("no cases to evaluate")
+    truths, properties, reference_rule = read_label_files([p for p, _ in pairs], labels,
+                                                          "reference")
+    predictions, _, prediction_rule = read_label_files([p for _, p in pairs], labels,
+                                                       "prediction")
+    values = labels or sorted({int(v) for array in truths + predictions
+                               for v in np.unique(array) if v != 0} or {1})
     cases = []
-    for path, predicted_path in pairs:
-        truth, properties = read_label(path)
-        predicted, _ = read_label(predicted_path)
+    for (path, predicted_path), truth, predicted, props in zip(pairs, truths, predictions,
+                                                               properties, strict=True):
         if truth.shape != predicted.shape:
             raise LeafnetError(f"{predicted_path}: size {predicted.shape} differs from the "
                                f"reference {truth.shape}")
-        spacing = tuple(properties.spacing[:2][::-1]) if properties.spacing else (1.0, 1.0)
-        values = labels or sorted(int(v) for v in set(np.unique(truth)) | {1} if v != 0)
+        spacing = tuple(props.spacing[:2][::-1]) if props.spacing else (1.0, 1.0)
         metrics = {}
         for value in values:
             dice, iou = dice_and_iou(predicted == value, truth == value)
@@ -81,17 +142,18 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = No
             metrics[str(value)] = entry
         cases.append({"reference_file": str(path), "prediction_file": str(predicted_path),
                       "metrics": metrics})
-    all_labels = sorted({k for c in cases for k in c["metrics"]}, key=int)
     mean = {}
-    for label in all_labels:
-        entries = [c["metrics"][label] for c in cases if label in c["metrics"]]
+    for label in (str(v) for v in values):
+        entries = [c["metrics"][label] for c in cases]
         mean[label] = {key: float(np.nanmean([e[key] for e in entries]))
                        if not all(np.isnan(e[key]) for e in entries) else float("nan")
                        for key in entries[0] if key in ("Dice", "IoU", "HD95")}
     foreground = {key: float(np.nanmean([m[key] for m in mean.values()]))
                   for key in next(iter(mean.values()))} if mean else {}
     return {"metric_per_case": cases, "mean": mean, "foreground_mean": foreground,
-            "num_cases": len(cases), "empty_reference_convention": EMPTY_CONVENTION}
+            "num_cases": len(cases), "labels": values,
+            "mask_rules": [reference_rule, prediction_rule],
+            "empty_reference_convention": EMPTY_CONVENTION}
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:

@@ -14,6 +14,7 @@ from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
 from leafnet.inference.predict_cases import predict_cases, split_cases
 from leafnet.inference.predictor import LEAFPredictor, checkpoint_path
+from leafnet.models.network import WEIGHTS_FILE
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer
 from leafnet.utilities.json_files import read_json
@@ -22,8 +23,8 @@ MODEL_FILE = "model.json"
 
 
 def _model_identity(run_folder: Path, checkpoint: str) -> dict[str, Any]:
-    """Which checkpoint file the predictions came from (path, size, mtime)."""
-    path = checkpoint_path(run_folder, checkpoint)
+    """Which exported model file the predictions came from (path, size, mtime)."""
+    path = checkpoint_path(run_folder, checkpoint) / WEIGHTS_FILE
     status = path.stat()
     return {"checkpoint": str(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
 

@@ -18,6 +18,7 @@ from leafnet.imageio.endings import (
 from leafnet.imageio.properties import ImageProperties
 from leafnet.imageio.read_write import (
     ImageReadError,
+    exif_orientation,
     read_array,
     read_image,
     read_label,
@@ -33,6 +34,7 @@ __all__ = [
     "ImageProperties",
     "ImageReadError",
     "canonical_ending",
+    "exif_orientation",
     "file_ending",
     "read_array",
     "read_image",

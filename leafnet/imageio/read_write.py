@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from leafnet.atomic import atomic_path
 from leafnet.errors import LeafnetError
@@ -20,6 +20,7 @@ from leafnet.imageio.endings import (
 )
 from leafnet.imageio.properties import ImageProperties
 
+EXIF_ORIENTATION = 0x0112
 _SINGLE_CHANNEL_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _CONVERT_TO_RGB_MODES = {"CMYK", "YCbCr", "LAB", "HSV"}
 
@@ -38,10 +39,29 @@ def _check_ending(path: Path, allowed: tuple[str, ...], what: str) -> str:
     return ending
 
 
-def _read_natural(path: Path, palette_as_index: bool) -> tuple[np.ndarray, ImageProperties]:
+def exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 = as stored; 2..8 = mirrored and/or rotated for display)."""
     try:
-        with Image.open(path) as image:
-            image.load()
+        return int(image.getexif().get(EXIF_ORIENTATION, 1) or 1)
+    except (ValueError, TypeError, OSError):
+        return 1
+
+
+def _pillow_limit() -> None:
+    """``LEAFNET_MAX_IMAGE_PIXELS`` raises Pillow's decompression-bomb limit for trusted data."""
+    value = os.environ.get("LEAFNET_MAX_IMAGE_PIXELS")
+    if value:
+        Image.MAX_IMAGE_PIXELS = int(value)
+
+
+def _read_natural(path: Path, palette_as_index: bool) -> tuple[np.ndarray, ImageProperties]:
+    """Pixels as every viewer shows them: an EXIF orientation tag is applied, since masks are
+    drawn on the displayed image."""
+    _pillow_limit()
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            image = ImageOps.exif_transpose(opened) if exif_orientation(opened) != 1 else opened
             mode = image.mode
             if mode == "P" and not palette_as_index:
                 image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -51,6 +71,11 @@ def _read_natural(path: Path, palette_as_index: bool) -> tuple[np.ndarray, Image
                 image = image.convert("RGB")
             array = np.asarray(image)
             has_alpha = image.mode in ("RGBA", "LA", "PA")
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(
+            f"{path}: has more pixels than Pillow reads by default ({error}); if the file is "
+            "trusted, set LEAFNET_MAX_IMAGE_PIXELS to a larger number of pixels, or downscale "
+            "it") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:
         if file_ending(path) in (".tif", ".tiff"):
             return _read_tiff(path, error)

@@ -5,16 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
+from leafnet.models.network import WEIGHTS_FILE
 from leafnet.paths import results_root
 from leafnet.raw_format import parse_dataset_id
 
 
 def trained_models(root: Path | None = None) -> list[Path]:
-    """Fold folders of diffusion trainers (first-stage trainers excluded) with a checkpoint."""
+    """Fold folders of diffusion trainers (first-stage trainers excluded) with an exported
+    final model."""
     root = results_root() if root is None else root
     folders = []
-    for checkpoint in sorted(root.glob("Dataset*/*__*__*/fold_*/checkpoint_final.pth")):
-        folder = checkpoint.parent
+    for weights in sorted(root.glob(f"Dataset*/*__*__*/fold_*/model_final/{WEIGHTS_FILE}")):
+        folder = weights.parent.parent
         if not folder.parent.name.startswith("LEAFAutoencoderTrainer"):
             folders.append(folder)
     return folders

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from leafnet.errors import LeafnetError
-from leafnet.models.network import LEAFNetwork
+from leafnet.models.network import WEIGHTS_FILE, LEAFNetwork, load_network, model_folder
 from leafnet.preprocessing import normalize_to_uint8, resize_image, resize_probabilities
-from leafnet.training.checkpointing import network_from_checkpoint
 
 
 @dataclass
@@ -29,11 +28,14 @@ class Prediction:
 
 
 def checkpoint_path(folder: Path, checkpoint: str = "best") -> Path:
-    """``checkpoint_<checkpoint>.pth`` of a fold folder; without a best checkpoint (no
-    validation cases) the final one."""
-    path = folder / f"checkpoint_{checkpoint}.pth"
-    if not path.is_file() and checkpoint == "best":
-        path = folder / "checkpoint_final.pth"
+    """The exported inference model ``model_<checkpoint>/`` of a fold folder; without a best
+    model (no validation cases) the final one."""
+    path = model_folder(folder, checkpoint)
+    if not (path / WEIGHTS_FILE).is_file() and checkpoint == "best":
+        path = model_folder(folder, "final")
+    if not (path / WEIGHTS_FILE).is_file():
+        raise LeafnetError(f"{folder} has no exported model ({path.name}/{WEIGHTS_FILE}); "
+                           "finish its training first (leafnet_train ... --c)")
     return path
 
 
@@ -50,11 +52,12 @@ class LEAFPredictor:
     @classmethod
     def from_folder(cls, folder: Path, checkpoint: str = "best", device: str = "cpu",
                     batch_size: int = 4) -> LEAFPredictor:
-        """Load ``checkpoint_<checkpoint>.pth`` (EMA weights) and ``plans.json`` of a fold
-        folder; without a best checkpoint (no validation cases) the final one is used."""
+        """Load the exported model ``model_<checkpoint>/`` (EMA weights, safetensors) and
+        ``plans.json`` of a fold folder; without a best model (no validation cases) the final
+        one is used. No training checkpoint is unpickled."""
         path = checkpoint_path(folder, checkpoint)
         plans = json.loads((folder / "plans.json").read_text())
-        return cls(network_from_checkpoint(path, device=device), plans, device, batch_size)
+        return cls(load_network(path, device).eval(), plans, device, batch_size)
 
     def check_image(self, image: np.ndarray) -> None:
         """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the

@@ -29,7 +29,11 @@ from leafnet.errors import LeafnetError
 from leafnet.models.autoencoder import ImageEncoder, decode_mask, encode_mask
 from leafnet.models.backbone import Backbone, UNet2DBackbone, widen_conv_in
 from leafnet.models.presets import get_preset
-from leafnet.models.weights.store import load_autoencoder_weights, load_unet_weights
+from leafnet.models.weights.store import (
+    installed_scale_factor,
+    load_autoencoder_weights,
+    load_unet_weights,
+)
 
 CONFIG_FILE = "network_config.json"
 WEIGHTS_FILE = "network.safetensors"
@@ -69,7 +73,8 @@ def network_config(preset: str, prediction_type: str = "x0",
                    autoencoder_weights: str | None = None,
                    latent_scale: float | None = None) -> NetworkConfig:
     """The config of ``preset``; a self-trained autoencoder folder and its latent scale
-    (1 / std of mask latents) replace the preset's own where given."""
+    (1 / std of mask latents) replace the preset's own where given. A pretrained preset uses the
+    ``scale_factor`` recorded when its weights were imported (the checkpoint's own)."""
     if prediction_type not in PREDICTION_TYPES:
         raise LeafnetError(f"prediction type must be one of {PREDICTION_TYPES}")
     chosen = get_preset(preset)
@@ -79,7 +84,8 @@ def network_config(preset: str, prediction_type: str = "x0",
         autoencoder=dict(chosen.autoencoder),
         unet=dict(chosen.unet),
         attention_heads=chosen.attention_heads,
-        latent_scale=latent_scale if latent_scale is not None else chosen.latent_scale,
+        latent_scale=next(v for v in (latent_scale, installed_scale_factor(chosen.pretrained),
+                                      chosen.latent_scale) if v is not None),
         autoencoder_weights=autoencoder_weights or chosen.pretrained,
         unet_weights=chosen.pretrained,
     )
@@ -166,6 +172,11 @@ def build_network(config: NetworkConfig, initialise: bool = True) -> LEAFNetwork
         backbone.unet.load_state_dict(load_unet_weights(config.unet_weights))
     backbone.replace_conv_in(widen_conv_in(backbone.conv_in))
     return LEAFNetwork(config, autoencoder, backbone)
+
+
+def model_folder(fold_folder: Path, checkpoint: str) -> Path:
+    """Where a trainer exports the inference model of checkpoint ``best`` or ``final``."""
+    return fold_folder / f"model_{checkpoint}"
 
 
 def save_network(network: LEAFNetwork, folder: Path) -> None:

@@ -10,9 +10,10 @@ Files under ``leafnet_preprocessed/DatasetXXX_Name/``:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import shutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,17 @@ from leafnet.planning.plans import (
     PLANS_FILE,
     SPLITS_FILE,
     check_plan_options,
+    check_plans_match,
     make_plans,
     preprocessing_hash,
+    read_plans,
 )
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
+from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.raw_format import (
+    CaseFiles,
+    DatasetDescription,
     dataset_cases,
     find_dataset,
     load_dataset_json,
@@ -39,6 +45,7 @@ from leafnet.raw_format import (
 )
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.parallel import parallel_map
+from leafnet.utilities.processes import folder_lock, process_alive
 from leafnet.verification import assert_dataset_ok
 
 FINGERPRINT_FILE = "dataset_fingerprint.json"
@@ -62,14 +69,24 @@ def _digest(data: Any) -> str:
 
 
 def _clean(folder: Path) -> None:
-    """Remove what planning generated; a user's own splits_final.json stays."""
+    """Remove what planning generated, by name: the plans' case arrays and the plans,
+    fingerprint and dataset.json copy; a user's own splits_final.json and any file leafnet did
+    not write stay."""
+    if not folder.is_dir():
+        return
+    plans = read_plans(folder / PLANS_FILE)
+    if plans is not None:
+        data_folder = folder / plans["data_identifier"]
+        if data_folder.is_dir():
+            _remove_stale_cases(data_folder, set())
+            with contextlib.suppress(OSError):
+                data_folder.rmdir()
     splits = read_json(folder / SPLITS_FILE)
-    keep_splits = splits is not None and not (
-        isinstance(splits, dict) and splits.get("generated_by") == GENERATED_BY)
-    for path in folder.iterdir() if folder.is_dir() else []:
-        if path.name == SPLITS_FILE and keep_splits:
-            continue
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    generated = [PLANS_FILE, FINGERPRINT_FILE, "dataset.json"]
+    if isinstance(splits, dict) and splits.get("generated_by") == GENERATED_BY:
+        generated.append(SPLITS_FILE)
+    for name in generated:
+        (folder / name).unlink(missing_ok=True)
 
 
 def plan_and_preprocess(
@@ -96,9 +113,19 @@ def plan_and_preprocess(
     training, test = cases.get("Tr", {}), cases.get("Ts", {})
 
     folder = (output_root or preprocessed_root()) / raw_folder.name
-    if clean:
-        _clean(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder, "leafnet_plan_and_preprocess"):
+        if clean:
+            _clean(folder)
+        return _plan_locked(raw_folder, folder, description, training, test, num_processes,
+                            preset, target_size, show_progress)
+
+
+def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription,
+                 training: dict[str, CaseFiles], test: dict[str, CaseFiles],
+                 num_processes: int | None, preset: str | None,
+                 target_size: tuple[int, int] | None, show_progress: bool) -> PlanningResult:
+    """The planning steps after verification, while this process holds the folder's lock."""
     copy_file(raw_folder / "dataset.json", folder / "dataset.json")
 
     signature = _digest({case_id: source_signature(case) for case_id, case in training.items()})
@@ -111,9 +138,12 @@ def plan_and_preprocess(
         fingerprint["source_signature"] = signature
         write_json(folder / FINGERPRINT_FILE, fingerprint)
 
-    plans = read_json(folder / PLANS_FILE) or make_plans(
-        raw_folder.name, description, fingerprint, preset or DEFAULT_PRESET,
-        target_size or DEFAULT_TARGET_SIZE)
+    plans = read_plans(folder / PLANS_FILE)
+    if plans is not None:
+        check_plans_match(plans, description, folder / PLANS_FILE)
+    else:
+        plans = make_plans(raw_folder.name, description, fingerprint, preset or DEFAULT_PRESET,
+                           target_size or DEFAULT_TARGET_SIZE)
     if preset is not None:
         plans["preset"] = preset
     if target_size is not None:
@@ -137,12 +167,35 @@ def plan_and_preprocess(
                           outcomes.count("skipped"), removed)
 
 
+_TEMPORARY = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-f]{8}")
+
+
 def _remove_stale_cases(data_folder: Path, case_ids: set[str]) -> int:
-    """Delete arrays of cases that are no longer in the raw dataset (and stray temporaries)."""
+    """Delete the files of cases that are no longer in the raw dataset, and temporaries of
+    writers that no longer run. Only leafnet's own files go, by their exact names: a case is
+    leafnet's when its ``CASE.json`` is a preprocessed-case record; anything else stays."""
     removed = 0
-    for path in data_folder.iterdir():
-        case_id = path.name.split(".")[0].removesuffix("_seg")
-        if path.name.startswith(".") or case_id not in case_ids:
-            removed += path.suffix == ".json" and not path.name.startswith(".")
-            path.unlink()
+    for path in sorted(data_folder.iterdir()):
+        temporary = _TEMPORARY.match(path.name)
+        if temporary is not None:
+            if not process_alive(int(temporary.group(1))):
+                path.unlink(missing_ok=True)
+            continue
+        if path.name.startswith(".") or not path.name.endswith(".json"):
+            continue
+        case_id = path.name[:-len(".json")]
+        if case_id in case_ids or not _is_case_record(path):
+            continue
+        for file in case_paths(data_folder, case_id).values():
+            file.unlink(missing_ok=True)
+        removed += 1
     return removed
+
+
+def _is_case_record(path: Path) -> bool:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and record.get("case_id") == path.name[:-len(".json")] \
+        and "plans_hash" in record

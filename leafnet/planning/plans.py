@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from leafnet.errors import LeafnetError
+from leafnet.paths import plain_name
+from leafnet.utilities.json_files import read_json
 from leafnet.models.presets import PRESETS
 from leafnet.raw_format import DatasetDescription
 
@@ -108,6 +111,38 @@ def preprocessing_hash(plans: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def read_plans(path: Path, missing_fix: str | None = None) -> dict[str, Any] | None:
+    """Plans from ``path`` (None when missing and ``missing_fix`` is None), with the names that
+    become paths checked: an edited ``data_identifier`` such as ``../x`` or ``.`` is refused."""
+    plans = read_json(path, missing_fix)
+    if plans is None:
+        return None
+    if not isinstance(plans, dict) or "data_identifier" not in plans:
+        raise LeafnetError(f"{path}: is not a leafnet plans file (no data_identifier); delete it "
+                           "and run leafnet_plan_and_preprocess again")
+    plain_name(plans["data_identifier"], "data_identifier", path)
+    plain_name(plans.get("plans_name", PLANS_NAME), "plans_name", path)
+    return plans
+
+
+def check_plans_match(plans: dict[str, Any], description: DatasetDescription, path: Path) -> None:
+    """Refuse plans made for another version of the raw dataset (other channels or labels),
+    which would otherwise be used stale."""
+    differences = []
+    if plans.get("num_channels") != description.num_channels:
+        differences.append(f"{plans.get('num_channels')} channel(s) in the plans, "
+                           f"{description.num_channels} in the raw dataset")
+    if plans.get("labels") != description.labels:
+        differences.append(f"labels {plans.get('labels')} in the plans, {description.labels} "
+                           "in the raw dataset")
+    if differences:
+        raise LeafnetError(
+            f"{path} was made for another version of the raw dataset ({'; '.join(differences)}). "
+            "Plan it again with 'leafnet_plan_and_preprocess -d ID --clean' (edits to the plans "
+            "are lost), or fix the plans file")
+
+
 def plans_file(plans_name: str) -> str:
     """The file of plans ``plans_name``: ``leafnet_plans.json`` for the default plans."""
+    plain_name(plans_name, "plans name", "-p")
     return PLANS_FILE if plans_name == PLANS_NAME else f"{plans_name}.json"

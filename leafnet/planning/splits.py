@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from leafnet.errors import LeafnetError
+from leafnet.paths import plain_name
 from leafnet.utilities.json_files import read_json
 
 DEFAULT_SEED = 12345
@@ -71,6 +72,10 @@ def check_splits(splits: Any, known_ids: set[str], path: Path) -> dict[str, Any]
             or not splits["folds"]:
         raise LeafnetError(f"{path}: expected {{\"folds\": [{{\"train\": [...], \"val\": [...]}}], "
                            "\"test\": [...]}} or nnU-Net's list of folds")
+    for subset in [splits.get("test", [])] + [fold.get(key, []) for fold in splits["folds"]
+                                               if isinstance(fold, dict) for key in ("train", "val")]:
+        for case_id in subset:
+            plain_name(case_id, "case id", path)
     test = set(splits.get("test", []))
     unknown = sorted(test - known_ids)
     for index, fold in enumerate(splits["folds"]):

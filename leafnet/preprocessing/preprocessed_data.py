@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from leafnet.paths import plain_name
+
 
 @dataclass
 class PreprocessedCase:
@@ -22,6 +24,8 @@ class PreprocessedCase:
 
 
 def case_paths(folder: Path, case_id: str) -> dict[str, Path]:
+    """The three files of ``case_id``; an id that is not a plain name is refused."""
+    plain_name(case_id, "case id", folder)
     return {
         "image": folder / f"{case_id}.npy",
         "label": folder / f"{case_id}_seg.npy",

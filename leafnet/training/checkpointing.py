@@ -1,27 +1,81 @@
-"""Training checkpoints: written atomically, read back for resuming and for inference."""
+"""Training checkpoints and the inference models exported beside them.
+
+A checkpoint holds tensors and plain Python types only (RNG states are stored as tensors), so it
+is read with ``torch.load(..., weights_only=True)``: opening one never runs code. Prediction does
+not read checkpoints at all: at best and final the trainer exports the EMA network as
+``model_best/`` and ``model_final/`` (``network_config.json`` + ``network.safetensors``).
+"""
 
 from __future__ import annotations
 
+import errno
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from leafnet.atomic import atomic_path
 from leafnet.errors import LeafnetError
-from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network
+from leafnet.models.network import LEAFNetwork, model_folder, save_network
+
+
+def _failed_write(error: Exception) -> bool:
+    """A full disk or failed write (torch reports those as RuntimeError, Python as OSError)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+    return "write failed" in str(error) or "No space" in str(error)
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    with atomic_path(path) as temporary:
-        torch.save(state, temporary)
+    """Write ``state`` atomically; a full disk is a readable error and leaves no partial file."""
+    try:
+        with atomic_path(path) as temporary:
+            torch.save(state, temporary)
+    except (OSError, RuntimeError) as error:
+        if not _failed_write(error):
+            raise
+        raise LeafnetError(f"{path}: could not be written ({error}); free disk space and "
+                           "continue with --c") from error
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint leafnet wrote itself (it holds RNG states, hence the full unpickler)."""
+    """A checkpoint leafnet wrote, read without unpickling code (``weights_only=True``)."""
     if not path.is_file():
         raise LeafnetError(f"{path} does not exist; train first (leafnet_train ...)")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise LeafnetError(
+            f"{path}: holds Python objects besides tensors and plain types (written by an older "
+            f"leafnet or another program), which leafnet does not unpickle ({error}). Train "
+            "again, or move the file away") from error
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise LeafnetError(
+            f"{path}: is truncated or not a PyTorch checkpoint ({error}). Delete it and continue "
+            "from another checkpoint of the run (--c uses checkpoint_latest.pth), or train "
+            "again") from error
+    if not isinstance(state, dict) or "trainer" not in state:
+        raise LeafnetError(f"{path}: is not a leafnet training checkpoint")
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    """torch's and numpy's global RNG states as tensors and numbers (no numpy objects)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_kind": str(kind),
+            "numpy_keys": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(position),
+            "numpy_has_gauss": int(has_gauss), "numpy_cached_gaussian": float(cached)}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state((state["numpy_kind"], state["numpy_keys"].numpy().astype(np.uint32),
+                         state["numpy_pos"], state["numpy_has_gauss"],
+                         state["numpy_cached_gaussian"]))
 
 
 def trainable_parameters(network: LEAFNetwork) -> list[torch.nn.Parameter]:
@@ -29,19 +83,8 @@ def trainable_parameters(network: LEAFNetwork) -> list[torch.nn.Parameter]:
     return list(network.image_encoder.parameters()) + list(network.backbone.parameters())
 
 
-def network_from_checkpoint(path: Path, use_ema: bool = True,
-                            device: str | torch.device = "cpu") -> LEAFNetwork:
-    """Rebuild the inference network from a diffusion trainer's checkpoint (EMA weights)."""
-    checkpoint = load_checkpoint(path)
-    if "network_config" not in checkpoint:
-        raise LeafnetError(f"{path} is not a LEAF network checkpoint (trainer "
-                           f"{checkpoint.get('trainer')})")
-    network = build_network(NetworkConfig.from_json(checkpoint["network_config"]),
-                            initialise=False)
-    network.load_state_dict(checkpoint["network"])
-    if use_ema and checkpoint.get("ema") is not None:
-        shadows = checkpoint["ema"]["shadow_params"]
-        with torch.no_grad():
-            for parameter, shadow in zip(trainable_parameters(network), shadows, strict=True):
-                parameter.copy_(shadow)
-    return network.to(device).eval()
+def export_model(network: LEAFNetwork, fold_folder: Path, checkpoint: str) -> Path:
+    """Save ``network`` (the caller has swapped in the EMA weights) as the inference model."""
+    folder = model_folder(fold_folder, checkpoint)
+    save_network(network, folder)
+    return folder

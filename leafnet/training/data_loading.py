@@ -19,6 +19,7 @@ from batchgenerators.dataloading.single_threaded_augmenter import (
 )
 
 from leafnet.preprocessing import load_preprocessed_case
+from leafnet.utilities.processes import die_with_parent
 
 
 class PreprocessedCases:
@@ -69,6 +70,8 @@ class StepLoader(SlimDataLoaderBase):
         self.produced = 0
 
     def generate_train_batch(self) -> dict[str, Any]:
+        if self.produced == 0:
+            die_with_parent()
         workers = self.number_of_threads_in_multithreaded
         step = self.start_step + self.thread_id + self.produced * workers
         self.produced += 1

@@ -12,6 +12,7 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from leafnet.errors import LeafnetError
+from leafnet.utilities.processes import die_with_parent
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -49,15 +50,23 @@ def parallel_map(
             return results
         chunksize = max(1, min(16, len(items) // (num_processes * 8)))
         context = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(num_processes, mp_context=context,
+                                   initializer=die_with_parent)
         try:
-            with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
-                for result in pool.map(function, items, chunksize=chunksize):
-                    results.append(result)
-                    bar.update()
+            for result in pool.map(function, items, chunksize=chunksize):
+                results.append(result)
+                bar.update()
         except BrokenProcessPool as error:
             raise LeafnetError(
                 f"a worker process died while {description or 'working'} (killed, or out of "
                 "memory?); finished work is kept, so run the command again to continue, "
                 "with fewer processes (-np) if memory is short"
             ) from error
+        except BaseException:
+            # Interrupted or failed: drop the queued items so the workers stop after the
+            # ones they are on, instead of working through the whole list.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
     return results

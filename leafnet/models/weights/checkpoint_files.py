@@ -11,18 +11,21 @@ import torch
 from safetensors.torch import load_file
 
 from leafnet.errors import LeafnetError
+from leafnet.models.weights.restricted_pickle import load_restricted
 
 
 def _torch_load(path: Path, trust_pickle: bool, shown_name: str) -> object:
+    """The restricted reader by default; the full unpickler only with ``--trust-pickle``."""
+    if not trust_pickle:
+        return load_restricted(path, shown_name)
     try:
-        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
-    except pickle.UnpicklingError as error:
+        return torch.load(path, map_location="cpu", weights_only=False)  # --trust-pickle
+    except ModuleNotFoundError as error:
         raise LeafnetError(
-            f"{shown_name}: holds Python objects besides tensors, which leafnet does not unpickle "
-            "by default (unpickling can run code). If you trust the file (it came from the "
-            "official source), repeat the command with --trust-pickle"
-        ) from error
-    except (RuntimeError, EOFError, OSError) as error:
+            f"{shown_name}: with --trust-pickle the file's classes are imported, and module "
+            f"'{error.name}' is not installed; install it, or drop --trust-pickle (leafnet's "
+            "restricted reader needs no such module)") from error
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
         raise LeafnetError(f"{shown_name}: is not a readable PyTorch checkpoint ({error})") \
             from error
 

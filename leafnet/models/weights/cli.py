@@ -27,8 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("files", type=Path, nargs="+",
                              help="the original files (see 'leafnet_weights list')")
         sub.add_argument("--trust-pickle", action="store_true",
-                         help="allow checkpoints that hold Python objects (only for files from "
-                         "the official source)")
+                         help="unpickle checkpoints with the full unpickler, which can run code "
+                         "(only for files from the official source that leafnet's restricted "
+                         "reader refuses)")
+        sub.add_argument("--ema", action="store_true",
+                         help="ldm-kl8-churches: take the checkpoint's EMA U-Net weights "
+                         "(model_ema.*) instead of the raw ones LEAF fine-tunes")
     return parser
 
 
@@ -42,8 +46,9 @@ def main(argv: list[str] | None = None) -> None:
             files = ", ".join(remote.filename for remote in SOURCES[name][0])
             print(f"  {name:<18} {state}\n  {'':<18} {KNOWN[name]}; original files: {files}")
         return
+    options = {"unet_weights": "ema" if args.ema else "raw"}
     if args.command == "fetch":
-        folder = fetch(args.name, args.trust_pickle)
+        folder = fetch(args.name, args.trust_pickle, options=options)
     else:
-        folder = install(args.name, args.files, args.trust_pickle)
+        folder = install(args.name, args.files, args.trust_pickle, options=options)
     print(f"{args.name}: installed at {folder}")

@@ -38,6 +38,20 @@ def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
+def ema_unet_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The EMA U-Net weights of an LDM checkpoint under the raw U-Net's names.
+
+    LitEma stores ``model.diffusion_model.X`` as ``model_ema.diffusion_modelX`` with every dot
+    removed."""
+    raw = strip_prefix(state, UNET_PREFIX)
+    missing = [key for key in raw if "model_ema." + f"diffusion_model.{key}".replace(".", "")
+               not in state]
+    if missing:
+        raise LeafnetError(f"the checkpoint has no EMA copy of {len(missing)} U-Net weights "
+                           f"(e.g. {missing[0]}); import the raw weights (without --ema)")
+    return {key: state["model_ema." + f"diffusion_model.{key}".replace(".", "")] for key in raw}
+
+
 def _copy(source: dict[str, torch.Tensor], old: str, new: str, out: Conversion) -> None:
     for suffix in ("weight", "bias"):
         key = f"{old}.{suffix}"

@@ -6,6 +6,7 @@ import hashlib
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -54,7 +55,7 @@ def download(remote: RemoteFile, folder: Path, show_progress: bool = True) -> Pa
 
 
 def fetch(name: str, trust_pickle: bool = False, remote_files: list[RemoteFile] | None = None,
-          show_progress: bool = True) -> Path:
+          show_progress: bool = True, options: dict[str, Any] | None = None) -> Path:
     """Download and convert weights entry ``name`` into LEAFNET_WEIGHTS/NAME."""
     if name not in SOURCES:
         raise LeafnetError(f"unknown weights '{name}'; known: {', '.join(SOURCES)}")
@@ -63,4 +64,4 @@ def fetch(name: str, trust_pickle: bool = False, remote_files: list[RemoteFile] 
              for remote in remote_files]
     provenance = {"files": [{"url": r.url, "sha256": sha256_of(p)}
                             for r, p in zip(remote_files, paths, strict=True)]}
-    return install(name, paths, trust_pickle, provenance)
+    return install(name, paths, trust_pickle, provenance, options)

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from diffusers import AutoencoderKL, UNet2DModel
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.models.backbone import set_attention_heads
-from leafnet.models.presets import get_preset
+from leafnet.models.presets import KL_F8_SCALE, get_preset
 from leafnet.models.teachers import build_teacher_model, save_teacher
 from leafnet.models.weights.checkpoint_files import read_state_dict
 from leafnet.models.weights.compvis import (
@@ -31,9 +32,10 @@ from leafnet.models.weights.compvis import (
     check_complete,
     convert_ldm_unet,
     convert_ldm_vae,
+    ema_unet_state,
     strip_prefix,
 )
-from leafnet.models.weights.store import KNOWN, entry_folder
+from leafnet.models.weights.store import ATTENTION_HEADS_FILE, KNOWN, entry_folder
 
 
 @dataclass(frozen=True)
@@ -43,16 +45,32 @@ class RemoteFile:
     sha256: str | None = None
 
 
-Converter = Callable[[list[Path], Path, bool, dict[str, Any] | None], None]
+Converter = Callable[[list[Path], Path, bool, dict[str, Any]], dict[str, Any]]
+"""(original files, output folder, trust_pickle, options) -> what was taken, for source.json."""
+
+
+def _ldm_scale_factor(unet_state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The latent scale the LDM checkpoint stores (a ``scale_factor`` buffer when it was trained
+    with ``scale_by_std``), else kl-f8's 0.18215, with where it came from."""
+    if "scale_factor" in unet_state:
+        value = float(unet_state["scale_factor"])
+        if abs(value - KL_F8_SCALE) > 1e-6:
+            warnings.warn(f"the LDM checkpoint's scale_factor is {value:.6g}, not kl-f8's "
+                          f"{KL_F8_SCALE}; leafnet uses the checkpoint's value", stacklevel=2)
+        return {"scale_factor": value, "scale_factor_from": "checkpoint"}
+    return {"scale_factor": KL_F8_SCALE,
+            "scale_factor_from": f"default (the checkpoint stores none; kl-f8's {KL_F8_SCALE})"}
 
 
 def _convert_ldm(files: list[Path], output: Path, trust_pickle: bool,
-                 architecture: dict[str, Any] | None) -> None:
+                 options: dict[str, Any]) -> dict[str, Any]:
     """kl-f8 (autoencoder) + lsun_churches (U-Net, and its own first stage) -> vae/ + unet/.
 
-    ``architecture`` may name another preset whose shapes the files have (tests use tiny ones).
+    ``options``: ``unet_weights`` "raw" (default, as LEAF) or "ema" (the checkpoint's
+    ``model_ema.*``); ``preset`` another preset whose shapes the files have (tests use tiny ones).
     """
-    preset = get_preset((architecture or {}).get("preset", "paper"))
+    preset = get_preset(options.get("preset", "paper"))
+    use_ema = options.get("unet_weights", "raw") == "ema"
     states = [read_state_dict(path, trust_pickle) for path in files]
     unet_states = [s for s in states if any(k.startswith(UNET_PREFIX) for k in s)]
     vae_states = [s for s in states if "encoder.conv_in.weight" in s] or [
@@ -70,13 +88,17 @@ def _convert_ldm(files: list[Path], output: Path, trust_pickle: bool,
                    autoencoder, "autoencoder")
     autoencoder.load_state_dict(vae.state)
     autoencoder.save_pretrained(output / "vae", safe_serialization=True)
-    unet_source = strip_prefix(unet_states[0], UNET_PREFIX)
+    unet_source = (ema_unet_state(unet_states[0]) if use_ema
+                   else strip_prefix(unet_states[0], UNET_PREFIX))
     unet = UNet2DModel(**preset.unet)
     set_attention_heads(unet, preset.attention_heads)
     converted = convert_ldm_unet(unet_source, preset.unet, preset.attention_heads)
     check_complete(converted, unet_source, unet, "LDM U-Net")
     unet.load_state_dict(converted.state)
     unet.save_pretrained(output / "unet", safe_serialization=True)
+    write_json(output / "unet" / ATTENTION_HEADS_FILE, {"attention_heads": preset.attention_heads})
+    return {"unet_weights": "ema (model_ema.*)" if use_ema else "raw (model.diffusion_model.*)",
+            **_ldm_scale_factor(unet_states[0])}
 
 
 DINOV2_CONFIG = {"library": "timm", "architecture": "vit_base_patch14_reg4_dinov2",
@@ -86,15 +108,16 @@ CLIP_CONFIG = {"library": "open_clip", "embed_dim": 512, "quick_gelu": True, "na
 
 
 def _convert_dinov2(files: list[Path], output: Path, trust_pickle: bool,
-                    architecture: dict[str, Any] | None) -> None:
+                    options: dict[str, Any]) -> dict[str, Any]:
     """Meta's dinov2_vitb14_reg4_pretrain.pth (or timm's weights) -> teacher.safetensors."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    config = architecture or DINOV2_CONFIG
+    config = options.get("architecture", DINOV2_CONFIG)
     model, _ = build_teacher_model(config, grid=config["native_grid"])
     state = checkpoint_filter_fn(read_state_dict(files[0], trust_pickle), model)
     model.load_state_dict(state)
     save_teacher(output, config, model)
+    return {}
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -106,9 +129,8 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _convert_clip(files: list[Path], output: Path, trust_pickle: bool,
-                  architecture: dict[str, Any] | None) -> None:
+                  options: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's ViT-B-16.pt (TorchScript) or an open_clip state dict -> the image tower."""
-    import torch
     from open_clip.model import build_model_from_openai_state_dict
 
     if _is_torchscript(files[0]):
@@ -124,10 +146,11 @@ def _convert_clip(files: list[Path], output: Path, trust_pickle: bool,
         visual_state = visual.state_dict()
     else:
         visual_state = strip_prefix(state, "visual.")
-    config = architecture or CLIP_CONFIG
+    config = options.get("architecture", CLIP_CONFIG)
     model, _ = build_teacher_model(config, grid=config["native_grid"])
     model.load_state_dict(visual_state)
     save_teacher(output, config, model)
+    return {}
 
 
 SOURCES: dict[str, tuple[list[RemoteFile], Converter]] = {
@@ -150,11 +173,12 @@ assert set(SOURCES) == set(KNOWN)
 
 
 def install(name: str, files: list[Path], trust_pickle: bool = False,
-            provenance: dict | None = None, architecture: dict[str, Any] | None = None) -> Path:
+            provenance: dict | None = None, options: dict[str, Any] | None = None) -> Path:
     """Convert the original ``files`` of entry ``name`` into LEAFNET_WEIGHTS/NAME, atomically.
 
-    ``architecture`` overrides the shapes the converter expects (tests convert tiny files
-    through this same path)."""
+    ``options`` go to the converter (``unet_weights``: raw or ema for the LDM; ``preset`` or
+    ``architecture``: other shapes, so that tests convert tiny files through this same path).
+    ``source.json`` records the files and what the converter took from them."""
     if name not in SOURCES:
         raise LeafnetError(f"unknown weights '{name}'; known: {', '.join(SOURCES)}")
     remote, convert = SOURCES[name]
@@ -165,9 +189,9 @@ def install(name: str, files: list[Path], trust_pickle: bool = False,
     staging = final.parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     try:
         staging.mkdir()
-        convert([Path(f) for f in files], staging, trust_pickle, architecture)
-        write_json(staging / "source.json", provenance or {
-            "imported_from": [str(Path(f).resolve()) for f in files]})
+        taken = convert([Path(f) for f in files], staging, trust_pickle, options or {})
+        write_json(staging / "source.json", {**(provenance or {
+            "imported_from": [str(Path(f).resolve()) for f in files]}), **taken})
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)

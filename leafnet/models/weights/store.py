@@ -13,12 +13,15 @@ Every loader goes through :func:`require`, so a missing entry is one message nam
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+from diffusers import UNet2DModel
 from safetensors.torch import load_file
 
 from leafnet.errors import LeafnetError
+from leafnet.models.backbone import set_attention_heads
 from leafnet.paths import weights_root
 
 KNOWN = {
@@ -27,6 +30,8 @@ KNOWN = {
     "clip-vit-b-16": "OpenAI CLIP ViT-B/16 image tower (distillation teacher)",
 }
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
+ATTENTION_HEADS_FILE = "leafnet_attention_heads.json"
+SOURCE_FILE = "source.json"
 
 
 def entry_folder(name: str) -> Path:
@@ -76,5 +81,27 @@ def load_unet_weights(name: str) -> dict[str, torch.Tensor]:
 
 def installed() -> dict[str, Path | None]:
     """Each known entry and its folder when it is installed (has its ``source.json``)."""
-    return {name: entry_folder(name) if (entry_folder(name) / "source.json").is_file() else None
+    return {name: entry_folder(name) if (entry_folder(name) / SOURCE_FILE).is_file() else None
             for name in KNOWN}
+
+
+def installed_scale_factor(name: str | None) -> float | None:
+    """The latent scale recorded when entry ``name`` was imported (the LDM checkpoint's own
+    ``scale_factor``, or kl-f8's default); None when it is not installed or records none."""
+    if name not in KNOWN or installed()[name] is None:
+        return None
+    value = json.loads((entry_folder(name) / SOURCE_FILE).read_text()).get("scale_factor")
+    return float(value) if value is not None else None
+
+
+def load_ldm_unet(folder: Path) -> UNet2DModel:
+    """An installed ``unet/`` folder as a diffusers UNet2DModel with its 8 attention heads.
+
+    ``UNet2DModel.from_pretrained(folder)`` alone gives every attention layer one head per
+    ``attention_head_dim`` channels, since diffusers' config has no fixed head count; the LDM
+    U-Nets use 8 heads at every width. The weights are the same either way; the heads are
+    set from ``leafnet_attention_heads.json`` beside the config."""
+    unet = UNet2DModel.from_pretrained(folder)
+    heads = json.loads((folder / ATTENTION_HEADS_FILE).read_text())["attention_heads"]
+    set_attention_heads(unet, heads)
+    return unet

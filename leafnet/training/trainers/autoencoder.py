@@ -110,8 +110,11 @@ class LEAFAutoencoderTrainer(LEAFTrainer):
         """The first stage has no segmentation to predict."""
 
     @torch.no_grad()
-    def export(self) -> None:
-        """Save the (EMA) autoencoder and 1 / std of the training masks' latents."""
+    def export(self, checkpoint: str = "final") -> None:
+        """Save the (EMA) autoencoder and 1 / std of the training masks' latents (at the end
+        only: the diffusion trainers use the final first stage)."""
+        if checkpoint != "final":
+            return
         self.autoencoder.eval()
         latents = []
         for index in range(min(self.scale_cases, len(self.train_cases))):

@@ -37,11 +37,16 @@ from leafnet.models.network import (
 )
 from leafnet.models.presets import Preset, get_preset
 from leafnet.models.teachers import Teacher, load_teacher
-from leafnet.planning.plans import SPLITS_FILE, plans_file
+from leafnet.paths import plain_name
+from leafnet.planning.plans import SPLITS_FILE, plans_file, read_plans
+from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import (
+    export_model,
     load_checkpoint,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
     trainable_parameters,
 )
 from leafnet.training.data_loading import PreprocessedCases, make_loader
@@ -116,7 +121,7 @@ class LEAFTrainer:
         self.folder = preprocessed_dataset(dataset)
         self.plans_name = plans_name
         self.plans_path = self.folder / plans_file(plans_name)
-        self.plans = read_json(self.plans_path, PREPROCESS_FIX)
+        self.plans = read_plans(self.plans_path, PREPROCESS_FIX)
         self.preset: Preset = get_preset(preset or self.plans["preset"])
         self.fold, self.seed, self.show_progress = fold, seed, show_progress
         self.num_steps = num_steps if num_steps is not None else type(self).num_steps
@@ -131,6 +136,7 @@ class LEAFTrainer:
         self.output = trainer_output(self.folder.name, self.name, plans_name, self.preset.name,
                                      fold)
         data = self.folder / self.plans["data_identifier"]
+        self._check_preprocessed(data)
         foreground = self.plans["label_handling"]["foreground_labels"]
         self.train_cases = PreprocessedCases(data, self.split["train"], foreground)
         self.val_cases = PreprocessedCases(data, self.split["val"], foreground)
@@ -147,13 +153,37 @@ class LEAFTrainer:
 
     # -- set-up ---------------------------------------------------------------------------
     def _fold_split(self) -> dict[str, list[str]]:
-        splits = read_json(self.folder / SPLITS_FILE, PREPROCESS_FIX)
+        path = self.folder / SPLITS_FILE
+        splits = read_json(path, PREPROCESS_FIX)
         folds = splits["folds"] if isinstance(splits, dict) else splits
         if not 0 <= self.fold < len(folds):
             raise LeafnetError(f"fold {self.fold} does not exist; splits_final.json has "
                                f"{len(folds)} fold(s) (0..{len(folds) - 1})")
-        return {"train": folds[self.fold]["train"], "val": folds[self.fold]["val"],
-                "test": splits.get("test", []) if isinstance(splits, dict) else []}
+        split = {"train": folds[self.fold]["train"], "val": folds[self.fold]["val"],
+                 "test": splits.get("test", []) if isinstance(splits, dict) else []}
+        for case_id in (c for ids in split.values() for c in ids):
+            plain_name(case_id, "case id", path)
+        return split
+
+    def _check_preprocessed(self, data: Path) -> None:
+        """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
+        changed after planning (the plans and arrays would be stale)."""
+        fix = f"run 'leafnet_plan_and_preprocess -d {self.folder.name[7:10]}'"
+        missing = [case for case in self.split["train"] + self.split["val"]
+                   if not case_paths(data, case)["properties"].is_file()]
+        if missing:
+            raise LeafnetError(
+                f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
+                f"{self.fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
+                f"{fix} (it resumes)")
+        try:
+            raw = find_dataset(self.folder.name)
+        except LeafnetError:
+            return
+        if (raw / "dataset.json").read_bytes() != (self.folder / "dataset.json").read_bytes():
+            raise LeafnetError(
+                f"{raw / 'dataset.json'} changed after planning ({self.folder} holds the planned "
+                f"copy): the plans and arrays may be stale; {fix}")
 
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
@@ -310,7 +340,7 @@ class LEAFTrainer:
             "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": self.history,
             "best_dice": self.best_dice, "distill_lambda": self.distill_lambda,
-            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state()},
+            "rng": rng_state(),
         }
 
     def restore(self, state: dict[str, Any]) -> int:
@@ -322,8 +352,7 @@ class LEAFTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.history, self.best_dice = state["history"], state["best_dice"]
-        torch.set_rng_state(state["rng"]["torch"])
-        np.random.set_state(state["rng"]["numpy"])
+        set_rng_state(state["rng"])
         return int(state["step"])
 
     def validate_checkpoint(self, name: str = "checkpoint_final.pth") -> dict[str, float]:
@@ -355,8 +384,11 @@ class LEAFTrainer:
                 self._log(f"{split}: {summary['num_cases']} cases, {means} "
                           f"({folder / 'summary.json'})")
 
-    def export(self) -> None:
-        """Anything a later stage needs besides checkpoint_final (the first stage saves itself)."""
+    def export(self, checkpoint: str = "final") -> None:
+        """Save the inference model of ``checkpoint`` (called with the EMA weights in place):
+        what prediction loads, so that it never unpickles a training checkpoint."""
+        folder = export_model(self.network, self.output, checkpoint)
+        self._log(f"inference model ({checkpoint}) saved to {folder}")
 
     # -- the loop ---------------------------------------------------------------------------
     def _with_ema(self, function):
@@ -474,6 +506,7 @@ class LEAFTrainer:
                 self.best_dice = metrics["dice"]
                 state["best_dice"] = self.best_dice
                 save_checkpoint(self.output / "checkpoint_best.pth", state)
+                self._with_ema(lambda: self.export("best"))
             save_checkpoint(self.output / "checkpoint_latest.pth", state)
             plot_progress(self.output / "progress.png", self.history)
         self.context.barrier()

@@ -1,0 +1,82 @@
+"""Other processes: whether one still runs, and a lock that keeps two commands off one dataset."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from leafnet.errors import LeafnetError
+
+LOCK_FILE = ".leafnet.lock"
+PR_SET_PDEATHSIG = 1
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a process of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def die_with_parent() -> None:
+    """In a worker process: ask the kernel (Linux) to end it when its parent dies, so that a
+    killed command (even with SIGKILL) leaves no workers behind."""
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent.pid:
+        os._exit(1)
+
+
+def _holder(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+@contextmanager
+def folder_lock(folder: Path, what: str, name: str = LOCK_FILE) -> Iterator[None]:
+    """Hold ``folder/name`` (PID and command) while ``what`` works on ``folder``.
+
+    A second command on the same folder stops with a message naming the first; a lock left by
+    a process that no longer runs is taken over."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    record = json.dumps({"pid": os.getpid(), "command": " ".join(sys.argv) or what,
+                         "what": what})
+    for _ in range(2):
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(path)
+            if holder is not None and process_alive(int(holder.get("pid", -1))):
+                raise LeafnetError(
+                    f"{folder} is in use by process {holder['pid']} ({holder.get('what')}: "
+                    f"{holder.get('command')}); wait for it to finish, or stop it. If no such "
+                    f"process runs, delete {path}") from None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(record)
+        break
+    else:
+        raise LeafnetError(f"{path}: could not be created; delete it and try again")
+    try:
+        yield
+    finally:
+        if (_holder(path) or {}).get("pid") == os.getpid():
+            path.unlink(missing_ok=True)
