@@ -2,7 +2,8 @@
 
 Runs in scratch copies of the preprocessed data and results, so nothing of the user's is
 touched. Teachers that are not installed are replaced by randomly initialised ones of the real
-architecture (the timing does not depend on the weights); the report says which were used.
+architecture (the timing does not depend on the weights) in a scratch weights folder that links
+the installed entries (the paper preset's LDM); the report says which were used.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
         environment = {"LEAFNET_PREPROCESSED": str(scratch / "preprocessed"),
                        "LEAFNET_RESULTS": str(scratch / "results")}
         if random_teacher:
+            for name, folder in installed().items():
+                if folder is not None:
+                    (scratch / "weights").mkdir(exist_ok=True)
+                    (scratch / "weights" / name).symlink_to(folder, target_is_directory=True)
             torch.manual_seed(0)
             model, _ = build_teacher_model(DINOV2_CONFIG, DINOV2_CONFIG["native_grid"])
             save_teacher(scratch / "weights" / "dinov2-vitb14-reg", DINOV2_CONFIG, model)

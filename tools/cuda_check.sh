@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The CUDA path on a GPU machine with the paper preset and random weights: a bf16 training run
+# (exported model, safetensors), prediction and evaluation, and leafnet_benchmark inference and
+# train-step. Wheels of the packages the machine lacks travel in .whl/ (see docs/results.md).
+# Usage: OUT=/some/folder bash tools/cuda_check.sh
+set -uo pipefail
+OUT=${OUT:-$(mktemp -d)}
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+rm -rf /tmp/lf
+export PYTHONUNBUFFERED=1 LEAFNET_RAW=/tmp/lf/raw LEAFNET_PREPROCESSED=/tmp/lf/pre \
+  LEAFNET_RESULTS=/tmp/lf/results LEAFNET_WEIGHTS=/tmp/lf/weights
+run() { python3 -c "import sys; from leafnet.$1 import main; sys.argv[0] = '$1'; main(sys.argv[1:])" "${@:2}"; }
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 - <<'PY'
+# Random paper-preset weights in the installed layout, loaded through the real loading code.
+import json, os, torch
+from pathlib import Path
+from diffusers import AutoencoderKL, UNet2DModel
+from leafnet.models.presets import get_preset
+preset = get_preset("paper")
+folder = Path(os.environ["LEAFNET_WEIGHTS"]) / preset.pretrained
+torch.manual_seed(0)
+AutoencoderKL(**preset.autoencoder).save_pretrained(folder / "vae", safe_serialization=True)
+UNet2DModel(**preset.unet).save_pretrained(folder / "unet", safe_serialization=True)
+(folder / "unet" / "leafnet_attention_heads.json").write_text('{"attention_heads": 8}')
+(folder / "source.json").write_text(json.dumps({"random": "cuda check", "scale_factor": 0.18215}))
+print("torch", torch.__version__, "cuda", torch.cuda.is_available())
+PY
+run dataset_conversion.cli demo --num-cases 60 -np 8 || exit 1
+run planning.cli -d 999 --preset paper -np 8 || exit 1
+start=$(date +%s)
+run training.cli 999 LEAFTrainer_x0 --steps 30 --validate-every 15 -device cuda 2>&1 | tail -8
+echo "train 30 steps incl. validation and after-training prediction: $(( $(date +%s) - start )) s"
+ls /tmp/lf/results/Dataset999_LeafnetDemo/LEAFTrainer_x0__leafnetPlans__paper/fold_0/
+start=$(date +%s)
+run inference.cli -d 999 -tr LEAFTrainer_x0 -i /tmp/lf/raw/Dataset999_LeafnetDemo/imagesTs \
+  -o /tmp/lf/pred -device cuda 2>&1 | tail -3
+echo "predict imagesTs: $(( $(date +%s) - start )) s"
+run evaluation.cli -ref /tmp/lf/raw/Dataset999_LeafnetDemo/labelsTs -pred /tmp/lf/pred 2>&1 | tail -4
+for preset in paper small; do
+  run benchmarks.cli inference --preset $preset -device cuda --batch 4 --repeats 10 \
+    -o "$OUT/inference_${preset}_cuda.json" | tail -25
+done
+run benchmarks.cli train-step -d 999 --preset paper -device cuda --steps 6 \
+  -o "$OUT/train_step_paper_cuda.json" | tail -20
