@@ -93,6 +93,39 @@ def test_corrupt_input_is_reported_and_the_rest_predicted(results, tmp_path, cap
     assert "0 predicted, 1 skipped (already there)" in capsys.readouterr().out
 
 
+def test_output_over_the_inputs_or_a_file_is_refused(results, tmp_path):
+    save(tmp_path / "in" / "a.png", rgb(32, 32))
+    before = (tmp_path / "in" / "a.png").read_bytes()
+    with pytest.raises(LeafnetError, match="would overwrite input images"):
+        predict_folder(LEAFPredictor.from_folder(find_model()), tmp_path / "in",
+                       tmp_path / "in" / ".." / "in", show_progress=False)
+    assert (tmp_path / "in" / "a.png").read_bytes() == before
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LeafnetError, match="is a file"):
+        predict_folder(LEAFPredictor.from_folder(find_model()), tmp_path / "in",
+                       tmp_path / "file", show_progress=False)
+
+
+def test_channel_files_are_grouped_only_in_the_raw_naming(results, tmp_path):
+    for name in ("scan_0032", "scan_0033", "raw_0000", "plain"):
+        save(tmp_path / "in" / f"{name}.png", rgb(32, 32))
+    result = predict_folder(LEAFPredictor.from_folder(find_model()), tmp_path / "in",
+                            tmp_path / "out", show_progress=False)
+    assert not result.failed
+    assert sorted(p.name for p in result.written) == ["plain.png", "raw.png", "scan_0032.png",
+                                                      "scan_0033.png"]
+
+
+def test_prediction_needs_no_training_pickle(results, tmp_path):
+    folder = find_model()
+    for checkpoint in folder.glob("*.pth"):
+        checkpoint.unlink()
+    save(tmp_path / "in" / "a_0000.png", rgb(32, 32))
+    result = predict_folder(LEAFPredictor.from_folder(folder), tmp_path / "in", tmp_path / "out",
+                            show_progress=False)
+    assert [p.name for p in result.written] == ["a.png"]
+
+
 def test_model_discovery_lists_candidates(results):
     second = results / "Dataset999_LeafnetDemo" / "LEAFTrainer_v__leafnetPlans__tiny"
     shutil.copytree(results / "Dataset999_LeafnetDemo" / "LEAFTrainer_x0__leafnetPlans__tiny",
@@ -141,6 +174,46 @@ def test_evaluate_command_writes_summary(tmp_path, capsys):
     summary = json.loads((tmp_path / "pred" / "summary.json").read_text())
     assert summary["foreground_mean"]["Dice"] == 1.0
     assert "1 cases: Dice 1.0000" in capsys.readouterr().out
+
+
+def test_evaluation_reads_masks_by_the_converters_rules(tmp_path, capsys):
+    save(tmp_path / "ref" / "a_lesion.png", disc_mask(16, 16, foreground=255))
+    save(tmp_path / "ref" / "b_lesion.png", disc_mask(16, 16, foreground=255))
+    save(tmp_path / "pred" / "a.png", disc_mask(16, 16))
+    save(tmp_path / "pred" / "b.png", np.zeros((16, 16), np.uint8))
+    evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"),
+                   "--ref-suffix", "_lesion"])
+    summary = json.loads((tmp_path / "pred" / "summary.json").read_text())
+    assert list(summary["mean"]) == ["1"]
+    assert summary["foreground_mean"]["Dice"] == pytest.approx(0.5)
+    assert "reference masks: values {0,255} in 2 files" in capsys.readouterr().out
+
+
+def test_false_positives_of_a_label_missing_from_a_reference_count(tmp_path):
+    save(tmp_path / "ref" / "a.png", disc_mask(16, 16))
+    predicted = disc_mask(16, 16)
+    predicted[0, :4] = 2
+    save(tmp_path / "pred" / "a.png", predicted)
+    summary = evaluate_folders(tmp_path / "ref", tmp_path / "pred")
+    assert summary["mean"]["2"]["Dice"] == 0.0
+    with pytest.raises(LeafnetError, match=r"label values \[2\] outside the evaluated labels"):
+        evaluate_folders(tmp_path / "ref", tmp_path / "pred", labels=[1])
+
+
+def test_zero_cases_and_ambiguous_masks_are_errors(tmp_path):
+    (tmp_path / "ref").mkdir()
+    (tmp_path / "pred").mkdir()
+    with pytest.raises(LeafnetError, match="no reference masks"):
+        evaluate_folders(tmp_path / "ref", tmp_path / "pred")
+    three = disc_mask(16, 16, foreground=255)
+    three[0, 0] = 128
+    for name in ("a", "b"):
+        save(tmp_path / "ref" / f"{name}.png", disc_mask(16, 16, foreground=255))
+        save(tmp_path / "pred" / f"{name}.png", disc_mask(16, 16))
+    save(tmp_path / "ref" / "c.png", three)
+    save(tmp_path / "pred" / "c.png", disc_mask(16, 16))
+    with pytest.raises(LeafnetError, match=r"c\.png"):
+        evaluate_folders(tmp_path / "ref", tmp_path / "pred")
 
 
 def test_overlays_show_the_worst_and_best_cases(tmp_path, capsys):

@@ -27,6 +27,7 @@ from leafnet.raw_format import (
 from leafnet.utilities.parallel import parallel_map
 from leafnet.utilities.processes import folder_lock, process_alive
 from leafnet.verification import VerificationReport, assert_dataset_ok
+from leafnet.verification.integrity import DatasetIntegrityError
 
 _TEMPORARY_PREFIX = ".tmp-convert-"
 
@@ -135,7 +136,13 @@ def _write_locked(root: Path, final: Path, dataset_id: int, description: Dataset
         write_dataset_json(temporary, description)
         parallel_map(_TaskRunner(temporary, description), tasks, num_processes,
                      f"writing {final.name}", show_progress)
-        report = assert_dataset_ok(temporary, num_processes, show_progress)
+        try:
+            report = assert_dataset_ok(temporary, num_processes, show_progress)
+        except DatasetIntegrityError as error:
+            # The temporary folder is deleted below: name the dataset that was not written.
+            raise LeafnetError(
+                str(error).replace(f"({temporary})", f"(as converted; nothing was written to "
+                                   f"{final})")) from None
         for index, old in enumerate(existing):
             os.replace(old, staging / f"replaced-{index}")
         os.replace(temporary, final)

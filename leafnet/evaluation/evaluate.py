@@ -83,12 +83,12 @@ def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None
 
 
 def _num_labels(facts: list[MaskFacts], labels: list[int] | None) -> int:
-    """Labels are 0..N-1: from ``labels`` when given, else from small integer values (label
-    images), else binary (0/255 and other encodings of one foreground)."""
-    if labels:
-        return max(labels) + 1
+    """Labels are 0..N-1: small integer values are label images (values beyond ``labels`` are
+    then reported as such), anything else binary (0/255 and other encodings of one
+    foreground)."""
     values = {v for fact in facts for v in fact.values}
-    return max(values) + 1 if max(values, default=0) < MAX_IMPLICIT_LABELS else 2
+    implicit = max(values) + 1 if max(values, default=0) < MAX_IMPLICIT_LABELS else 2
+    return max(implicit, max(labels) + 1 if labels else 0)
 
 
 def read_label_files(paths: list[Path], labels: list[int] | None,

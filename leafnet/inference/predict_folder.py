@@ -45,20 +45,44 @@ class FolderResult:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def input_cases(folder: Path) -> list[InputCase]:
-    """Raw naming (``CASE_0000.png``, channel files grouped) or plain image files."""
+def input_cases(folder: Path, num_channels: int) -> list[InputCase]:
+    """Raw naming or plain image files. Files ``CASE_0000 .. CASE_000k`` are grouped as the
+    channel files of one case only when they are numbered from 0000 without gaps and are no more
+    than the model's ``num_channels``; any other file (``scan_0032.png``) is a case of its own,
+    named by its whole stem."""
     if not folder.is_dir():
         raise LeafnetError(f"{folder}: no such input folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
                    and file_ending(p) in IMAGE_ENDINGS)
     if not files:
         raise LeafnetError(f"{folder}: no images ({', '.join(IMAGE_ENDINGS)}) found")
-    grouped: dict[str, list[Path]] = {}
+    candidates: dict[str, dict[int, Path]] = {}
     for path in files:
         match = _CHANNEL.match(strip_ending(path.name))
-        case = match.group("case") if match else strip_ending(path.name)
-        grouped.setdefault(case, []).append(path)
-    return [InputCase(case, paths) for case, paths in grouped.items()]
+        if match:
+            candidates.setdefault(match.group("case"), {})[int(match.group("channel"))] = path
+    cases: dict[str, list[Path]] = {}
+    for case, channels in candidates.items():
+        if sorted(channels) == list(range(len(channels))) and len(channels) <= num_channels:
+            cases[case] = [channels[index] for index in sorted(channels)]
+    grouped = {path for paths in cases.values() for path in paths}
+    for path in files:
+        if path not in grouped:
+            cases.setdefault(strip_ending(path.name), []).append(path)
+    return [InputCase(case, paths) for case, paths in sorted(cases.items())]
+
+
+def check_output_folder(input_folder: Path, output_folder: Path, cases: list[InputCase]) -> None:
+    """Refuse an output that is a file, or whose labels would overwrite an input image."""
+    if output_folder.exists() and not output_folder.is_dir():
+        raise LeafnetError(f"-o {output_folder}: is a file; give a folder for the predictions")
+    inputs = {path.resolve() for case in cases for path in case.files}
+    clashes = [case.files[0] for case in cases
+               if (output_folder / f"{case.case_id}{case.output_ending}").resolve() in inputs]
+    if clashes:
+        raise LeafnetError(
+            f"-o {output_folder}: predictions would overwrite input images (e.g. {clashes[0]}); "
+            f"choose an output folder other than the input folder {input_folder}")
 
 
 def _read(case: InputCase) -> tuple[np.ndarray, ImageProperties]:
@@ -74,7 +98,8 @@ def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: 
                    continue_prediction: bool = False, show_progress: bool = True) -> FolderResult:
     """Predict every case of ``input_folder`` into ``output_folder``, in device batches of the
     predictor's batch size."""
-    cases = input_cases(input_folder)
+    cases = input_cases(input_folder, predictor.plans["num_channels"])
+    check_output_folder(input_folder, output_folder, cases)
     output_folder.mkdir(parents=True, exist_ok=True)
     result = FolderResult()
     pending: list[tuple[InputCase, Path, np.ndarray, ImageProperties]] = []

@@ -48,3 +48,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  plans: {result.folder / 'leafnet_plans.json'} (preset "
               f"{result.plans['preset']}, target size {result.plans['target_size']})")
         print(f"  data:  {result.folder / result.plans['data_identifier']}")
+        for note in result.notes:
+            print(f"  note: {note}")

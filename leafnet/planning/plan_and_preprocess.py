@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from leafnet.atomic import copy_file, write_json
 from leafnet.paths import preprocessed_root
 from leafnet.planning.fingerprint import CaseStatisticsTask, build_fingerprint
@@ -34,7 +36,7 @@ from leafnet.planning.plans import (
 )
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
-from leafnet.preprocessing.preprocessed_data import case_paths
+from leafnet.preprocessing.preprocessed_data import case_paths, load_preprocessed_case
 from leafnet.raw_format import (
     CaseFiles,
     DatasetDescription,
@@ -62,6 +64,7 @@ class PlanningResult:
     processed: int
     skipped: int
     removed: int
+    notes: list[str]
 
 
 def _digest(data: Any) -> str:
@@ -163,8 +166,44 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
     outcomes = parallel_map(worker, items, num_processes, f"preprocessing {raw_folder.name}",
                             show_progress)
     removed = _remove_stale_cases(data_folder, set(training) | set(test))
+    notes = resampling_notes(data_folder, sorted(training) + sorted(test), plans)
     return PlanningResult(folder, plans, splits, user_splits, outcomes.count("done"),
-                          outcomes.count("skipped"), removed)
+                          outcomes.count("skipped"), removed, notes)
+
+
+SMALL_LABEL_FRACTION = 0.01
+
+
+def resampling_notes(data_folder: Path, case_ids: list[str], plans: dict[str, Any]) -> list[str]:
+    """What resampling to the target size does to this dataset, in words: non-square images
+    stretched to a square target, and labels that cover under 1% of a resized case."""
+    height, width = plans["target_size"]
+    stretched, small = [], {}
+    for case_id in case_ids:
+        case = load_preprocessed_case(data_folder, case_id)
+        original = case.properties["original_size_hw"]
+        if abs(original[0] / original[1] - height / width) > 0.01 * height / width:
+            stretched.append((case_id, original))
+        if case.label is None:
+            continue
+        counts = np.bincount(np.asarray(case.label).ravel())
+        for value in np.flatnonzero(counts[1:]) + 1:
+            if counts[value] / case.label.size < SMALL_LABEL_FRACTION:
+                small.setdefault(int(value), []).append(case_id)
+    notes = []
+    if stretched:
+        case_id, (h, w) = stretched[0]
+        notes.append(f"{len(stretched)} of {len(case_ids)} images have another aspect ratio than "
+                     f"the target {height}x{width} (e.g. {case_id}: {h}x{w}); they are stretched "
+                     "to it (aspect ratio not kept) and predictions are mapped back to the "
+                     "original size")
+    names = {value: name for name, value in plans["labels"].items()}
+    for value, cases in sorted(small.items()):
+        notes.append(f"label {names.get(value, value)} covers under {SMALL_LABEL_FRACTION:.0%} of "
+                     f"the pixels after resizing to {height}x{width} in {len(cases)} cases (e.g. "
+                     f"{', '.join(cases[:3])}); such small objects may be lost at this size "
+                     "(a larger --target-size keeps more of them)")
+    return notes
 
 
 _TEMPORARY = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-f]{8}")

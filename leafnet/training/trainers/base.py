@@ -433,9 +433,10 @@ class LEAFTrainer:
         (self.output / "split.json").write_text(json.dumps(self.split, indent=1))
 
     def run(self, continue_training: bool = False) -> Path:
-        """Train to ``num_steps`` (resuming from checkpoint_latest with ``continue_training``)."""
-        self.output.mkdir(parents=True, exist_ok=True)
+        """Train to ``num_steps`` (resuming from checkpoint_latest with ``continue_training``).
+        The output folder is created only once everything training needs is there."""
         self._prepare()
+        self.output.mkdir(parents=True, exist_ok=True)
         start = 0
         latest = self.output / "checkpoint_latest.pth"
         if continue_training and latest.is_file():
