@@ -166,7 +166,8 @@ def test_a_second_conversion_of_the_same_id_stops_naming_the_first(leafnet_folde
     finally:
         sleeper.kill()
         sleeper.wait()
-    assert not any(p.name.startswith("Dataset999") for p in leafnet_folders["LEAFNET_RAW"].iterdir())
+    raw = leafnet_folders["LEAFNET_RAW"]
+    assert not any(p.name.startswith("Dataset999") for p in raw.iterdir())
 
 
 WORKERS = textwrap.dedent("""

@@ -112,3 +112,11 @@ def test_a_trainer_that_stops_before_training_leaves_no_results_folder(leafnet_f
         trainer.run()
     assert not trainer.output.exists()
     assert not any(leafnet_folders["LEAFNET_RESULTS"].rglob("*"))
+
+
+def test_an_id_collision_names_both_files(tmp_path):
+    for name in ("a b", "a_b"):
+        save(tmp_path / "img" / f"{name}.png", rgb(16, 16))
+        save(tmp_path / "msk" / f"{name}.png", disc_mask(16, 16))
+    with pytest.raises(LeafnetError, match=r"a_b: .*a b\.png, .*a_b\.png"):
+        convert_folder(tmp_path / "img", tmp_path / "msk", 52, "Clash", **QUIET)

@@ -1,4 +1,4 @@
-"""Cases converted from source files: how images are normalised (masks: see imageio/mask_rule.py)."""
+"""Cases converted from source files: how images are normalised (masks: imageio/mask_rule.py)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labels to evaluate (default: all foreground labels found)")
     parser.add_argument("--ref-prefix", default="", help="reference file = PREFIX + CASE + SUFFIX")
     parser.add_argument("--ref-suffix", default="", help="e.g. _lesion for CASE_lesion.png")
-    parser.add_argument("--pred-prefix", default="", help="prediction file = PREFIX + CASE + SUFFIX")
+    parser.add_argument("--pred-prefix", default="",
+                        help="prediction file = PREFIX + CASE + SUFFIX")
     parser.add_argument("--pred-suffix", default="")
     parser.add_argument("--hd95", action="store_true", help="also the 95%% Hausdorff distance")
     parser.add_argument("--overlays", type=Path,

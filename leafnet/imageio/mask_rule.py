@@ -180,7 +180,8 @@ def _refuse_colours(facts: Sequence[MaskFacts]) -> None:
     coloured = [f.path for f in facts if f.colours]
     if coloured:
         raise LeafnetError(
-            f"{len(coloured)} masks are colour images whose channels differ ({_listing(coloured)}); "
+            f"{len(coloured)} masks are colour images whose channels differ "
+            f"({_listing(coloured)}); "
             "leafnet will not guess which colour is which label. Choose the channel that holds "
             "the labels with --mask-channel 0|1|2 (then --threshold or --label-map as needed), "
             "or save the masks as single-channel label images")

@@ -72,8 +72,9 @@ def check_splits(splits: Any, known_ids: set[str], path: Path) -> dict[str, Any]
             or not splits["folds"]:
         raise LeafnetError(f"{path}: expected {{\"folds\": [{{\"train\": [...], \"val\": [...]}}], "
                            "\"test\": [...]}} or nnU-Net's list of folds")
-    for subset in [splits.get("test", [])] + [fold.get(key, []) for fold in splits["folds"]
-                                               if isinstance(fold, dict) for key in ("train", "val")]:
+    folds = [fold for fold in splits["folds"] if isinstance(fold, dict)]
+    for subset in [splits.get("test", [])] + [fold.get(k, []) for fold in folds
+                                               for k in ("train", "val")]:
         for case_id in subset:
             plain_name(case_id, "case id", path)
     test = set(splits.get("test", []))
