@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from leafnet.errors import LeafnetError
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -63,8 +65,6 @@ def plain_name(value: object, what: str, source: Path | str) -> str:
     file) become paths inside leafnet's folders: a separator, ``..``, ``.`` or a leading dot
     would make leafnet read, write or delete outside them, so each is checked where it is read.
     """
-    from leafnet.errors import LeafnetError
-
     text = value if isinstance(value, str) else ""
     if (not text or text in (".", "..") or text.startswith(".") or "/" in text or "\\" in text
             or "\0" in text or text != text.strip()):
@@ -73,3 +73,30 @@ def plain_name(value: object, what: str, source: Path | str) -> str:
             "or surrounding spaces); leafnet only reads and writes inside its own folders. "
             "Fix the value in that file")
     return text
+
+
+RUN_SEPARATOR = "__"
+
+
+def run_folder_name(trainer: str, plans_name: str, preset: str) -> str:
+    """``TRAINER__PLANS__PRESET``: the one place results-folder names are made."""
+    parts = (trainer, plans_name, preset)
+    for part in parts:
+        plain_name(part, "run folder part", "the command line")
+        if RUN_SEPARATOR in part:
+            raise LeafnetError(f"'{part}' may not contain '{RUN_SEPARATOR}' (it separates "
+                               "trainer, plans and preset in results folder names)")
+    return RUN_SEPARATOR.join(parts)
+
+
+def parse_run_folder_name(name: str) -> tuple[str, str, str] | None:
+    """``(trainer, plans, preset)`` of a results folder name, or None if it is not one."""
+    parts = name.split(RUN_SEPARATOR)
+    return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
+
+
+def trainer_output(dataset_name: str, trainer: str, plans_name: str, preset: str,
+                   fold: int) -> Path:
+    """``leafnet_results/DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N``."""
+    return results_root() / dataset_name / run_folder_name(trainer, plans_name, preset) \
+        / f"fold_{fold}"

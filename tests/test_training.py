@@ -20,7 +20,7 @@ from leafnet.features.cache import FLIP_STATES, load_or_build_cache
 from leafnet.models.teachers import load_teacher
 from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.cli import main as train_main
-from leafnet.training.data_loading import apply_flip
+from leafnet.preprocessing.preprocessed_data import apply_flip
 from leafnet.training.registry import find_trainer
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from leafnet.benchmarks.report import machine
 from leafnet.experiments.report import write_report
 from leafnet.experiments.runs import Run, RunSettings, ensure_run
 from leafnet.experiments.scoring import all_foreground_reference, evaluate_on_test
 from leafnet.experiments.tables import get_table
 from leafnet.paths import results_root
 from leafnet.training.trainers.base import LEAFTrainer
+from leafnet.utilities.machine import machine
 
 
 def default_output(table: str, trainer: LEAFTrainer) -> Path:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from leafnet.atomic import atomic_path, write_json
 from leafnet.models.teachers import TEACHERS, Teacher
 from leafnet.models.weights.store import entry_folder, require
-from leafnet.training.data_loading import PreprocessedCases, apply_flip
+from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
 
 FLIP_STATES = ((False, False), (False, True), (True, False), (True, True))
 

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from leafnet.errors import LeafnetError, exit_on_user_error
-from leafnet.evaluation.stability import seed_stability
 from leafnet.inference.model_discovery import find_model
 from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.predictor import LEAFPredictor
-from leafnet.training.trainers.base import default_device
+from leafnet.inference.stability import seed_stability
+from leafnet.utilities.machine import default_device
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from leafnet.errors import LeafnetError
 from leafnet.models.network import WEIGHTS_FILE
-from leafnet.paths import results_root
+from leafnet.paths import parse_run_folder_name, results_root
 from leafnet.raw_format import parse_dataset_id
 
 
@@ -15,15 +15,15 @@ def trained_models(root: Path | None = None) -> list[Path]:
     final model."""
     root = results_root() if root is None else root
     folders = []
-    for weights in sorted(root.glob(f"Dataset*/*__*__*/fold_*/model_final/{WEIGHTS_FILE}")):
+    for weights in sorted(root.glob(f"Dataset*/*/fold_*/model_final/{WEIGHTS_FILE}")):
         folder = weights.parent.parent
-        if not folder.parent.name.startswith("LEAFAutoencoderTrainer"):
+        if parse_run_folder_name(folder.parent.name) is not None:
             folders.append(folder)
     return folders
 
 
 def _describe(folder: Path) -> str:
-    trainer, plans, preset = folder.parent.name.split("__")
+    trainer, plans, preset = parse_run_folder_name(folder.parent.name)
     dataset = folder.parent.parent.name
     return (f"{dataset}/{folder.parent.name}/{folder.name}  (-d {dataset[7:10]} -tr {trainer} "
             f"-f {folder.name.removeprefix('fold_')} -p {plans} --preset {preset})")
@@ -38,7 +38,8 @@ def find_model(dataset: str | None = None, trainer: str | None = None, fold: int
         candidates = [c for c in candidates if c.parent.parent.name[7:10] == number]
     for value, index in ((trainer, 0), (plans, 1), (preset, 2)):
         if value is not None:
-            candidates = [c for c in candidates if c.parent.name.split("__")[index] == value]
+            candidates = [c for c in candidates
+                          if parse_run_folder_name(c.parent.name)[index] == value]
     if fold is not None:
         candidates = [c for c in candidates if c.name == f"fold_{fold}"]
     if len(candidates) == 1:

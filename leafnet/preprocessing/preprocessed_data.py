@@ -1,5 +1,6 @@
 """The preprocessed folder of one case: ``CASE.npy`` (image), ``CASE_seg.npy`` (label) and
-``CASE.json`` (properties, written last, so its presence marks a finished case)."""
+``CASE.json`` (properties, written last, so its presence marks a finished case); and a list of
+cases as network inputs, read by training and by the teacher feature cache alike."""
 
 from __future__ import annotations
 
@@ -41,3 +42,31 @@ def load_preprocessed_case(folder: Path, case_id: str, memory_map: bool = True) 
     image = np.load(paths["image"], mmap_mode=mode)
     label = np.load(paths["label"], mmap_mode=mode) if properties["has_label"] else None
     return PreprocessedCase(case_id, image, label, properties)
+
+
+class PreprocessedCases:
+    """Memory-mapped images and binary foreground labels of a list of cases."""
+
+    def __init__(self, folder: Path, case_ids: list[str], foreground_labels: list[int]) -> None:
+        self.folder = folder
+        self.case_ids = list(case_ids)
+        self.foreground_labels = list(foreground_labels)
+        self._cases: dict[int, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def image_and_mask(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image in [-1, 1] ``(C, H, W)`` float32 and mask ``(1, H, W)`` float32 in {0, 1}."""
+        if index not in self._cases:
+            self._cases[index] = load_preprocessed_case(self.folder, self.case_ids[index])
+        case = self._cases[index]
+        image = np.asarray(case.image, dtype=np.float32) / 127.5 - 1
+        mask = np.isin(np.asarray(case.label), self.foreground_labels)[None].astype(np.float32)
+        return image, mask
+
+
+def apply_flip(array: np.ndarray, flip: np.ndarray) -> np.ndarray:
+    """Flip the last two axes of ``array`` as ``flip = (vertical, horizontal)`` says."""
+    axes = tuple(axis for axis, on in zip((-2, -1), flip, strict=True) if on)
+    return np.flip(array, axis=axes).copy() if axes else array

@@ -8,7 +8,6 @@ steps ``start + i``, ``start + i + n``, ... and the augmenter returns them in or
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,30 +17,8 @@ from batchgenerators.dataloading.single_threaded_augmenter import (
     SingleThreadedAugmenter,
 )
 
-from leafnet.preprocessing import load_preprocessed_case
+from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
 from leafnet.utilities.processes import die_with_parent
-
-
-class PreprocessedCases:
-    """Memory-mapped images and binary foreground labels of a list of cases."""
-
-    def __init__(self, folder: Path, case_ids: list[str], foreground_labels: list[int]) -> None:
-        self.folder = folder
-        self.case_ids = list(case_ids)
-        self.foreground_labels = list(foreground_labels)
-        self._cases: dict[int, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.case_ids)
-
-    def image_and_mask(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image in [-1, 1] ``(C, H, W)`` float32 and mask ``(1, H, W)`` float32 in {0, 1}."""
-        if index not in self._cases:
-            self._cases[index] = load_preprocessed_case(self.folder, self.case_ids[index])
-        case = self._cases[index]
-        image = np.asarray(case.image, dtype=np.float32) / 127.5 - 1
-        mask = np.isin(np.asarray(case.label), self.foreground_labels)[None].astype(np.float32)
-        return image, mask
 
 
 def batch_plan(seed: int, step: int, num_cases: int, batch_size: int,
@@ -52,12 +29,6 @@ def batch_plan(seed: int, step: int, num_cases: int, batch_size: int,
     flip = rng.integers(0, 2, (batch_size, 2)).astype(bool) if flips else np.zeros(
         (batch_size, 2), dtype=bool)
     return indices, flip
-
-
-def apply_flip(array: np.ndarray, flip: np.ndarray) -> np.ndarray:
-    """Flip the last two axes of ``array`` as ``flip = (vertical, horizontal)`` says."""
-    axes = tuple(axis for axis, on in zip((-2, -1), flip, strict=True) if on)
-    return np.flip(array, axis=axes).copy() if axes else array
 
 
 class StepLoader(SlimDataLoaderBase):

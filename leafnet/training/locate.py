@@ -1,11 +1,11 @@
-"""Finding a dataset's preprocessed folder and a trainer's output folder."""
+"""Finding a dataset's preprocessed folder (a trainer's output folder: paths.trainer_output)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
-from leafnet.paths import preprocessed_root, results_root
+from leafnet.paths import preprocessed_root
 from leafnet.planning.plans import PLANS_FILE
 from leafnet.raw_format import list_datasets, parse_dataset_id
 
@@ -20,9 +20,3 @@ def preprocessed_dataset(dataset: str | int) -> Path:
             f"{preprocessed_root()}); run 'leafnet_plan_and_preprocess -d {number}' first"
         )
     return found[0]
-
-
-def trainer_output(dataset_name: str, trainer: str, plans_name: str, preset: str,
-                   fold: int) -> Path:
-    """``leafnet_results/DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N``."""
-    return results_root() / dataset_name / f"{trainer}__{plans_name}__{preset}" / f"fold_{fold}"

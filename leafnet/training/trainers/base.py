@@ -37,7 +37,7 @@ from leafnet.models.network import (
 )
 from leafnet.models.presets import Preset, get_preset
 from leafnet.models.teachers import Teacher, load_teacher
-from leafnet.paths import plain_name
+from leafnet.paths import plain_name, trainer_output
 from leafnet.planning.plans import SPLITS_FILE, plans_file, read_plans
 from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.raw_format import find_dataset
@@ -51,20 +51,13 @@ from leafnet.training.checkpointing import (
 )
 from leafnet.training.data_loading import PreprocessedCases, make_loader
 from leafnet.training.distributed import init_distributed, shutdown_distributed
-from leafnet.training.locate import preprocessed_dataset, trainer_output
+from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.progress import log_line, plot_progress
 from leafnet.utilities.json_files import read_json
+from leafnet.utilities.machine import default_device
 
 AUTOENCODER_TRAINER = "LEAFAutoencoderTrainer"
 PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
-
-
-def default_device() -> str:
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
