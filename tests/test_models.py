@@ -104,3 +104,15 @@ def test_paper_preset_is_the_ldm_kl8_churches_configuration():
     assert unet["downsample_type"] == unet["upsample_type"] == "resnet"
     assert get_preset("paper").attention_heads == 8
     assert get_preset("paper").latent_scale == 0.18215
+
+
+def test_network_configs_without_a_version_load_and_newer_ones_are_refused():
+    from leafnet.errors import LeafnetError
+    from leafnet.models.network import NETWORK_CONFIG_VERSION, NetworkConfig, network_config
+
+    saved = network_config("tiny").to_json()
+    assert saved["version"] == NETWORK_CONFIG_VERSION
+    older = {key: value for key, value in saved.items() if key != "version"}
+    assert NetworkConfig.from_json(older).unet == saved["unet"]
+    with pytest.raises(LeafnetError, match="newer leafnet"):
+        NetworkConfig.from_json({**saved, "version": NETWORK_CONFIG_VERSION + 1})

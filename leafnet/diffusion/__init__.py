@@ -2,16 +2,12 @@
 
 from leafnet.diffusion.parameterization import (
     PREDICTION_TYPES,
-    convert_prediction,
     estimate_z0,
-    training_target,
 )
 from leafnet.diffusion.schedule import NoiseSchedule
 
 __all__ = [
     "PREDICTION_TYPES",
     "NoiseSchedule",
-    "convert_prediction",
     "estimate_z0",
-    "training_target",
 ]

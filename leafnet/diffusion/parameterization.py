@@ -24,18 +24,6 @@ def _check(kind: str) -> None:
         raise ValueError(f"prediction type must be one of {PREDICTION_TYPES}, got {kind!r}")
 
 
-def training_target(kind: str, z0: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
-                    schedule: NoiseSchedule) -> torch.Tensor:
-    """The regression target of ``kind`` for clean latents ``z0`` noised with ``noise``."""
-    _check(kind)
-    if kind == "eps":
-        return noise
-    if kind == "x0":
-        return z0
-    alpha, sigma = schedule.alpha(timesteps, z0), schedule.sigma(timesteps, z0)
-    return alpha * noise.float() - sigma * z0.float()
-
-
 def estimate_z0(kind: str, output: torch.Tensor, z_t: torch.Tensor, timesteps: torch.Tensor,
                 schedule: NoiseSchedule) -> torch.Tensor:
     """The clean latent implied by a network ``output`` of ``kind`` at ``z_t``, in float32."""
@@ -47,13 +35,3 @@ def estimate_z0(kind: str, output: torch.Tensor, z_t: torch.Tensor, timesteps: t
     if kind == "eps":
         return (z_t - sigma * output) / alpha
     return alpha * z_t - sigma * output
-
-
-def convert_prediction(output: torch.Tensor, source: str, target: str, z_t: torch.Tensor,
-                       timesteps: torch.Tensor, schedule: NoiseSchedule) -> torch.Tensor:
-    """Express a ``source``-type prediction as a ``target``-type one (float32)."""
-    _check(target)
-    z0 = estimate_z0(source, output, z_t, timesteps, schedule)
-    alpha, sigma = schedule.alpha(timesteps, z_t), schedule.sigma(timesteps, z_t)
-    noise = (z_t.float() - alpha * z0) / sigma
-    return training_target(target, z0, noise, timesteps, schedule)

@@ -58,8 +58,3 @@ class NoiseSchedule:
                   timesteps: torch.Tensor) -> torch.Tensor:
         """z_t = alpha_t z0 + sigma_t eps (diffusers' add_noise)."""
         return self.scheduler.add_noise(z0, noise, timesteps.to(z0.device))
-
-    def sample_timesteps(self, batch: int, generator: torch.Generator | None = None,
-                         device: torch.device | str = "cpu") -> torch.Tensor:
-        """Uniform training timesteps in [0, T)."""
-        return torch.randint(0, self.num_train_timesteps, (batch,), generator=generator).to(device)

@@ -1,5 +1,5 @@
-"""The denoising backbone behind one small interface, so that a Stable Diffusion U-Net
-(UNet2DConditionModel with a fixed empty-prompt embedding) can stand in for the LDM one."""
+"""The denoising backbone behind one small interface (conv_in to widen, encoder blocks for the
+feature-alignment hook, forward), implemented by the LDM's UNet2DModel."""
 
 from __future__ import annotations
 

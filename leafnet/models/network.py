@@ -8,7 +8,7 @@ of it, so the exported model is exactly the SDSeg-sized network.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from leafnet.models.weights.store import (
 )
 
 CONFIG_FILE = "network_config.json"
+NETWORK_CONFIG_VERSION = 1
 WEIGHTS_FILE = "network.safetensors"
 
 
@@ -60,13 +61,21 @@ class NetworkConfig:
     schedule: dict[str, Any] = field(default_factory=lambda: {
         "num_train_timesteps": NUM_TRAIN_TIMESTEPS, "beta_start": BETA_START,
         "beta_end": BETA_END, "beta_schedule": BETA_SCHEDULE})
+    version: int = NETWORK_CONFIG_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
-        return cls(**data)
+        """Read a saved config; files without a version (before it was recorded) are version 0
+        and load as they are; a file of a newer leafnet is refused rather than misread."""
+        version = int(data.get("version", 0))
+        if version > NETWORK_CONFIG_VERSION:
+            raise LeafnetError(f"network config version {version} was written by a newer leafnet "
+                               f"(this one reads up to {NETWORK_CONFIG_VERSION}); upgrade leafnet")
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def network_config(preset: str, prediction_type: str = "x0",
