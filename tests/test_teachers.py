@@ -78,3 +78,15 @@ def test_distillation_loss_is_minus_mean_cosine():
     other = torch.zeros(1, 2, 2)
     other[0, 0, 1], other[0, 1, 0] = 1, 1
     assert distillation_loss(orthogonal, other).item() == pytest.approx(-0.5)
+
+
+def test_each_teacher_is_one_registry_entry_known_everywhere():
+    from leafnet.models.teacher_specs import TEACHER_SPECS, teacher_spec
+    from leafnet.models.weights.sources import SOURCES
+    from leafnet.models.weights.store import KNOWN
+
+    for entry, spec in TEACHER_SPECS.items():
+        assert teacher_spec(spec.alias) is spec and teacher_spec(entry) is spec
+        assert entry in KNOWN and SOURCES[entry][0] == list(spec.remote_files)
+    with pytest.raises(LeafnetError, match="unknown teacher 'dino'.*dinov2"):
+        teacher_spec("dino")

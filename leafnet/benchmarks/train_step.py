@@ -21,7 +21,7 @@ import torch
 
 from leafnet.models.presets import get_preset
 from leafnet.models.teachers import build_teacher_model, save_teacher
-from leafnet.models.weights.sources import DINOV2_CONFIG
+from leafnet.models.teacher_specs import DEFAULT_TEACHER, TEACHER_SPECS
 from leafnet.models.weights.store import installed
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.registry import find_trainer
@@ -47,7 +47,8 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
                          device: str = "cpu") -> dict[str, Any]:
     """Median seconds per step (after one warm-up step) of each trainer in TRAINERS."""
     source = preprocessed_dataset(dataset)
-    random_teacher = installed()["dinov2-vitb14-reg"] is None
+    teacher = TEACHER_SPECS[DEFAULT_TEACHER]
+    random_teacher = installed()[teacher.entry] is None
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
@@ -61,9 +62,10 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
                     (scratch / "weights").mkdir(exist_ok=True)
                     (scratch / "weights" / name).symlink_to(folder, target_is_directory=True)
             torch.manual_seed(0)
-            model, _ = build_teacher_model(DINOV2_CONFIG, DINOV2_CONFIG["native_grid"])
-            save_teacher(scratch / "weights" / "dinov2-vitb14-reg", DINOV2_CONFIG, model)
-            (scratch / "weights" / "dinov2-vitb14-reg" / "source.json").write_text("{}")
+            config = teacher.architecture
+            model, _ = build_teacher_model(config, config["native_grid"])
+            save_teacher(scratch / "weights" / teacher.entry, config, model)
+            (scratch / "weights" / teacher.entry / "source.json").write_text("{}")
             environment["LEAFNET_WEIGHTS"] = str(scratch / "weights")
         with _environment(**environment):
             if get_preset(preset).pretrained is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from leafnet.errors import LeafnetError
-from leafnet.models.teachers import TEACHERS
+from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.weights.store import installed
 from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.registry import find_trainer
@@ -58,7 +58,7 @@ def missing_teacher(trainer: LEAFTrainer) -> str | None:
     """Why ``trainer`` cannot run here (its teacher's weights are not installed), or None."""
     if trainer.teacher is None:
         return None
-    entry = TEACHERS.get(trainer.teacher, trainer.teacher)
+    entry = teacher_spec(trainer.teacher).entry
     if installed().get(entry) is not None:
         return None
     return (f"needs the {entry} teacher weights, not installed "

@@ -22,7 +22,8 @@ import torch
 from tqdm import tqdm
 
 from leafnet.atomic import atomic_path, write_json
-from leafnet.models.teachers import TEACHERS, Teacher
+from leafnet.models.teacher_specs import teacher_spec
+from leafnet.models.teachers import Teacher
 from leafnet.models.weights.store import entry_folder, require
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
 
@@ -35,7 +36,7 @@ def _view_name(flip: tuple[bool, bool]) -> str:
 
 def teacher_signature(teacher_name: str) -> str:
     """A digest of the installed teacher's weights file (size, time and provenance)."""
-    name = TEACHERS.get(teacher_name, teacher_name)
+    name = teacher_spec(teacher_name).entry
     weights = require(name, "teacher.safetensors")
     status = weights.stat()
     source = entry_folder(name) / "source.json"
@@ -69,7 +70,7 @@ class FeatureCache:
 
 
 def cache_folder(preprocessed_dataset: Path, teacher_name: str, grid: int) -> Path:
-    name = TEACHERS.get(teacher_name, teacher_name)
+    name = teacher_spec(teacher_name).entry
     return preprocessed_dataset / "features" / f"{name}_{grid}x{grid}"
 
 

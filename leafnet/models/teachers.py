@@ -20,14 +20,11 @@ from torch import nn
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
+from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.weights.store import require
 
 TEACHER_CONFIG = "teacher.json"
 TEACHER_WEIGHTS = "teacher.safetensors"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-TEACHERS = {"dinov2": "dinov2-vitb14-reg", "clip": "clip-vit-b-16"}
 
 
 class Teacher(nn.Module):
@@ -118,8 +115,9 @@ def build_teacher_model(config: dict[str, Any], grid: int) -> tuple[nn.Module, i
 
 
 def load_teacher(name: str, grid: int) -> Teacher:
-    """Load teacher ``name`` (a weights entry, or 'dinov2' / 'clip') for a token grid."""
-    name = TEACHERS.get(name, name)
+    """Load teacher ``name`` (a weights entry or its alias, see teacher_specs.py) for a grid."""
+    spec = teacher_spec(name)
+    name = spec.entry
     folder = require(name, TEACHER_CONFIG).parent
     require(name, TEACHER_WEIGHTS)
     config = json.loads((folder / TEACHER_CONFIG).read_text())
@@ -130,8 +128,5 @@ def load_teacher(name: str, grid: int) -> Teacher:
     if missing or unexpected:
         raise LeafnetError(f"teacher '{name}' weights do not fit its architecture "
                            f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    if kind == "timm":
-        dim, mean, std = model.embed_dim, IMAGENET_MEAN, IMAGENET_STD
-    else:
-        dim, mean, std = model.transformer.width, CLIP_MEAN, CLIP_STD
-    return Teacher(name, model, kind, patch, grid, dim, mean, std)
+    dim = model.embed_dim if kind == "timm" else model.transformer.width
+    return Teacher(name, model, kind, patch, grid, dim, spec.mean, spec.std)

@@ -12,7 +12,8 @@ from tqdm import tqdm
 
 from leafnet.atomic import atomic_path
 from leafnet.errors import LeafnetError
-from leafnet.models.weights.sources import SOURCES, RemoteFile, install
+from leafnet.models.weights.remote import RemoteFile
+from leafnet.models.weights.sources import SOURCES, install
 from leafnet.paths import weights_root
 
 CHUNK = 1 << 20

@@ -7,13 +7,13 @@ written to a temporary folder and renamed into LEAFNET_WEIGHTS/NAME.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
 import warnings
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.models.backbone import set_attention_heads
 from leafnet.models.presets import KL_F8_SCALE, get_preset
+from leafnet.models.teacher_specs import TEACHER_SPECS, TeacherSpec
 from leafnet.models.teachers import build_teacher_model, save_teacher
 from leafnet.models.weights.checkpoint_files import read_state_dict
 from leafnet.models.weights.compvis import (
@@ -35,14 +36,8 @@ from leafnet.models.weights.compvis import (
     ema_unet_state,
     strip_prefix,
 )
+from leafnet.models.weights.remote import RemoteFile
 from leafnet.models.weights.store import ATTENTION_HEADS_FILE, KNOWN, entry_folder
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    url: str
-    filename: str
-    sha256: str | None = None
 
 
 Converter = Callable[[list[Path], Path, bool, dict[str, Any]], dict[str, Any]]
@@ -101,18 +96,12 @@ def _convert_ldm(files: list[Path], output: Path, trust_pickle: bool,
             **_ldm_scale_factor(unet_states[0])}
 
 
-DINOV2_CONFIG = {"library": "timm", "architecture": "vit_base_patch14_reg4_dinov2",
-                 "kwargs": {"patch_size": 14}, "native_grid": 37}
-CLIP_CONFIG = {"library": "open_clip", "embed_dim": 512, "quick_gelu": True, "native_grid": 14,
-               "vision_cfg": {"image_size": 224, "layers": 12, "width": 768, "patch_size": 16}}
-
-
-def _convert_dinov2(files: list[Path], output: Path, trust_pickle: bool,
-                    options: dict[str, Any]) -> dict[str, Any]:
-    """Meta's dinov2_vitb14_reg4_pretrain.pth (or timm's weights) -> teacher.safetensors."""
+def _convert_timm_teacher(spec: TeacherSpec, files: list[Path], output: Path,
+                          trust_pickle: bool, options: dict[str, Any]) -> dict[str, Any]:
+    """A timm ViT state dict (Meta's dinov2_vitb14_reg4_pretrain.pth) -> teacher.safetensors."""
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    config = options.get("architecture", DINOV2_CONFIG)
+    config = options.get("architecture", spec.architecture)
     model, _ = build_teacher_model(config, grid=config["native_grid"])
     state = checkpoint_filter_fn(read_state_dict(files[0], trust_pickle), model)
     model.load_state_dict(state)
@@ -128,8 +117,8 @@ def _is_torchscript(path: Path) -> bool:
         return any("/code/" in member for member in archive.namelist())
 
 
-def _convert_clip(files: list[Path], output: Path, trust_pickle: bool,
-                  options: dict[str, Any]) -> dict[str, Any]:
+def _convert_openai_clip(spec: TeacherSpec, files: list[Path], output: Path,
+                         trust_pickle: bool, options: dict[str, Any]) -> dict[str, Any]:
     """OpenAI's ViT-B-16.pt (TorchScript) or an open_clip state dict -> the image tower."""
     from open_clip.model import build_model_from_openai_state_dict
 
@@ -146,28 +135,24 @@ def _convert_clip(files: list[Path], output: Path, trust_pickle: bool,
         visual_state = visual.state_dict()
     else:
         visual_state = strip_prefix(state, "visual.")
-    config = options.get("architecture", CLIP_CONFIG)
+    config = options.get("architecture", spec.architecture)
     model, _ = build_teacher_model(config, grid=config["native_grid"])
     model.load_state_dict(visual_state)
     save_teacher(output, config, model)
     return {}
 
 
+TEACHER_CONVERTERS = {"timm_state_dict": _convert_timm_teacher,
+                      "openai_clip": _convert_openai_clip}
 SOURCES: dict[str, tuple[list[RemoteFile], Converter]] = {
     "ldm-kl8-churches": ([
         RemoteFile("https://ommer-lab.com/files/latent-diffusion/kl-f8.zip", "kl-f8.zip"),
         RemoteFile("https://ommer-lab.com/files/latent-diffusion/lsun_churches.zip",
                    "lsun_churches.zip"),
     ], _convert_ldm),
-    "dinov2-vitb14-reg": ([
-        RemoteFile("https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/"
-                   "dinov2_vitb14_reg4_pretrain.pth", "dinov2_vitb14_reg4_pretrain.pth"),
-    ], _convert_dinov2),
-    "clip-vit-b-16": ([
-        RemoteFile("https://openaipublic.azureedge.net/clip/models/5806e77cd80f8b59890b7e101eabd0"
-                   "78d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt", "ViT-B-16.pt",
-                   "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"),
-    ], _convert_clip),
+    **{spec.entry: (list(spec.remote_files),
+                    functools.partial(TEACHER_CONVERTERS[spec.source_format], spec))
+       for spec in TEACHER_SPECS.values()},
 }
 assert set(SOURCES) == set(KNOWN)
 

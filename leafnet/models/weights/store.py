@@ -22,12 +22,12 @@ from safetensors.torch import load_file
 
 from leafnet.errors import LeafnetError
 from leafnet.models.backbone import set_attention_heads
+from leafnet.models.teacher_specs import TEACHER_SPECS
 from leafnet.paths import weights_root
 
 KNOWN = {
     "ldm-kl8-churches": "CompVis kl-f8 autoencoder + LSUN-churches LDM-KL-8 U-Net (paper preset)",
-    "dinov2-vitb14-reg": "DINOv2 ViT-B/14 with registers (distillation teacher, default)",
-    "clip-vit-b-16": "OpenAI CLIP ViT-B/16 image tower (distillation teacher)",
+    **{entry: spec.description for entry, spec in TEACHER_SPECS.items()},
 }
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 ATTENTION_HEADS_FILE = "leafnet_attention_heads.json"
