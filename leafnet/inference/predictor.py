@@ -18,7 +18,12 @@ import torch
 
 from leafnet.errors import LeafnetError
 from leafnet.models.network import WEIGHTS_FILE, LEAFNetwork, load_network, model_folder
-from leafnet.preprocessing import normalize_to_uint8, resize_image, resize_probabilities
+from leafnet.preprocessing import (
+    normalize_to_uint8,
+    resize_image,
+    resize_probabilities,
+    to_network_input,
+)
 
 
 @dataclass
@@ -85,8 +90,8 @@ class LEAFPredictor:
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
-            batch = np.stack([resize_image(normalize_to_uint8(image, windows), size)
-                              for image in chunk]).astype(np.float32) / 127.5 - 1
+            batch = to_network_input(np.stack([resize_image(normalize_to_uint8(image, windows),
+                                                            size) for image in chunk]))
             tensor = torch.from_numpy(batch).to(self.device)
             noise = self._noise(len(chunk), seed, num_samples)
             probability = self.network.predict(tensor, num_samples=num_samples, noise=noise)

@@ -1,6 +1,6 @@
 """Turning raw cases into fixed-size uint8 arrays, and mapping results back to raw size."""
 
-from leafnet.preprocessing.normalization import normalize_to_uint8
+from leafnet.preprocessing.normalization import normalize_to_uint8, to_network_input
 from leafnet.preprocessing.preprocessed_data import (
     PreprocessedCase,
     case_paths,
@@ -20,4 +20,5 @@ __all__ = [
     "resize_image",
     "resize_label",
     "resize_probabilities",
+    "to_network_input",
 ]

@@ -20,3 +20,9 @@ def normalize_to_uint8(image: np.ndarray, windows: Sequence[dict[str, float]]) -
         clipped = np.clip(image[channel].astype(np.float64), lower, upper)
         output[channel] = np.rint((clipped - lower) / (upper - lower) * 255)
     return output
+
+
+def to_network_input(image: np.ndarray) -> np.ndarray:
+    """A stored uint8 image (or batch) as the network sees it: float32 in [-1, 1]. The one place
+    this mapping is written; training data loading and prediction both use it."""
+    return np.asarray(image, dtype=np.float32) / 127.5 - 1

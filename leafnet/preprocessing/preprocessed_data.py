@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from leafnet.paths import plain_name
+from leafnet.preprocessing.normalization import to_network_input
 
 
 @dataclass
@@ -61,7 +62,7 @@ class PreprocessedCases:
         if index not in self._cases:
             self._cases[index] = load_preprocessed_case(self.folder, self.case_ids[index])
         case = self._cases[index]
-        image = np.asarray(case.image, dtype=np.float32) / 127.5 - 1
+        image = to_network_input(case.image)
         mask = np.isin(np.asarray(case.label), self.foreground_labels)[None].astype(np.float32)
         return image, mask
 
