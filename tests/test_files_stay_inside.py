@@ -43,7 +43,7 @@ def test_case_ids_with_dots_keep_their_arrays_through_planning_twice(leafnet_fol
     for _ in range(2):
         result = plan_and_preprocess(30, **QUIET)
         assert result.removed == 0
-        data = result.folder / result.plans["data_identifier"]
+        data = result.folder / result.plans.data_identifier
         for case in ("img.c00", "img.c01", "scan.a.b", "x3", "x4"):
             assert load_preprocessed_case(data, case).label is not None, case
 
@@ -51,7 +51,7 @@ def test_case_ids_with_dots_keep_their_arrays_through_planning_twice(leafnet_fol
 def test_stale_cases_go_but_files_leafnet_did_not_write_stay(leafnet_folders):
     raw = dotted_dataset(leafnet_folders["LEAFNET_RAW"])
     result = plan_and_preprocess(30, **QUIET)
-    data = result.folder / result.plans["data_identifier"]
+    data = result.folder / result.plans.data_identifier
     (data / "notes.json").write_text("{}")
     (data / "mine.npy").write_bytes(b"user data")
     for path in (raw / "imagesTr" / "x4_0000.png", raw / "labelsTr" / "x4.png"):
@@ -103,7 +103,7 @@ def test_case_ids_in_an_edited_splits_file_cannot_leave_the_folder(leafnet_folde
 def test_training_refuses_unfinished_preprocessing_and_a_changed_raw_dataset(leafnet_folders):
     raw = dotted_dataset(leafnet_folders["LEAFNET_RAW"])
     result = plan_and_preprocess(30, **QUIET)
-    data = result.folder / result.plans["data_identifier"]
+    data = result.folder / result.plans.data_identifier
     case = result.splits["folds"][0]["train"][0]
     (data / f"{case}.json").unlink()
     with pytest.raises(LeafnetError, match=rf"1 cases .*{case}.*leafnet_plan_and_preprocess"):
@@ -124,7 +124,7 @@ def test_plans_of_another_version_of_the_dataset_are_refused_not_used(leafnet_fo
     (raw / "dataset.json").write_text(json.dumps({**description, "channel_names": {"0": "g"}}))
     with pytest.raises(LeafnetError, match="3 channel.* in the plans, 1 in the raw.*--clean"):
         plan_and_preprocess(30, **QUIET)
-    assert plan_and_preprocess(30, clean=True, **QUIET).plans["num_channels"] == 1
+    assert plan_and_preprocess(30, clean=True, **QUIET).plans.num_channels == 1
 
 
 def _dead_pid() -> int:

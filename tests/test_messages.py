@@ -120,3 +120,14 @@ def test_an_id_collision_names_both_files(tmp_path):
         save(tmp_path / "msk" / f"{name}.png", disc_mask(16, 16))
     with pytest.raises(LeafnetError, match=r"a_b: .*a b\.png, .*a_b\.png"):
         convert_folder(tmp_path / "img", tmp_path / "msk", 52, "Clash", **QUIET)
+
+
+def test_a_malformed_plans_entry_is_one_error_naming_the_file(leafnet_folders):
+    convert_demo(num_cases=10, size=32, **QUIET)
+    result = plan_and_preprocess(999, preset="tiny", target_size=(32, 32), **QUIET)
+    path = result.folder / "leafnet_plans.json"
+    plans = json.loads(path.read_text())
+    del plans["label_handling"]
+    path.write_text(json.dumps(plans))
+    with pytest.raises(LeafnetError, match=r"leafnet_plans.json: plans entry missing or malformed"):
+        find_trainer("LEAFTrainer_x0")(999, show_progress=False)

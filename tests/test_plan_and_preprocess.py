@@ -61,8 +61,8 @@ def test_fingerprint_matches_values_computed_by_hand(leafnet_folders):
     assert lesion["pixel_fraction"] == pytest.approx(0.3)
     assert lesion["cases_with_label"] == 2
     assert lesion["mean_fraction_per_case"] == pytest.approx((2 / 4 + 1 / 6) / 2)
-    assert result.plans["normalisation"]["scheme"] == "rgb8"
-    assert result.plans["channel_handling"] == "replicate gray to RGB"
+    assert result.plans.json["normalisation"]["scheme"] == "rgb8"
+    assert result.plans.json["channel_handling"] == "replicate gray to RGB"
 
 
 def test_sixteen_bit_images_get_a_percentile_window(leafnet_folders):
@@ -70,11 +70,11 @@ def test_sixteen_bit_images_get_a_percentile_window(leafnet_folders):
     labels = [disc_mask(10, 10)] * 2
     gray_dataset(leafnet_folders["LEAFNET_RAW"], images, labels)
     result = plan_and_preprocess(20, **QUIET)
-    window = result.plans["normalisation"]["windows"][0]
-    assert result.plans["normalisation"]["scheme"] == "percentile_clip"
+    window = result.plans.windows[0]
+    assert result.plans.json["normalisation"]["scheme"] == "percentile_clip"
     assert window["lower"] == pytest.approx(np.percentile(np.tile(np.arange(100) * 100, 2), 0.5))
     assert window["upper"] == pytest.approx(np.percentile(np.tile(np.arange(100) * 100, 2), 99.5))
-    image = load_preprocessed_case(result.folder / result.plans["data_identifier"], "c0").image
+    image = load_preprocessed_case(result.folder / result.plans.data_identifier, "c0").image
     assert image.dtype == np.uint8 and image.min() == 0 and image.max() == 255
 
 
@@ -156,7 +156,7 @@ def test_properties_map_a_label_back_to_the_original_size_exactly(leafnet_folder
 def test_interrupted_preprocessing_completes_on_rerun(leafnet_folders):
     make_raw_dataset(leafnet_folders["LEAFNET_RAW"], num_cases=8)
     result = plan_and_preprocess(10, **QUIET)
-    data = result.folder / result.plans["data_identifier"]
+    data = result.folder / result.plans.data_identifier
     (data / "case01.npy").unlink()
     (data / "case02.json").unlink()
     (data / "case03_seg.npy").unlink()
@@ -192,7 +192,7 @@ def test_second_run_skips_everything_and_changed_plans_reprocess(leafnet_folders
     plans["normalisation"]["windows"][0]["upper"] = 128.0
     plans_path.write_text(json.dumps(plans))
     second = plan_and_preprocess(10, **QUIET)
-    assert second.plans["batch_size"] == 2 and second.processed == 6
+    assert second.plans.batch_size == 2 and second.processed == 6
     assert plan_and_preprocess(10, **QUIET).skipped == 6
 
 

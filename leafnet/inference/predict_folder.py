@@ -98,7 +98,7 @@ def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: 
                    continue_prediction: bool = False, show_progress: bool = True) -> FolderResult:
     """Predict every case of ``input_folder`` into ``output_folder``, in device batches of the
     predictor's batch size."""
-    cases = input_cases(input_folder, predictor.plans["num_channels"])
+    cases = input_cases(input_folder, predictor.plans.num_channels)
     check_output_folder(input_folder, output_folder, cases)
     output_folder.mkdir(parents=True, exist_ok=True)
     result = FolderResult()

@@ -8,7 +8,6 @@ seeded with ``seed + k``, so a prediction does not depend on the batch it was ma
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from leafnet.errors import LeafnetError
 from leafnet.models.network import WEIGHTS_FILE, LEAFNetwork, load_network, model_folder
+from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing import (
     normalize_to_uint8,
     resize_image,
@@ -47,11 +47,11 @@ def checkpoint_path(folder: Path, checkpoint: str = "best") -> Path:
 class LEAFPredictor:
     """A trained network with the plans it was trained under."""
 
-    def __init__(self, network: LEAFNetwork, plans: dict, device: str = "cpu",
+    def __init__(self, network: LEAFNetwork, plans: Plans, device: str = "cpu",
                  batch_size: int = 4) -> None:
         self.network = network.to(device).eval()
         self.plans, self.device, self.batch_size = plans, device, batch_size
-        foreground = plans["label_handling"]["foreground_labels"]
+        foreground = plans.foreground_labels
         self.foreground_value = int(foreground[0]) if foreground else 1
 
     @classmethod
@@ -61,19 +61,19 @@ class LEAFPredictor:
         ``plans.json`` of a fold folder; without a best model (no validation cases) the final
         one is used. No training checkpoint is unpickled."""
         path = checkpoint_path(folder, checkpoint)
-        plans = json.loads((folder / "plans.json").read_text())
+        plans = Plans.load(folder / "plans.json", "the model folder is incomplete; train again")
         return cls(load_network(path, device).eval(), plans, device, batch_size)
 
     def check_image(self, image: np.ndarray) -> None:
         """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the
         plans' channel count."""
-        channels = self.plans["num_channels"]
+        channels = self.plans.num_channels
         if image.ndim != 3 or image.shape[0] != channels:
             raise LeafnetError(f"expected an image with {channels} channel(s) (C, H, W), "
                                f"got shape {tuple(image.shape)}")
 
     def _noise(self, batch: int, seed: int, num_samples: int) -> torch.Tensor:
-        height, width = self.plans["target_size"]
+        height, width = self.plans.target_size
         shape = self.network.latent_shape((1, 3, height, width))[1:]
         draws = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + k))
                  for k in range(num_samples)]
@@ -85,8 +85,8 @@ class LEAFPredictor:
         """Masks (the dataset's foreground value) and probabilities of ``(C, H, W)`` images."""
         for image in images:
             self.check_image(image)
-        size = tuple(self.plans["target_size"])
-        windows = self.plans["normalisation"]["windows"]
+        size = self.plans.target_size
+        windows = self.plans.windows
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{len(fold['train'])} train / {len(fold['val'])} val, "
               f"{len(result.splits['test'])} test")
         print(f"  plans: {result.folder / 'leafnet_plans.json'} (preset "
-              f"{result.plans['preset']}, target size {result.plans['target_size']})")
-        print(f"  data:  {result.folder / result.plans['data_identifier']}")
+              f"{result.plans.preset}, target size {list(result.plans.target_size)})")
+        print(f"  data:  {result.folder / result.plans.data_identifier}")
         for note in result.notes:
             print(f"  note: {note}")

@@ -31,11 +31,10 @@ from leafnet.planning.plans import (
     check_plan_options,
     check_plans_match,
     make_plans,
-    preprocessing_hash,
-    read_plans,
 )
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
+from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import case_paths, load_preprocessed_case
 from leafnet.raw_format import (
     CaseFiles,
@@ -58,7 +57,7 @@ class PlanningResult:
     """Where everything went and how much preprocessing work was done or skipped."""
 
     folder: Path
-    plans: dict[str, Any]
+    plans: Plans
     splits: dict[str, Any]
     user_splits: bool
     processed: int
@@ -77,9 +76,9 @@ def _clean(folder: Path) -> None:
     not write stay."""
     if not folder.is_dir():
         return
-    plans = read_plans(folder / PLANS_FILE)
+    plans = Plans.load(folder / PLANS_FILE)
     if plans is not None:
-        data_folder = folder / plans["data_identifier"]
+        data_folder = folder / plans.data_identifier
         if data_folder.is_dir():
             _remove_stale_cases(data_folder, set())
             with contextlib.suppress(OSError):
@@ -141,28 +140,30 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         fingerprint["source_signature"] = signature
         write_json(folder / FINGERPRINT_FILE, fingerprint)
 
-    plans = read_plans(folder / PLANS_FILE)
-    if plans is not None:
-        check_plans_match(plans, description, folder / PLANS_FILE)
+    existing = Plans.load(folder / PLANS_FILE)
+    if existing is not None:
+        check_plans_match(existing, description, folder / PLANS_FILE)
+        content = dict(existing.json)
     else:
-        plans = make_plans(raw_folder.name, description, fingerprint, preset or DEFAULT_PRESET,
-                           target_size or DEFAULT_TARGET_SIZE)
+        content = make_plans(raw_folder.name, description, fingerprint,
+                             preset or DEFAULT_PRESET, target_size or DEFAULT_TARGET_SIZE)
     if preset is not None:
-        plans["preset"] = preset
+        content["preset"] = preset
     if target_size is not None:
-        plans["target_size"] = list(target_size)
-        plans["data_identifier"] = f"{plans['plans_name']}_{target_size[0]}x{target_size[1]}"
-    write_json(folder / PLANS_FILE, plans)
+        content["target_size"] = list(target_size)
+        content["data_identifier"] = f"{content['plans_name']}_{target_size[0]}x{target_size[1]}"
+    plans = Plans.from_json(content, folder / PLANS_FILE)
+    write_json(folder / PLANS_FILE, content)
 
     splits, user_splits = load_or_make_splits(folder / SPLITS_FILE, sorted(training),
                                               sorted(test), description.split)
     if not user_splits:
         write_json(folder / SPLITS_FILE, splits)
 
-    data_folder = folder / plans["data_identifier"]
+    data_folder = folder / plans.data_identifier
     data_folder.mkdir(exist_ok=True)
     items = [("Tr", case) for case in training.values()] + [("Ts", c) for c in test.values()]
-    worker = CasePreprocessor(plans, preprocessing_hash(plans), data_folder)
+    worker = CasePreprocessor(plans, data_folder)
     outcomes = parallel_map(worker, items, num_processes, f"preprocessing {raw_folder.name}",
                             show_progress)
     removed = _remove_stale_cases(data_folder, set(training) | set(test))
@@ -174,10 +175,10 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
 SMALL_LABEL_FRACTION = 0.01
 
 
-def resampling_notes(data_folder: Path, case_ids: list[str], plans: dict[str, Any]) -> list[str]:
+def resampling_notes(data_folder: Path, case_ids: list[str], plans: Plans) -> list[str]:
     """What resampling to the target size does to this dataset, in words: non-square images
     stretched to a square target, and labels that cover under 1% of a resized case."""
-    height, width = plans["target_size"]
+    height, width = plans.target_size
     stretched, small = [], {}
     for case_id in case_ids:
         case = load_preprocessed_case(data_folder, case_id)
@@ -197,7 +198,7 @@ def resampling_notes(data_folder: Path, case_ids: list[str], plans: dict[str, An
                      f"the target {height}x{width} (e.g. {case_id}: {h}x{w}); they are stretched "
                      "to it (aspect ratio not kept) and predictions are mapped back to the "
                      "original size")
-    names = {value: name for name, value in plans["labels"].items()}
+    names = {value: name for name, value in plans.labels.items()}
     for value, cases in sorted(small.items()):
         notes.append(f"label {names.get(value, value)} covers under {SMALL_LABEL_FRACTION:.0%} of "
                      f"the pixels after resizing to {height}x{width} in {len(cases)} cases (e.g. "

@@ -8,18 +8,16 @@ network input is then always ``x / 127.5 - 1``, in [-1, 1].
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import plain_name
-from leafnet.utilities.json_files import read_json
+from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.models.presets import PRESETS
 from leafnet.raw_format import DatasetDescription
 
-PLANS_NAME = "leafnetPlans"
+PLANS_NAME = DEFAULT_PLANS_NAME
 PLANS_FILE = "leafnet_plans.json"
 SPLITS_FILE = "splits_final.json"
 DEFAULT_PRESET = "paper"
@@ -104,36 +102,15 @@ def check_plan_options(preset: str, target_size: tuple[int, int]) -> None:
         )
 
 
-def preprocessing_hash(plans: dict[str, Any]) -> str:
-    """A digest of the plan entries that change the preprocessed arrays."""
-    relevant = {key: plans[key] for key in
-                ("target_size", "normalisation", "resampling", "preprocessing_version")}
-    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def read_plans(path: Path, missing_fix: str | None = None) -> dict[str, Any] | None:
-    """Plans from ``path`` (None when missing and ``missing_fix`` is None), with the names that
-    become paths checked: an edited ``data_identifier`` such as ``../x`` or ``.`` is refused."""
-    plans = read_json(path, missing_fix)
-    if plans is None:
-        return None
-    if not isinstance(plans, dict) or "data_identifier" not in plans:
-        raise LeafnetError(f"{path}: is not a leafnet plans file (no data_identifier); delete it "
-                           "and run leafnet_plan_and_preprocess again")
-    plain_name(plans["data_identifier"], "data_identifier", path)
-    plain_name(plans.get("plans_name", PLANS_NAME), "plans_name", path)
-    return plans
-
-
-def check_plans_match(plans: dict[str, Any], description: DatasetDescription, path: Path) -> None:
+def check_plans_match(plans: Plans, description: DatasetDescription, path: Path) -> None:
     """Refuse plans made for another version of the raw dataset (other channels or labels),
     which would otherwise be used stale."""
     differences = []
-    if plans.get("num_channels") != description.num_channels:
-        differences.append(f"{plans.get('num_channels')} channel(s) in the plans, "
+    if plans.num_channels != description.num_channels:
+        differences.append(f"{plans.num_channels} channel(s) in the plans, "
                            f"{description.num_channels} in the raw dataset")
-    if plans.get("labels") != description.labels:
-        differences.append(f"labels {plans.get('labels')} in the plans, {description.labels} "
+    if plans.labels != description.labels:
+        differences.append(f"labels {plans.labels} in the plans, {description.labels} "
                            "in the raw dataset")
     if differences:
         raise LeafnetError(

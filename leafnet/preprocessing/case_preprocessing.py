@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.preprocessing.normalization import normalize_to_uint8
+from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.preprocessing.resampling import resize_image, resize_label
 from leafnet.raw_format import CaseFiles, read_case, source_signature
@@ -23,9 +23,9 @@ def _save_array(path: Path, array: np.ndarray) -> None:
 class CasePreprocessor:
     """Picklable worker: ``(subset, case)`` -> ``"done"`` or ``"skipped"`` (already up to date)."""
 
-    def __init__(self, plans: dict[str, Any], plans_hash: str, output: Path) -> None:
+    def __init__(self, plans: Plans, output: Path) -> None:
         self.plans = plans
-        self.plans_hash = plans_hash
+        self.plans_hash = plans.preprocessing_hash()
         self.output = output
 
     def is_up_to_date(self, case: CaseFiles) -> bool:
@@ -48,9 +48,9 @@ class CasePreprocessor:
         paths = case_paths(self.output, case.case_id)
         paths["properties"].unlink(missing_ok=True)
         image, label, image_properties = read_case(case)
-        size = tuple(self.plans["target_size"])
-        windows = self.plans["normalisation"]["windows"]
-        _save_array(paths["image"], resize_image(normalize_to_uint8(image, windows), size))
+        size = self.plans.target_size
+        _save_array(paths["image"], resize_image(normalize_to_uint8(image, self.plans.windows),
+                                                 size))
         if label is not None:
             _save_array(paths["label"], resize_label(label, size).astype(np.uint8))
         write_json(paths["properties"], {

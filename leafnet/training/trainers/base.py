@@ -38,7 +38,8 @@ from leafnet.models.network import (
 from leafnet.models.presets import Preset, get_preset
 from leafnet.models.teachers import Teacher, load_teacher
 from leafnet.paths import plain_name, trainer_output
-from leafnet.planning.plans import SPLITS_FILE, plans_file, read_plans
+from leafnet.planning.plans import SPLITS_FILE, plans_file
+from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import (
@@ -114,8 +115,8 @@ class LEAFTrainer:
         self.folder = preprocessed_dataset(dataset)
         self.plans_name = plans_name
         self.plans_path = self.folder / plans_file(plans_name)
-        self.plans = read_plans(self.plans_path, PREPROCESS_FIX)
-        self.preset: Preset = get_preset(preset or self.plans["preset"])
+        self.plans = Plans.load(self.plans_path, PREPROCESS_FIX)
+        self.preset: Preset = get_preset(preset or self.plans.preset)
         self.fold, self.seed, self.show_progress = fold, seed, show_progress
         self.num_steps = num_steps if num_steps is not None else type(self).num_steps
         self.distill_lambda = lam if lam is not None else type(self).distill_lambda
@@ -128,12 +129,12 @@ class LEAFTrainer:
         self.split = self._fold_split()
         self.output = trainer_output(self.folder.name, self.name, plans_name, self.preset.name,
                                      fold)
-        data = self.folder / self.plans["data_identifier"]
+        data = self.folder / self.plans.data_identifier
         self._check_preprocessed(data)
-        foreground = self.plans["label_handling"]["foreground_labels"]
+        foreground = self.plans.foreground_labels
         self.train_cases = PreprocessedCases(data, self.split["train"], foreground)
         self.val_cases = PreprocessedCases(data, self.split["val"], foreground)
-        batch = int(self.plans["batch_size"])
+        batch = self.plans.batch_size
         if batch % self.context.world_size:
             raise LeafnetError(f"batch size {batch} (plans) does not split over "
                                f"{self.context.world_size} processes")
@@ -197,7 +198,7 @@ class LEAFTrainer:
     def first_block_output(self) -> tuple[int, int]:
         """Grid side and channels of the first U-Net encoder block's output (16 for 256 px
         images): the teacher's token grid and the projector's input width."""
-        latent = self.network.encode_image(torch.zeros(1, 3, *self.plans["target_size"],
+        latent = self.network.encode_image(torch.zeros(1, 3, *self.plans.target_size,
                                                        device=self.device))
         shapes = []
         handle = self.network.backbone.encoder_blocks()[0].register_forward_hook(

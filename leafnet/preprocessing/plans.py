@@ -1,0 +1,81 @@
+"""The plans file, read and checked once: every reader uses :class:`Plans`' fields.
+
+Plans are plain JSON a user may edit (planning/plans.py makes them). Preprocessing, training,
+prediction and the experiments read them through this class, the way nnU-Net's PlansManager
+owns its plans: a missing or mistyped entry is one error naming the file, and the names that
+become paths are checked where they are read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from leafnet.errors import LeafnetError
+from leafnet.paths import plain_name
+from leafnet.utilities.json_files import read_json
+
+DEFAULT_PLANS_NAME = "leafnetPlans"
+_PREPROCESSING_KEYS = ("target_size", "normalisation", "resampling", "preprocessing_version")
+
+
+@dataclass(frozen=True)
+class Plans:
+    """Typed view of one plans file; ``json`` is the file's content as written."""
+
+    json: dict[str, Any]
+    source: str
+    plans_name: str
+    data_identifier: str
+    target_size: tuple[int, int]
+    num_channels: int
+    windows: list[dict[str, float]]
+    labels: dict[str, int]
+    foreground_labels: list[int]
+    batch_size: int
+    preset: str
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path | str) -> Plans:
+        """Check ``data`` (a plans dict) and expose it; errors name ``source``."""
+        if not isinstance(data, dict) or "data_identifier" not in data:
+            raise LeafnetError(f"{source}: is not a leafnet plans file (no data_identifier); "
+                               "delete it and run leafnet_plan_and_preprocess again")
+        try:
+            target = tuple(int(side) for side in data["target_size"])
+            plans = cls(
+                json=data, source=str(source),
+                plans_name=plain_name(data.get("plans_name", DEFAULT_PLANS_NAME), "plans_name",
+                                      source),
+                data_identifier=plain_name(data["data_identifier"], "data_identifier", source),
+                target_size=(target[0], target[1]),
+                num_channels=int(data["num_channels"]),
+                windows=list(data["normalisation"]["windows"]),
+                labels={str(k): int(v) for k, v in data["labels"].items()},
+                foreground_labels=[int(v) for v in
+                                   data["label_handling"]["foreground_labels"]],
+                batch_size=int(data["batch_size"]),
+                preset=str(data["preset"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+            raise LeafnetError(f"{source}: plans entry missing or malformed ({error!r}); fix it, "
+                               "or run leafnet_plan_and_preprocess --clean to plan again") \
+                from None
+        if len(target) != 2 or len(plans.windows) != plans.num_channels:
+            raise LeafnetError(f"{source}: target_size needs two sides and normalisation one "
+                               f"window per channel ({plans.num_channels})")
+        return plans
+
+    @classmethod
+    def load(cls, path: Path, missing_fix: str | None = None) -> Plans | None:
+        """The plans at ``path``; None when missing and ``missing_fix`` is None."""
+        data = read_json(path, missing_fix)
+        return None if data is None else cls.from_json(data, path)
+
+    def preprocessing_hash(self) -> str:
+        """A digest of the entries that change the preprocessed arrays."""
+        relevant = {key: self.json[key] for key in _PREPROCESSING_KEYS}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
