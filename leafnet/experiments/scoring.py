@@ -33,7 +33,7 @@ def all_foreground_reference(trainer: LEAFTrainer) -> dict[str, float] | None:
     """Dice and IoU of marking every pixel foreground on the test split: the floor a model must
     beat to have learnt more than "there is a large object" (Kvasir-SEG: Dice 23%). None when
     the test split has no labelled cases."""
-    foreground = trainer.plans.foreground_labels or [1]
+    foreground = trainer.plans.label_scheme.evaluated_labels
     cases = split_cases(find_dataset(trainer.folder.name), trainer.split["test"]).values()
     labelled = [case.label for case in cases if case.label is not None]
     if not labelled:

@@ -51,8 +51,6 @@ class LEAFPredictor:
                  batch_size: int = 4) -> None:
         self.network = network.to(device).eval()
         self.plans, self.device, self.batch_size = plans, device, batch_size
-        foreground = plans.foreground_labels
-        self.foreground_value = int(foreground[0]) if foreground else 1
 
     @classmethod
     def from_folder(cls, folder: Path, checkpoint: str = "best", device: str = "cpu",
@@ -97,6 +95,6 @@ class LEAFPredictor:
             probability = self.network.predict(tensor, num_samples=num_samples, noise=noise)
             for image, map_ in zip(chunk, probability[:, 0].float().cpu().numpy(), strict=True):
                 original = resize_probabilities(map_, tuple(image.shape[1:]))
-                label = (original > 0.5).astype(np.uint8) * self.foreground_value
+                label = self.plans.label_scheme.decode(original)
                 results.append(Prediction(label, original.astype(np.float32)))
         return results

@@ -16,6 +16,7 @@ from typing import Any
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import plain_name
+from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.utilities.json_files import read_json
 
 DEFAULT_PLANS_NAME = "leafnetPlans"
@@ -34,7 +35,7 @@ class Plans:
     num_channels: int
     windows: list[dict[str, float]]
     labels: dict[str, int]
-    foreground_labels: list[int]
+    label_scheme: LabelScheme
     batch_size: int
     preset: str
 
@@ -55,8 +56,9 @@ class Plans:
                 num_channels=int(data["num_channels"]),
                 windows=list(data["normalisation"]["windows"]),
                 labels={str(k): int(v) for k, v in data["labels"].items()},
-                foreground_labels=[int(v) for v in
-                                   data["label_handling"]["foreground_labels"]],
+                label_scheme=LabelScheme.from_plans(
+                    {str(k): int(v) for k, v in data["labels"].items()},
+                    data["label_handling"], str(source)),
                 batch_size=int(data["batch_size"]),
                 preset=str(data["preset"]),
             )

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from leafnet.paths import plain_name
+from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.normalization import to_network_input
 
 
@@ -46,12 +47,12 @@ def load_preprocessed_case(folder: Path, case_id: str, memory_map: bool = True) 
 
 
 class PreprocessedCases:
-    """Memory-mapped images and binary foreground labels of a list of cases."""
+    """Memory-mapped images and their labels coded as network masks, of a list of cases."""
 
-    def __init__(self, folder: Path, case_ids: list[str], foreground_labels: list[int]) -> None:
+    def __init__(self, folder: Path, case_ids: list[str], scheme: LabelScheme) -> None:
         self.folder = folder
         self.case_ids = list(case_ids)
-        self.foreground_labels = list(foreground_labels)
+        self.scheme = scheme
         self._cases: dict[int, Any] = {}
 
     def __len__(self) -> int:
@@ -63,8 +64,7 @@ class PreprocessedCases:
             self._cases[index] = load_preprocessed_case(self.folder, self.case_ids[index])
         case = self._cases[index]
         image = to_network_input(case.image)
-        mask = np.isin(np.asarray(case.label), self.foreground_labels)[None].astype(np.float32)
-        return image, mask
+        return image, self.scheme.encode(case.label)
 
 
 def apply_flip(array: np.ndarray, flip: np.ndarray) -> np.ndarray:

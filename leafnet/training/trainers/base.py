@@ -131,9 +131,9 @@ class LEAFTrainer:
                                      fold)
         data = self.folder / self.plans.data_identifier
         self._check_preprocessed(data)
-        foreground = self.plans.foreground_labels
-        self.train_cases = PreprocessedCases(data, self.split["train"], foreground)
-        self.val_cases = PreprocessedCases(data, self.split["val"], foreground)
+        scheme = self.plans.label_scheme
+        self.train_cases = PreprocessedCases(data, self.split["train"], scheme)
+        self.val_cases = PreprocessedCases(data, self.split["val"], scheme)
         batch = self.plans.batch_size
         if batch % self.context.world_size:
             raise LeafnetError(f"batch size {batch} (plans) does not split over "
