@@ -21,8 +21,8 @@ from leafnet.errors import LeafnetError
 from leafnet.imageio.mask_rule import (
     MaskFacts,
     decide_mask_rule,
+    mask_facts,
     read_mask_channel,
-    survey_masks,
 )
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
@@ -95,12 +95,12 @@ def read_label_files(paths: list[Path], labels: list[int] | None,
                      what: str) -> tuple[list[np.ndarray], list[Any], str]:
     """The masks of ``paths`` as label arrays, read by one rule for all of them (the converter's
     rules: 0/255, RGB and JPEG masks are read as binary, anything ambiguous is refused); also
-    their properties and the rule in words."""
-    facts = survey_masks(paths, None, 1, False)
+    their properties and the rule in words. Each file is read once."""
+    read = [read_mask_channel(path, None) for path in paths]
+    facts = [mask_facts(path, *item) for path, item in zip(paths, read, strict=True)]
     rule = decide_mask_rule(facts, _num_labels(facts, labels))
     arrays, properties = [], []
-    for path in paths:
-        mask, props, _ = read_mask_channel(path, None)
+    for path, (mask, props, _) in zip(paths, read, strict=True):
         label = rule.to_label(mask, path)
         if labels is not None:
             stray = sorted(set(np.unique(label).tolist()) - set(labels) - {0})

@@ -13,7 +13,7 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
 from leafnet.inference.predict_cases import predict_cases, split_cases
-from leafnet.inference.predictor import LEAFPredictor, checkpoint_path
+from leafnet.inference.predictor import LEAFPredictor, exported_model
 from leafnet.models.network import WEIGHTS_FILE
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer
@@ -24,7 +24,7 @@ MODEL_FILE = "model.json"
 
 def _model_identity(run_folder: Path, checkpoint: str) -> dict[str, Any]:
     """Which exported model file the predictions came from (path, size, mtime)."""
-    path = checkpoint_path(run_folder, checkpoint) / WEIGHTS_FILE
+    path = exported_model(run_folder, checkpoint) / WEIGHTS_FILE
     status = path.stat()
     return {"checkpoint": str(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
 

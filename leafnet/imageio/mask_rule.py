@@ -21,6 +21,7 @@ import numpy as np
 
 from leafnet.errors import LeafnetError
 from leafnet.imageio.endings import LOSSY_ENDINGS, file_ending
+from leafnet.imageio.properties import ImageProperties
 from leafnet.imageio.read_write import read_array, write_label
 from leafnet.utilities.parallel import parallel_map
 
@@ -55,7 +56,8 @@ def _colour_channels(array: np.ndarray, lossy: bool) -> bool:
     return bool(spread > (LOSSY_CHANNEL_TOLERANCE if lossy else 0))
 
 
-def read_mask_channel(path: Path, channel: int | None) -> tuple[np.ndarray, object, bool]:
+def read_mask_channel(path: Path,
+                      channel: int | None) -> tuple[np.ndarray, ImageProperties, bool]:
     """The mask's ``(H, W)`` values: the chosen ``channel``, else the first colour channel
     (alpha dropped). Also returns the file's properties and whether its channels differ."""
     array, properties = read_array(path, palette_as_index=True)
@@ -68,6 +70,19 @@ def read_mask_channel(path: Path, channel: int | None) -> tuple[np.ndarray, obje
     return colour[0], properties, _colour_channels(colour, file_ending(path) in LOSSY_ENDINGS)
 
 
+def mask_facts(path: Path, mask: np.ndarray, properties: ImageProperties,
+               colours: bool) -> MaskFacts:
+    """The :class:`MaskFacts` of a mask read by :func:`read_mask_channel`."""
+    if not np.issubdtype(mask.dtype, np.integer) and not np.array_equal(mask, np.round(mask)):
+        raise LeafnetError(f"{path}: mask values must be integers, found fractions")
+    return MaskFacts(path, properties.mode, properties.channels, colours, _value_counts(mask))
+
+
+def _value_counts(mask: np.ndarray) -> dict[int, int]:
+    values, counts = np.unique(mask, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
 class SurveyTask:
     """Picklable worker: one mask path -> its :class:`MaskFacts`."""
 
@@ -75,14 +90,7 @@ class SurveyTask:
         self.channel = channel
 
     def __call__(self, path: Path) -> MaskFacts:
-        mask, properties, colours = read_mask_channel(path, self.channel)
-        if not np.issubdtype(mask.dtype, np.integer):
-            if not np.array_equal(mask, np.round(mask)):
-                raise LeafnetError(f"{path}: mask values must be integers, found fractions")
-            mask = mask.astype(np.int64)
-        values, counts = np.unique(mask, return_counts=True)
-        return MaskFacts(path, properties.mode, properties.channels, colours,
-                         {int(v): int(c) for v, c in zip(values, counts, strict=True)})
+        return mask_facts(path, *read_mask_channel(path, self.channel))
 
 
 def _listing(paths: Sequence[Path]) -> str:
@@ -106,8 +114,8 @@ class MaskRule:
       ``foreground_below``).
     - neither: the values are the labels.
 
-    ``statement`` is the rule in words, as printed. ``check_foreground`` makes :meth:`to_label`
-    refuse a case whose source shows an object the label does not have (or the reverse).
+    ``statement`` is the rule in words, as printed. A threshold that makes a case's object
+    vanish (or fill the image) is an error, see :func:`loses_object`.
     """
 
     threshold: float | None = None
@@ -115,7 +123,6 @@ class MaskRule:
     label_map: tuple[tuple[int, int], ...] | None = None
     channel: int | None = None
     statement: str = ""
-    check_foreground: bool = True
 
     def to_label(self, mask: np.ndarray, path: Path) -> np.ndarray:
         if self.label_map is not None:
@@ -135,10 +142,15 @@ class MaskRule:
         if self.threshold is None:
             return mask
         foreground = mask < self.threshold if self.foreground_below else mask >= self.threshold
-        label = foreground.astype(np.uint8)
-        if self.check_foreground:
-            _check_foreground(mask, foreground, path, self.statement)
-        return label
+        counts = _value_counts(mask)
+        if loses_object(counts, int(foreground.sum()), file_ending(path) in LOSSY_ENDINGS):
+            what = ("its object vanished: the rule marks no pixel as foreground"
+                    if not foreground.any() else "the rule marks every pixel as foreground")
+            raise LeafnetError(
+                f"{path}: {what} although the mask holds values {_values_text(list(counts))} "
+                f"(rule: {self.statement or 'threshold'}). Give the rule that fits: --threshold "
+                "T, --label-map SRC:DST,... or --mask-channel N")
+        return foreground.astype(np.uint8)
 
     def write(self, source: Path, destination: Path) -> None:
         mask, properties, colours = read_mask_channel(source, self.channel)
@@ -148,25 +160,13 @@ class MaskRule:
         write_label(destination, self.to_label(mask, source), properties)
 
 
-def _check_foreground(mask: np.ndarray, foreground: np.ndarray, path: Path,
-                      statement: str) -> None:
-    """A thresholded mask must keep the object its source shows: when the source holds two
-    clearly different values (beyond JPEG noise) the label may be neither empty nor full."""
-    spread = int(mask.max()) - int(mask.min()) if mask.size else 0
-    noise = LOSSY_CHANNEL_TOLERANCE if file_ending(path) in LOSSY_ENDINGS else 0
-    if spread <= noise:
-        return
-    shown = _values_text(np.unique(mask).tolist())
-    if not foreground.any():
-        raise LeafnetError(
-            f"{path}: its object vanished: the mask holds values {shown} but the rule "
-            f"({statement or 'threshold'}) marks no pixel as foreground. Give the rule that "
-            "fits: --threshold T, --label-map SRC:DST,... or --mask-channel N")
-    if foreground.all():
-        raise LeafnetError(
-            f"{path}: the rule ({statement or 'threshold'}) marks every pixel as foreground "
-            f"although the mask holds values {shown}. Give the rule that fits: --threshold T or "
-            "--label-map SRC:DST,...")
+def loses_object(values: dict[int, int], foreground: int, lossy: bool) -> bool:
+    """Whether a rule marking ``foreground`` pixels loses the object of a mask with these value
+    counts: the mask holds two clearly different values (beyond JPEG noise), yet the label would
+    be empty or full."""
+    if max(values) - min(values) <= (LOSSY_CHANNEL_TOLERANCE if lossy else 0):
+        return False
+    return foreground in (0, sum(values.values()))
 
 
 def survey_masks(paths: Sequence[Path], channel: int | None, num_processes: int | None,
@@ -242,14 +242,8 @@ def decide_mask_rule(facts: Sequence[MaskFacts], num_labels: int,
 def _refuse_broken(facts: Sequence[MaskFacts], threshold: float, seen: str, cause: str) -> None:
     """Refuse a threshold under which some mask's object vanishes or fills the image (e.g. 0/1
     masks among 0/255 ones), naming those files."""
-    broken = []
-    for fact in facts:
-        spread = max(fact.values) - min(fact.values)
-        if spread <= (LOSSY_CHANNEL_TOLERANCE if fact.lossy else 0):
-            continue
-        foreground = sum(count for value, count in fact.values.items() if value >= threshold)
-        if foreground in (0, sum(fact.values.values())):
-            broken.append(fact)
+    broken = [fact for fact in facts if loses_object(
+        fact.values, sum(n for value, n in fact.values.items() if value >= threshold), fact.lossy)]
     if broken:
         example = broken[0]
         mapping = ",".join(f"{v}:{int(v > 0)}" for v in sorted({v for f in facts for v in f.values}

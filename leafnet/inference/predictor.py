@@ -32,7 +32,7 @@ class Prediction:
     probability: np.ndarray
 
 
-def checkpoint_path(folder: Path, checkpoint: str = "best") -> Path:
+def exported_model(folder: Path, checkpoint: str = "best") -> Path:
     """The exported inference model ``model_<checkpoint>/`` of a fold folder; without a best
     model (no validation cases) the final one."""
     path = model_folder(folder, checkpoint)
@@ -58,7 +58,7 @@ class LEAFPredictor:
         """Load the exported model ``model_<checkpoint>/`` (EMA weights, safetensors) and
         ``plans.json`` of a fold folder; without a best model (no validation cases) the final
         one is used. No training checkpoint is unpickled."""
-        path = checkpoint_path(folder, checkpoint)
+        path = exported_model(folder, checkpoint)
         plans = Plans.load(folder / "plans.json", "the model folder is incomplete; train again")
         return cls(load_network(path, device).eval(), plans, device, batch_size)
 
