@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from scipy import ndimage
 from conftest import disc_mask, planned_tiny_demo, rgb, save
 
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.cli import main as evaluate_main
-from leafnet.evaluation.evaluate import evaluate_folders, hd95
+from leafnet.evaluation.evaluate import evaluate_folders, hd95, surface
 from leafnet.imageio import read_image, read_label, write_image
 from leafnet.inference.cli import main as predict_main
 from leafnet.inference.model_discovery import find_model
@@ -165,6 +166,16 @@ def test_metrics_on_hand_made_masks_including_empty_cases(tmp_path):
 
 def test_hd95_of_identical_masks_is_zero():
     assert hd95(disc_mask(20, 20) > 0, disc_mask(20, 20) > 0) == 0.0
+
+
+def test_surface_is_the_object_minus_its_erosion_and_includes_pixels_on_the_image_edge():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = rng.random((12, 15)) < 0.6
+        assert np.array_equal(surface(mask), mask & ~ndimage.binary_erosion(mask))
+    full = np.ones((4, 5), dtype=bool)
+    assert surface(full).sum() == 14
+    assert hd95(full, np.pad(np.ones((2, 3), dtype=bool), 1)) == pytest.approx(2 ** 0.5)
 
 
 def test_evaluate_command_writes_summary(tmp_path, capsys):

@@ -81,8 +81,8 @@ def test_every_trainer_runs_and_its_loss_falls(env, name):
 
 
 def _state(trainer) -> dict[str, torch.Tensor]:
-    state = dict(trainer.network.state_dict())
-    state.update({f"projector.{k}": v for k, v in trainer.projector.state_dict().items()})
+    state = dict(trainer.task.network.state_dict())
+    state.update({f"projector.{k}": v for k, v in trainer.task.projector.state_dict().items()})
     state.update({f"ema.{i}": p for i, p in enumerate(trainer.ema.shadow_params)})
     return state
 
@@ -119,7 +119,7 @@ def test_feature_cache_is_reused_and_rebuilt_when_the_teacher_changes(env, monke
         calls.append(name)
         return real(name, grid)
 
-    monkeypatch.setattr("leafnet.training.trainers.base.load_teacher", counting)
+    monkeypatch.setattr("leafnet.training.tasks.alignment.load_teacher", counting)
     train("LEAFTrainer_x0_distill", 2)
     assert calls == ["dinov2"]
     train("LEAFTrainer_x0_distill", 2)
@@ -202,7 +202,7 @@ def test_diffusion_trainer_without_a_first_stage_names_the_command(env):
 def test_mask_only_first_stage_is_picked_up_when_named(env):
     train("LEAFAutoencoderTrainer_masks", 4)
     trainer = train("LEAFTrainer_x0", 2, first_stage="LEAFAutoencoderTrainer_masks")
-    assert "LEAFAutoencoderTrainer_masks" in trainer.network.config.autoencoder_weights
+    assert "LEAFAutoencoderTrainer_masks" in trainer.task.network.config.autoencoder_weights
 
 
 def test_val_flag_validates_the_final_checkpoint(env, capsys):

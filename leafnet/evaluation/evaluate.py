@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from skimage.segmentation import find_boundaries
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
@@ -33,15 +34,17 @@ EMPTY_CONVENTION = ("both reference and prediction empty: Dice = IoU = 1; empty 
                     "either is empty")
 
 
+def surface(mask: np.ndarray) -> np.ndarray:
+    """The object's pixels with a 4-neighbour outside it. The image is padded with background
+    first, so an object cut by the image edge has its edge pixels on its surface."""
+    return find_boundaries(np.pad(mask, 1), mode="inner")[1:-1, 1:-1]
+
+
 def hd95(prediction: np.ndarray, reference: np.ndarray,
          spacing: tuple[float, float] = (1.0, 1.0)) -> float:
     """95th percentile of the symmetric surface distances (pixels x spacing)."""
     if not prediction.any() or not reference.any():
         return float("nan")
-
-    def surface(mask: np.ndarray) -> np.ndarray:
-        return mask & ~ndimage.binary_erosion(mask)
-
     to_reference = ndimage.distance_transform_edt(~surface(reference), sampling=spacing)
     to_prediction = ndimage.distance_transform_edt(~surface(prediction), sampling=spacing)
     distances = np.concatenate([to_reference[surface(prediction)],

@@ -11,6 +11,7 @@ from leafnet.errors import LeafnetError
 from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.weights.store import installed
 from leafnet.training.checkpointing import load_checkpoint
+from leafnet.training.loop import Trainer
 from leafnet.training.registry import find_trainer
 from leafnet.training.trainers.base import LEAFTrainer
 
@@ -46,12 +47,14 @@ class Run:
         return self.trainer.output
 
 
-def make_trainer(name: str, settings: RunSettings, steps: int | None = None) -> LEAFTrainer:
-    return find_trainer(name)(
+def make_trainer(name: str, settings: RunSettings, steps: int | None = None) -> Trainer:
+    trainer_class = find_trainer(name)
+    options = ({"first_stage": settings.first_stage} if issubclass(trainer_class, LEAFTrainer)
+               else {})
+    return trainer_class(
         settings.dataset, fold=settings.fold, plans_name=settings.plans, preset=settings.preset,
         device=settings.device, seed=settings.seed, num_steps=steps,
-        validate_every=settings.validate_every, first_stage=settings.first_stage,
-        show_progress=settings.show_progress)
+        validate_every=settings.validate_every, show_progress=settings.show_progress, **options)
 
 
 def missing_teacher(trainer: LEAFTrainer) -> str | None:
@@ -65,7 +68,7 @@ def missing_teacher(trainer: LEAFTrainer) -> str | None:
             f"(leafnet_weights fetch {entry})")
 
 
-def finished_state(trainer: LEAFTrainer) -> dict[str, Any] | None:
+def finished_state(trainer: Trainer) -> dict[str, Any] | None:
     """The final checkpoint of ``trainer``'s run if it reached the requested steps with the
     requested seed; None when there is none or it has fewer steps (so training resumes)."""
     path = trainer.output / FINAL

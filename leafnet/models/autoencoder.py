@@ -29,19 +29,27 @@ class ImageEncoder(nn.Module):
         return mean * self.latent_scale
 
 
+def mask_to_rgb(mask: torch.Tensor) -> torch.Tensor:
+    """Target masks ``(B, 1, H, W)`` in {0, 1} (the label scheme's coding) -> the autoencoder's
+    input space: three channels in [-1, 1], the one mask channel replicated."""
+    if mask.shape[1] != 1:
+        raise ValueError(f"masks with {mask.shape[1]} channels cannot be coded yet (one)")
+    return (mask.float() * 2 - 1).expand(-1, 3, -1, -1)
+
+
+def rgb_to_mask(decoded: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`mask_to_rgb` for a decoded image: clamp to [-1, 1], map to
+    [0, 1] and average the three channels into the foreground probability ``(B, 1, H, W)``."""
+    return ((decoded.clamp(-1, 1) + 1) / 2).mean(dim=1, keepdim=True)
+
+
 def encode_mask(autoencoder: AutoencoderKL, mask: torch.Tensor,
                 latent_scale: float) -> torch.Tensor:
-    """A binary mask ``(B, 1, H, W)`` in {0, 1} -> its scaled latent (posterior mode).
-
-    The mask is mapped to [-1, 1] and replicated to the three channels the autoencoder takes.
-    """
-    image = (mask.float() * 2 - 1).expand(-1, 3, -1, -1)
-    return autoencoder.encode(image).latent_dist.mode() * latent_scale
+    """Target masks ``(B, 1, H, W)`` -> their scaled latent (posterior mode)."""
+    return autoencoder.encode(mask_to_rgb(mask)).latent_dist.mode() * latent_scale
 
 
 def decode_mask(autoencoder: AutoencoderKL, latent: torch.Tensor,
                 latent_scale: float) -> torch.Tensor:
-    """A scaled latent -> the foreground probability map ``(B, 1, H, W)`` in [0, 1]:
-    decode, clamp to [-1, 1], map to [0, 1], average the three channels."""
-    decoded = autoencoder.decode(latent / latent_scale).sample.clamp(-1, 1)
-    return ((decoded + 1) / 2).mean(dim=1, keepdim=True)
+    """A scaled latent -> the foreground probability map ``(B, 1, H, W)`` in [0, 1]."""
+    return rgb_to_mask(autoencoder.decode(latent / latent_scale).sample)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import subprocess
 import sys
 
-from leafnet.errors import exit_on_user_error
+from leafnet.errors import LeafnetError, exit_on_user_error
 from leafnet.models.presets import PRESETS
+from leafnet.training.progress import log_to_console
 from leafnet.training.registry import find_trainer
 
 
@@ -60,13 +62,22 @@ def _relaunch_with_torchrun(argv: list[str], processes: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    log_to_console()
     if args.num_gpus > 1 and "WORLD_SIZE" not in os.environ:
         _relaunch_with_torchrun(argv, args.num_gpus)
-    trainer = find_trainer(args.trainer)(
+    trainer_class = find_trainer(args.trainer)
+    task_options = {name: value for name, value in (("lam", args.lam),
+                                                     ("first_stage", args.first_stage))
+                    if value is not None}
+    accepted = inspect.signature(trainer_class).parameters
+    for name in task_options:
+        if name not in accepted:
+            raise LeafnetError(f"--{name.replace('_', '-')} does not apply to {args.trainer} "
+                               "(it is an option of the diffusion trainers)")
+    trainer = trainer_class(
         args.dataset, fold=args.fold, plans_name=args.plans, preset=args.preset,
-        device=args.device, seed=args.seed, num_steps=args.steps, lam=args.lam,
-        validate_every=args.validate_every, num_workers=args.workers,
-        first_stage=args.first_stage)
+        device=args.device, seed=args.seed, num_steps=args.steps,
+        validate_every=args.validate_every, num_workers=args.workers, **task_options)
     if args.val:
         print(trainer.validate_checkpoint())
         return

@@ -1,8 +1,16 @@
-"""The training log and progress.png (losses, validation Dice and its moving average, lr)."""
+"""The training log and progress.png (losses, validation Dice and its moving average, lr).
+
+Trainers log to the ``leafnet.training`` logger; while a run is active its records are also
+written to the run's ``training_log.txt``. Showing them on the console is the application's
+choice (the command-line tools call :func:`log_to_console`).
+"""
 
 from __future__ import annotations
 
-import time
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +21,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from leafnet.atomic import atomic_path  # noqa: E402
 
+LOGGER = logging.getLogger("leafnet.training")
+FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
-def log_line(path: Path, message: str) -> None:
-    """Append a time-stamped line to the training log and echo it."""
-    line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
-    print(line, flush=True)
-    with open(path, "a") as handle:
-        handle.write(line + "\n")
+
+def log_to_console() -> None:
+    """Show leafnet's log records (INFO and up) on stdout, time-stamped like the log file."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(FORMAT)
+    logger = logging.getLogger("leafnet")
+    logger.setLevel(logging.INFO)
+    if not any(getattr(h, "stream", None) is sys.stdout for h in logger.handlers):
+        logger.addHandler(handler)
+
+
+@contextmanager
+def training_log(path: Path) -> Iterator[logging.Logger]:
+    """The training logger, with its records appended to ``path`` until the block ends."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(FORMAT)
+    LOGGER.setLevel(logging.INFO)
+    LOGGER.addHandler(handler)
+    try:
+        yield LOGGER
+    finally:
+        LOGGER.removeHandler(handler)
+        handler.close()
 
 
 def moving_average(values: list[float], width: int = 5) -> list[float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from leafnet.errors import LeafnetError
 from leafnet.training import trainers
-from leafnet.training.trainers.base import LEAFTrainer
+from leafnet.training.loop import Trainer
 
 
 def _import_builtin() -> None:
@@ -34,12 +34,12 @@ def _import_extra() -> None:
         spec.loader.exec_module(module)
 
 
-def all_trainers() -> dict[str, type[LEAFTrainer]]:
-    """Every subclass of LEAFTrainer (and LEAFTrainer itself), by class name."""
+def all_trainers() -> dict[str, type[Trainer]]:
+    """Every subclass of the training loop, by class name."""
     _import_builtin()
     _import_extra()
-    found = {LEAFTrainer.__name__: LEAFTrainer}
-    pending = [LEAFTrainer]
+    found = {}
+    pending = [Trainer]
     while pending:
         for subclass in pending.pop().__subclasses__():
             found[subclass.__name__] = subclass
@@ -47,7 +47,7 @@ def all_trainers() -> dict[str, type[LEAFTrainer]]:
     return found
 
 
-def find_trainer(name: str) -> type[LEAFTrainer]:
+def find_trainer(name: str) -> type[Trainer]:
     """The trainer class called ``name``; a typo lists the closest names."""
     available = all_trainers()
     if name in available:

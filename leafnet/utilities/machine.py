@@ -35,3 +35,9 @@ def machine() -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__,
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def autocast(device: str) -> torch.autocast:
+    """bf16 autocast on CUDA, full precision elsewhere (the one mixed-precision rule of
+    training)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))

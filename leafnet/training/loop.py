@@ -1,0 +1,306 @@
+"""The training loop every trainer shares; what it trains is the trainer's task.
+
+AdamW, linear warm-up then a constant learning rate, gradient clipping, EMA weights (validated,
+checkpointed and exported), DistributedDataParallel when started by torchrun, validation and
+checkpoints every ``validate_every`` steps, checkpoint_best by validation Dice, the training log
+and progress.png. Batches are a function of (seed, step) (data_loading.py) and so is every random
+draw of a task's step, so ``--c`` resumes exactly.
+
+A trainer is a subclass that sets class attributes and builds its task in :meth:`make_task`;
+trainers are found by class name (registry.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+from torch.nn.parallel import DistributedDataParallel
+
+from leafnet.atomic import copy_file, write_json
+from leafnet.errors import LeafnetError
+from leafnet.models.presets import get_preset
+from leafnet.paths import plain_name, trainer_output
+from leafnet.planning.plans import SPLITS_FILE, plans_file
+from leafnet.preprocessing.plans import Plans
+from leafnet.preprocessing.preprocessed_data import case_paths
+from leafnet.raw_format import find_dataset
+from leafnet.training.checkpointing import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from leafnet.training.data_loading import PreprocessedCases, make_loader
+from leafnet.training.distributed import init_distributed, shutdown_distributed
+from leafnet.training.locate import preprocessed_dataset
+from leafnet.training.progress import LOGGER, plot_progress, training_log
+from leafnet.training.tasks.task import RunContext, TrainingTask
+from leafnet.utilities.json_files import read_json
+from leafnet.utilities.machine import default_device
+
+PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
+
+
+class Trainer(ABC):
+    """The loop; the class attributes are the loop settings a trainer may change."""
+
+    num_steps = 1000
+    warmup_steps = 50
+    validate_every = 100
+    learning_rate: float | None = None
+    weight_decay = 0.01
+    grad_clip = 1.0
+    ema_decay = 0.999
+    flips = True
+    num_workers = 2
+    validation_batch_size = 4
+
+    def __init__(self, dataset: str | int, fold: int = 0, plans_name: str = "leafnetPlans",
+                 preset: str | None = None, device: str | None = None, seed: int = 12345,
+                 num_steps: int | None = None, validate_every: int | None = None,
+                 num_workers: int | None = None, show_progress: bool = True) -> None:
+        self.device = device or default_device()
+        self.context = init_distributed(self.device)
+        if self.context.enabled and self.device.startswith("cuda"):
+            self.device = f"cuda:{self.context.local_rank}"
+        self.name = type(self).__name__
+        self.folder = preprocessed_dataset(dataset)
+        self.plans_name = plans_name
+        self.plans_path = self.folder / plans_file(plans_name)
+        self.plans = Plans.load(self.plans_path, PREPROCESS_FIX)
+        self.preset = get_preset(preset or self.plans.preset)
+        self.fold, self.seed = fold, seed
+        if num_steps is not None:
+            self.num_steps = num_steps
+        if validate_every is not None:
+            self.validate_every = validate_every
+        if num_workers is not None:
+            self.num_workers = num_workers
+        self.split = self._fold_split()
+        self.output = trainer_output(self.folder.name, self.name, plans_name, self.preset.name,
+                                     fold)
+        data = self.folder / self.plans.data_identifier
+        self._check_preprocessed(data)
+        scheme = self.plans.label_scheme
+        self.train_cases = PreprocessedCases(data, self.split["train"], scheme)
+        self.val_cases = PreprocessedCases(data, self.split["val"], scheme)
+        batch = self.plans.batch_size
+        if batch % self.context.world_size:
+            raise LeafnetError(f"batch size {batch} (plans) does not split over "
+                               f"{self.context.world_size} processes")
+        self.global_batch = batch
+        self.history: dict[str, Any] = {"train_step": [], "losses": {}, "lr": [],
+                                        "step_seconds": [],
+                                        "val_step": [], "val_dice": [], "val_iou": []}
+        self.best_dice = -1.0
+        self.task = self.make_task(RunContext(
+            dataset_folder=self.folder, plans_name=plans_name, plans=self.plans,
+            preset=self.preset, fold=fold, seed=seed, device=self.device, output=self.output,
+            split=self.split, train_cases=self.train_cases, val_cases=self.val_cases,
+            distributed=self.context, global_batch=batch,
+            validation_batch_size=self.validation_batch_size, show_progress=show_progress,
+            log=self.log))
+
+    @abstractmethod
+    def make_task(self, run: RunContext) -> TrainingTask:
+        """The task this trainer trains, configured from its class attributes."""
+
+    # -- set-up ---------------------------------------------------------------------------
+    def _fold_split(self) -> dict[str, list[str]]:
+        path = self.folder / SPLITS_FILE
+        splits = read_json(path, PREPROCESS_FIX)
+        folds = splits["folds"] if isinstance(splits, dict) else splits
+        if not 0 <= self.fold < len(folds):
+            raise LeafnetError(f"fold {self.fold} does not exist; splits_final.json has "
+                               f"{len(folds)} fold(s) (0..{len(folds) - 1})")
+        split = {"train": folds[self.fold]["train"], "val": folds[self.fold]["val"],
+                 "test": splits.get("test", []) if isinstance(splits, dict) else []}
+        for case_id in (c for ids in split.values() for c in ids):
+            plain_name(case_id, "case id", path)
+        return split
+
+    def _check_preprocessed(self, data: Path) -> None:
+        """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
+        changed after planning (the plans and arrays would be stale)."""
+        fix = f"run 'leafnet_plan_and_preprocess -d {self.folder.name[7:10]}'"
+        missing = [case for case in self.split["train"] + self.split["val"]
+                   if not case_paths(data, case)["properties"].is_file()]
+        if missing:
+            raise LeafnetError(
+                f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
+                f"{self.fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
+                f"{fix} (it resumes)")
+        try:
+            raw = find_dataset(self.folder.name)
+        except LeafnetError:
+            return
+        if (raw / "dataset.json").read_bytes() != (self.folder / "dataset.json").read_bytes():
+            raise LeafnetError(
+                f"{raw / 'dataset.json'} changed after planning ({self.folder} holds the planned "
+                f"copy): the plans and arrays may be stale; {fix}")
+
+    def _prepare(self) -> None:
+        torch.manual_seed(self.seed)
+        self.parameters = self.task.build()
+        self.ema_parameters = self.task.ema_parameters()
+        self.ema = EMAModel(self.ema_parameters, decay=self.ema_decay)
+        learning_rate = self.learning_rate or self.preset.learning_rate
+        self.optimizer = torch.optim.AdamW(self.parameters, lr=learning_rate,
+                                           weight_decay=self.weight_decay)
+        warmup = max(1, self.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        module = self.task.trained_module()
+        if self.context.enabled:
+            module = DistributedDataParallel(
+                module, device_ids=[self.context.local_rank] if self.device.startswith("cuda")
+                else None)
+        self.module = module
+
+    def log(self, message: str) -> None:
+        """A line in the training log (rank 0 only)."""
+        if self.context.is_main:
+            LOGGER.info(message)
+
+    def _log_file(self) -> contextlib.AbstractContextManager:
+        if not self.context.is_main:
+            return contextlib.nullcontext()
+        return training_log(self.output / "training_log.txt")
+
+    def _with_ema(self, function):
+        self.ema.store(self.ema_parameters)
+        self.ema.copy_to(self.ema_parameters)
+        try:
+            return function()
+        finally:
+            self.ema.restore(self.ema_parameters)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint_state(self, step: int) -> dict[str, Any]:
+        return {
+            "trainer": self.name, "plans_name": self.plans_name, "preset": self.preset.name,
+            "fold": self.fold, "seed": self.seed, "step": step, **self.task.model_state(),
+            "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "history": self.history,
+            "best_dice": self.best_dice, **self.task.settings(), "rng": rng_state(),
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        if state["trainer"] != self.name:
+            raise LeafnetError(f"checkpoint_latest.pth belongs to {state['trainer']}, not "
+                               f"{self.name}")
+        self.task.load_model_state(state)
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history, self.best_dice = state["history"], state["best_dice"]
+        set_rng_state(state["rng"])
+        return int(state["step"])
+
+    def validate_checkpoint(self, name: str = "checkpoint_final.pth") -> dict[str, float]:
+        """``--val``: validation metrics of a saved checkpoint's EMA weights."""
+        self.output.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        self.restore(load_checkpoint(self.output / name))
+        with self._log_file():
+            metrics = self._with_ema(self.task.validate)
+            self.log(f"validation of {name}: {metrics}")
+        return metrics
+
+    # -- the loop ---------------------------------------------------------------------------
+    def _copy_inputs(self) -> None:
+        for source, name in ((self.plans_path, "plans.json"),
+                             (self.folder / "dataset.json", "dataset.json")):
+            copy_file(source, self.output / name)
+        write_json(self.output / "split.json", self.split)
+
+    def run(self, continue_training: bool = False) -> Path:
+        """Train to ``num_steps`` (resuming from checkpoint_latest with ``continue_training``).
+        The output folder is created only once everything training needs is there."""
+        self._prepare()
+        self.output.mkdir(parents=True, exist_ok=True)
+        with self._log_file():
+            self._run(continue_training)
+        self.context.barrier()
+        shutdown_distributed(self.context)
+        return self.output
+
+    def _run(self, continue_training: bool) -> None:
+        start = 0
+        latest = self.output / "checkpoint_latest.pth"
+        if continue_training and latest.is_file():
+            start = self.restore(load_checkpoint(latest))
+            self.log(f"resumed from {latest} at step {start}")
+        elif self.context.is_main:
+            self._copy_inputs()
+            self.log(f"{self.name} on {self.folder.name} fold {self.fold}, preset "
+                     f"{self.preset.name}, {len(self.train_cases)} train / "
+                     f"{len(self.val_cases)} val cases, device {self.device}, "
+                     f"{self.context.world_size} process(es), {self.num_steps} steps")
+        loader = make_loader(self.train_cases, self.global_batch, self.seed, start, self.flips,
+                             self.num_workers) if start < self.num_steps else None
+        started = time.perf_counter()
+        try:
+            for step in range(start, self.num_steps):
+                step_started = time.perf_counter()
+                batch = next(loader)
+                if batch["step"] != step:
+                    raise RuntimeError(f"data loader out of order: {batch['step']} != {step}")
+                self.optimizer.zero_grad(set_to_none=True)
+                losses = self.task.compute_losses(self.module, batch, step)
+                losses["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.ema.step(self.ema_parameters)
+                self._record(step, losses, time.perf_counter() - step_started)
+                done = step + 1
+                if done % self.validate_every == 0 or done == self.num_steps:
+                    self._end_of_interval(done, time.perf_counter() - started)
+        finally:
+            if loader is not None and hasattr(loader, "_finish"):
+                loader._finish()
+        if self.context.is_main:
+            final = self.output / "checkpoint_final.pth"
+            save_checkpoint(final, self.checkpoint_state(self.num_steps))
+            self._with_ema(lambda: self.task.export("final"))
+            self.task.after_training()
+            self.log(f"done: {final}")
+
+    def _record(self, step: int, losses: dict[str, torch.Tensor], seconds: float) -> None:
+        self.history["train_step"].append(step)
+        self.history["step_seconds"].append(seconds)
+        for name, value in losses.items():
+            self.history["losses"].setdefault(name, []).append(float(value.detach()))
+        self.history["lr"].append(self.scheduler.get_last_lr()[0])
+
+    def _end_of_interval(self, done: int, seconds: float) -> None:
+        if self.context.is_main:
+            metrics = self._with_ema(self.task.validate)
+            recent = {k: float(np.mean(v[-self.validate_every:]))
+                      for k, v in self.history["losses"].items()}
+            text = ", ".join(f"{k} {v:.4f}" for k, v in recent.items())
+            seconds_per_step = np.median(self.history["step_seconds"][-self.validate_every:])
+            text += f", {seconds_per_step:.2f} s/step"
+            if metrics:
+                self.history["val_step"].append(done)
+                self.history["val_dice"].append(metrics["dice"])
+                self.history["val_iou"].append(metrics["iou"])
+                text += f", val Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f}"
+            self.log(f"step {done}/{self.num_steps} ({seconds:.0f} s): {text}")
+            state = self.checkpoint_state(done)
+            if metrics and metrics["dice"] > self.best_dice:
+                self.best_dice = metrics["dice"]
+                state["best_dice"] = self.best_dice
+                save_checkpoint(self.output / "checkpoint_best.pth", state)
+                self._with_ema(lambda: self.task.export("best"))
+            save_checkpoint(self.output / "checkpoint_latest.pth", state)
+            plot_progress(self.output / "progress.png", self.history)
+        self.context.barrier()

@@ -1,0 +1,124 @@
+"""LDM's first stage, trained on the dataset: a KL autoencoder that codes the target masks
+(and, unless told otherwise, the images) for presets without a pretrained one.
+
+L1 reconstruction plus ``kl_weight`` x KL on random crops, validated by the Dice of the
+reconstructed validation masks. The export, at the end only, is the EMA autoencoder and the
+latent scale 1 / std of the training masks' latents, where the diffusion task of the same
+dataset, plans, preset and fold finds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from torch import nn
+
+from leafnet.atomic import write_json
+from leafnet.errors import LeafnetError
+from leafnet.models.autoencoder import decode_mask, encode_mask, mask_to_rgb
+from leafnet.training.tasks.task import (
+    RunContext,
+    TrainingTask,
+    mean_dice_and_iou,
+    step_generator,
+)
+from leafnet.utilities.machine import autocast
+
+
+class Reconstruction(nn.Module):
+    """Encode, sample the posterior with the step's generator, decode; and the KL term."""
+
+    def __init__(self, autoencoder: AutoencoderKL) -> None:
+        super().__init__()
+        self.autoencoder = autoencoder
+
+    def forward(self, inputs: torch.Tensor, generator: torch.Generator):
+        posterior = self.autoencoder.encode(inputs).latent_dist
+        noise = torch.randn(posterior.mean.shape, generator=generator).to(inputs.device)
+        latent = posterior.mean + posterior.std * noise
+        return self.autoencoder.decode(latent).sample, posterior.kl().mean()
+
+
+class AutoencoderTask(TrainingTask):
+    def __init__(self, run: RunContext, kl_weight: float, crop_size: int, scale_cases: int,
+                 train_on_images: bool) -> None:
+        super().__init__(run)
+        if run.preset.pretrained is not None:
+            raise LeafnetError(f"the '{run.preset.name}' preset uses the pretrained autoencoder "
+                               f"of '{run.preset.pretrained}'; there is no first stage to train")
+        self.kl_weight, self.crop_size, self.scale_cases, self.train_on_images = (
+            kl_weight, crop_size, scale_cases, train_on_images)
+
+    def build(self) -> list[nn.Parameter]:
+        self.autoencoder = AutoencoderKL(**self.run.preset.autoencoder).to(self.run.device)
+        return list(self.autoencoder.parameters())
+
+    def ema_parameters(self) -> list[nn.Parameter]:
+        return list(self.autoencoder.parameters())
+
+    def trained_module(self) -> nn.Module:
+        return Reconstruction(self.autoencoder)
+
+    def _crop(self, array: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        height, width = array.shape[-2:]
+        size = min(self.crop_size, height, width)
+        top, left = rng.integers(0, height - size + 1), rng.integers(0, width - size + 1)
+        return array[..., top:top + size, left:left + size]
+
+    def compute_losses(self, module: nn.Module, batch: dict[str, Any],
+                       step: int) -> dict[str, torch.Tensor]:
+        run = self.run
+        rng = np.random.default_rng([run.seed, step, 1])
+        inputs = mask_to_rgb(torch.from_numpy(run.local(batch["mask"]))).numpy()
+        if self.train_on_images:
+            image = run.local(batch["image"])
+            inputs = np.concatenate([inputs, np.repeat(image, 3 // image.shape[1], axis=1)])
+        inputs = torch.from_numpy(np.stack([self._crop(a, rng) for a in inputs])).to(run.device)
+        with autocast(run.device):
+            reconstruction, kl = module(inputs, step_generator(run.seed, step, salt=1))
+        reconstruction_loss = F.l1_loss(reconstruction.float(), inputs)
+        return {"reconstruction": reconstruction_loss, "kl": kl.float(),
+                "loss": reconstruction_loss + self.kl_weight * kl.float()}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Dice and IoU of the reconstructed validation masks."""
+        if not len(self.run.val_cases):
+            return {}
+        self.autoencoder.eval()
+        probabilities, targets = [], []
+        for _, mask in self.run.validation_batches():
+            latent = encode_mask(self.autoencoder, torch.from_numpy(mask).to(self.run.device), 1.0)
+            probabilities += list(decode_mask(self.autoencoder, latent, 1.0).cpu().numpy())
+            targets += list(mask)
+        self.autoencoder.train()
+        return mean_dice_and_iou(probabilities, targets)
+
+    def model_state(self) -> dict[str, Any]:
+        return {"autoencoder_config": dict(self.autoencoder.config),
+                "autoencoder": self.autoencoder.state_dict()}
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.autoencoder.load_state_dict(state["autoencoder"])
+
+    @torch.no_grad()
+    def export(self, checkpoint: str) -> None:
+        """Save the (EMA) autoencoder and 1 / std of the training masks' latents (at the end
+        only: the diffusion trainers use the final first stage)."""
+        if checkpoint != "final":
+            return
+        run = self.run
+        self.autoencoder.eval()
+        latents = []
+        for index in range(min(self.scale_cases, len(run.train_cases))):
+            mask = torch.from_numpy(run.train_cases.image_and_mask(index)[1][None])
+            latents.append(encode_mask(self.autoencoder, mask.to(run.device), 1.0).cpu())
+        scale = float(1 / torch.cat(latents).std())
+        folder = run.output / "autoencoder"
+        self.autoencoder.save_pretrained(folder, safe_serialization=True)
+        write_json(folder / "latent_scale.json", {"latent_scale": scale})
+        run.log(f"first stage saved to {folder} (latent scale {scale:.4f})")

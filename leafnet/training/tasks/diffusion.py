@@ -1,0 +1,177 @@
+"""The LEAF diffusion task: the image latent (trainable encoder copy) beside the noisy mask
+latent, the U-Net's output turned into an estimate of z0 by the parameterization, L1 to the
+true mask latent, plus lambda x the feature alignment loss when a teacher is set.
+
+Validation runs the real single-step predictor; after training the best model predicts the
+fold's validation and test cases from the raw images at their original size.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leafnet.diffusion import estimate_z0
+from leafnet.errors import LeafnetError
+from leafnet.inference.predict_cases import predict_cases
+from leafnet.inference.predictor import LEAFPredictor
+from leafnet.models.distillation import EncoderFeatureHook, Projector
+from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
+from leafnet.paths import trainer_output
+from leafnet.raw_format import find_dataset
+from leafnet.training.checkpointing import export_model, trainable_parameters
+from leafnet.training.tasks.alignment import FeatureAlignment
+from leafnet.training.tasks.task import (
+    RunContext,
+    TrainingTask,
+    mean_dice_and_iou,
+    step_generator,
+)
+from leafnet.utilities.machine import autocast
+
+
+class DiffusionStep(nn.Module):
+    """What one training forward computes, as a module so DDP can wrap it."""
+
+    def __init__(self, network: LEAFNetwork, projector: Projector | None,
+                 hook: EncoderFeatureHook | None) -> None:
+        super().__init__()
+        self.network, self.projector, self.hook = network, projector, hook
+
+    def forward(self, image: torch.Tensor, noisy: torch.Tensor,
+                timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image_latent = self.network.encode_image(image)
+        if self.hook is None:
+            return self.network.denoise(image_latent, noisy, timesteps), None
+        with self.hook:
+            output = self.network.denoise(image_latent, noisy, timesteps)
+        return output, self.projector(self.hook.feature)
+
+
+class DiffusionTask(TrainingTask):
+    """Trains the LEAF network with one parameterization and optional feature alignment."""
+
+    def __init__(self, run: RunContext, prediction_type: str, first_stage: str,
+                 alignment: FeatureAlignment | None = None) -> None:
+        super().__init__(run)
+        self.prediction_type, self.first_stage, self.alignment = (prediction_type, first_stage,
+                                                                  alignment)
+
+    def network_config(self) -> NetworkConfig:
+        """The preset's network; without pretrained weights, the first stage trained here."""
+        run = self.run
+        if run.preset.pretrained is not None:
+            return network_config(run.preset.name, self.prediction_type)
+        dataset = run.dataset_folder.name
+        folder = trainer_output(dataset, self.first_stage, run.plans_name, run.preset.name,
+                                run.fold) / "autoencoder"
+        if not (folder / "latent_scale.json").is_file():
+            raise LeafnetError(
+                f"the '{run.preset.name}' preset has no pretrained autoencoder and none was "
+                f"trained for this dataset and fold ({folder} is missing). Train it first: "
+                f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
+                f"--preset {run.preset.name} (or choose another with --first-stage)"
+            )
+        scale = json.loads((folder / "latent_scale.json").read_text())["latent_scale"]
+        return network_config(run.preset.name, self.prediction_type, str(folder), scale)
+
+    def build(self) -> list[nn.Parameter]:
+        self.network = build_network(self.network_config()).to(self.run.device)
+        self.hook: EncoderFeatureHook | None = None
+        self.projector: Projector | None = None
+        parameters = trainable_parameters(self.network)
+        if self.alignment is not None:
+            self.hook, self.projector = self.alignment.build(self.network)
+            parameters += list(self.projector.parameters())
+        return parameters
+
+    def ema_parameters(self) -> list[nn.Parameter]:
+        return trainable_parameters(self.network)
+
+    def trained_module(self) -> nn.Module:
+        return DiffusionStep(self.network, self.projector, self.hook)
+
+    def compute_losses(self, module: nn.Module, batch: dict[str, Any],
+                       step: int) -> dict[str, torch.Tensor]:
+        """L1 between the estimated and the true mask latent (+ lambda x Eq. 5). Noise and
+        timesteps are drawn for the global batch and sliced, so DDP equals one process."""
+        run, schedule = self.run, self.network.schedule
+        image = torch.from_numpy(run.local(batch["image"])).to(run.device)
+        mask = torch.from_numpy(run.local(batch["mask"])).to(run.device)
+        with torch.no_grad():
+            target = self.network.encode_mask(mask).float()
+        generator = step_generator(run.seed, step)
+        noise = run.local(torch.randn((run.global_batch, *target.shape[1:]),
+                                      generator=generator)).to(run.device)
+        timesteps = run.local(torch.randint(0, schedule.num_train_timesteps, (run.global_batch,),
+                                            generator=generator)).to(run.device)
+        noisy = schedule.add_noise(target, noise, timesteps)
+        with autocast(run.device):
+            output, projected = module(image, noisy, timesteps)
+        z0 = estimate_z0(self.prediction_type, output, noisy, timesteps, schedule)
+        losses = {"pred": F.l1_loss(z0, target)}
+        if projected is None:
+            losses["loss"] = losses["pred"]
+            return losses
+        losses["distill"] = self.alignment.loss(batch, image, projected)
+        losses["loss"] = losses["pred"] + self.alignment.weight * losses["distill"]
+        return losses
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Mean Dice and IoU of the single-step predictor on the validation images (fixed
+        noise seed)."""
+        if not len(self.run.val_cases):
+            return {}
+        self.network.eval()
+        generator = torch.Generator(self.run.device).manual_seed(self.run.seed)
+        probabilities, targets = [], []
+        for image, mask in self.run.validation_batches():
+            probabilities += list(self.network.predict(image, generator).float().cpu().numpy())
+            targets += list(mask)
+        self.network.train()
+        return mean_dice_and_iou(probabilities, targets)
+
+    def model_state(self) -> dict[str, Any]:
+        return {"network_config": self.network.config.to_json(),
+                "network": self.network.state_dict(),
+                "projector": self.alignment.state() if self.alignment is not None else None}
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.network.load_state_dict(state["network"])
+        if self.alignment is not None:
+            self.alignment.load_state(state["projector"])
+
+    def settings(self) -> dict[str, Any]:
+        return {"distill_lambda": self.alignment.weight if self.alignment is not None else 0.0}
+
+    def export(self, checkpoint: str) -> None:
+        """``model_best/`` or ``model_final/``: what prediction loads, so that it never unpickles
+        a training checkpoint."""
+        folder = export_model(self.network, self.run.output, checkpoint)
+        self.run.log(f"inference model ({checkpoint}) saved to {folder}")
+
+    def after_training(self) -> None:
+        """Predict the validation and test cases from the raw images (original size) with the
+        best model; write ``validation/`` and ``test/`` with a summary.json each."""
+        run = self.run
+        try:
+            raw = find_dataset(run.dataset_folder.name)
+        except LeafnetError:
+            run.log(f"raw dataset {run.dataset_folder.name} not found: validation/test "
+                    "predictions skipped")
+            return
+        predictor = LEAFPredictor.from_folder(run.output, "best", run.device)
+        for split, case_ids in (("validation", run.split["val"]), ("test", run.split["test"])):
+            if not case_ids:
+                continue
+            folder = run.output / split
+            summary = predict_cases(predictor, raw, case_ids, folder, run.seed)
+            if summary is not None:
+                means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
+                run.log(f"{split}: {summary['num_cases']} cases, {means} "
+                        f"({folder / 'summary.json'})")
