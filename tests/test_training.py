@@ -222,3 +222,28 @@ def test_train_step_benchmark_reports_the_three_trainers(env, tmp_path):
                                                 "LEAFTrainer_x0_distill_online"}
     assert numbers["teacher_weights"] == "installed"
     assert not (env / "leafnet_preprocessed" / "Dataset999_LeafnetDemo" / "features").exists()
+
+
+def test_variant_examples_of_the_readme_and_design_are_trainers_with_their_settings(env):
+    from leafnet.training.tasks.diffusion import DiffusionTask
+    from leafnet.training.trainers.base import LEAFTrainer
+
+    class LEAFTrainer_x0_example(LEAFTrainer):
+        prediction_type = "x0"
+
+    class LEAFTrainer_x0_distill_example(LEAFTrainer_x0_example):
+        teacher = "dinov2-vitb14-reg"
+        distill_lambda = 0.75
+
+    trainer = LEAFTrainer_x0_distill_example(999, num_workers=0, show_progress=False)
+    assert isinstance(trainer.task, DiffusionTask)
+    assert trainer.task.prediction_type == "x0"
+    assert trainer.task.alignment.weight == 0.75
+    assert LEAFTrainer_x0_example(999, show_progress=False).task.alignment is None
+    assert find_trainer("LEAFTrainer_x0_distill_example") is LEAFTrainer_x0_distill_example
+
+
+def test_first_stage_trainer_refuses_diffusion_options(env, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["999", "LEAFAutoencoderTrainer", "--lam", "0.5", "--steps", "1"])
+    assert "--lam does not apply to LEAFAutoencoderTrainer" in capsys.readouterr().err

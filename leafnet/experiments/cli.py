@@ -10,6 +10,7 @@ from leafnet.experiments.experiment import run_experiment
 from leafnet.experiments.runs import RunSettings
 from leafnet.experiments.tables import TABLES
 from leafnet.models.presets import PRESETS
+from leafnet.training.progress import log_to_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error("leafnet_experiment")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    log_to_console()
     settings = RunSettings(args.dataset, args.fold, args.plans, args.preset, args.steps,
                            args.seed, args.validate_every, args.first_stage,
                            args.first_stage_steps, args.device)

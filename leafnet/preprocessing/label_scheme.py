@@ -54,6 +54,11 @@ class LabelScheme:
         """An ``(H, W)`` label image as the network's target mask ``(1, H, W)`` in {0, 1}."""
         return np.isin(np.asarray(label), self.foreground_labels)[None].astype(np.float32)
 
+    @staticmethod
+    def binarize(probability: np.ndarray) -> np.ndarray:
+        """The predicted masks of probability maps (any shape): foreground above 0.5."""
+        return probability > 0.5
+
     def decode(self, probability: np.ndarray) -> np.ndarray:
-        """A foreground probability map ``(H, W)`` as a label image (threshold 0.5)."""
-        return (probability > 0.5).astype(np.uint8) * self.output_value
+        """A foreground probability map ``(H, W)`` as a label image."""
+        return self.binarize(probability).astype(np.uint8) * self.output_value

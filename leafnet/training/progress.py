@@ -25,13 +25,25 @@ LOGGER = logging.getLogger("leafnet.training")
 FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
 
+class _Stdout(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time (it may be replaced after set-up)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def log_to_console() -> None:
     """Show leafnet's log records (INFO and up) on stdout, time-stamped like the log file."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(FORMAT)
     logger = logging.getLogger("leafnet")
     logger.setLevel(logging.INFO)
-    if not any(getattr(h, "stream", None) is sys.stdout for h in logger.handlers):
+    if not any(isinstance(handler, _Stdout) for handler in logger.handlers):
+        handler = _Stdout()
+        handler.setFormatter(FORMAT)
         logger.addHandler(handler)
 
 

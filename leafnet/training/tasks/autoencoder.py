@@ -96,7 +96,7 @@ class AutoencoderTask(TrainingTask):
             probabilities += list(decode_mask(self.autoencoder, latent, 1.0).cpu().numpy())
             targets += list(mask)
         self.autoencoder.train()
-        return mean_dice_and_iou(probabilities, targets)
+        return mean_dice_and_iou(self.run.plans.label_scheme, probabilities, targets)
 
     def model_state(self) -> dict[str, Any]:
         return {"autoencoder_config": dict(self.autoencoder.config),

@@ -134,7 +134,7 @@ class DiffusionTask(TrainingTask):
             probabilities += list(self.network.predict(image, generator).float().cpu().numpy())
             targets += list(mask)
         self.network.train()
-        return mean_dice_and_iou(probabilities, targets)
+        return mean_dice_and_iou(self.run.plans.label_scheme, probabilities, targets)
 
     def model_state(self) -> dict[str, Any]:
         return {"network_config": self.network.config.to_json(),

@@ -19,6 +19,7 @@ from torch import nn
 
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.models.presets import Preset
+from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases
 from leafnet.training.distributed import DistributedContext
@@ -69,11 +70,11 @@ class RunContext:
                    np.stack([p[1] for p in pairs]))
 
 
-def mean_dice_and_iou(probabilities: list[np.ndarray], targets: list[np.ndarray]
-                      ) -> dict[str, float]:
-    """Mean Dice and IoU over images and mask channels, each channel thresholded at 0.5 (the
-    validation score that picks checkpoint_best)."""
-    scores = [dice_and_iou(p > 0.5, t > 0.5) for probability, target
+def mean_dice_and_iou(scheme: LabelScheme, probabilities: list[np.ndarray],
+                      targets: list[np.ndarray]) -> dict[str, float]:
+    """Mean Dice and IoU over images and coded mask channels, each predicted channel
+    binarized by the label scheme (the validation score that picks checkpoint_best)."""
+    scores = [dice_and_iou(scheme.binarize(p), t.astype(bool)) for probability, target
               in zip(probabilities, targets, strict=True)
               for p, t in zip(probability, target, strict=True)]
     return {"dice": float(np.mean([s[0] for s in scores])),
