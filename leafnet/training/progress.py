@@ -38,9 +38,11 @@ class _Stdout(logging.StreamHandler):
 
 
 def log_to_console() -> None:
-    """Show leafnet's log records (INFO and up) on stdout, time-stamped like the log file."""
+    """Show leafnet's log records (INFO and up) on stdout, time-stamped like the log file, and
+    only there (not also through a handler some library put on the root logger)."""
     logger = logging.getLogger("leafnet")
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     if not any(isinstance(handler, _Stdout) for handler in logger.handlers):
         handler = _Stdout()
         handler.setFormatter(FORMAT)
