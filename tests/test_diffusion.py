@@ -35,3 +35,21 @@ def test_z0_estimate_is_float32_under_bfloat16_outputs():
     output = torch.randn(1, 4, 2, 2).bfloat16()
     z_t = torch.randn(1, 4, 2, 2).bfloat16()
     assert estimate_z0("eps", output, z_t, torch.tensor([999]), SCHEDULE).dtype == torch.float32
+
+
+def test_timestep_samplings_draw_where_they_say():
+    from leafnet.diffusion.timesteps import draw_timesteps
+
+    def draw(kind):
+        return draw_timesteps(kind, 1000, 4000, torch.Generator().manual_seed(0))
+
+    uniform = draw("uniform")
+    assert torch.equal(uniform, torch.randint(0, 1000, (4000,),
+                                              generator=torch.Generator().manual_seed(0)))
+    assert bool((draw("last") == 999).all())
+    top = draw("top10")
+    assert int(top.min()) >= 900 and int(top.max()) == 999
+    mix = draw("mix")
+    assert 0.45 < float((mix == 999).float().mean()) < 0.55 and int(mix.min()) < 100
+    with pytest.raises(ValueError, match="timestep sampling"):
+        draw("sometimes")

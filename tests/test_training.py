@@ -48,18 +48,21 @@ def env(prepared, tmp_path, monkeypatch):
     return tmp_path
 
 
-def train(name: str, steps: int, **options):
+def train(name: str, steps: int | None, **options):
+    resume = options.pop("continue_training", False)
     trainer = find_trainer(name)(999, num_steps=steps, validate_every=options.pop("every", steps),
                                  num_workers=options.pop("workers", 0), show_progress=False,
                                  **options)
-    trainer.run(continue_training=options.get("continue_training", False))
+    trainer.run(continue_training=resume)
     return trainer
 
 
 @pytest.mark.parametrize("name", [
     "LEAFTrainer_eps", "LEAFTrainer_v", "LEAFTrainer_x0", "LEAFTrainer_x0_distill",
     "LEAFTrainer_x0_distill_clip", "LEAFTrainer_eps_distill", "LEAFTrainer_v_distill",
-    "LEAFTrainer_x0_distill_online", "LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_masks"])
+    "LEAFTrainer_x0_distill_online", "LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_masks",
+    "LEAFTrainer_x0_tlast", "LEAFTrainer_x0_ttop10", "LEAFTrainer_x0_tmix", "LEAFTrainer_x0_pixel",
+    "LEAFTrainer_x0_cpu"])
 def test_every_trainer_runs_and_its_loss_falls(env, name):
     # The eps trainers' z0 error is the eps error divided by alpha_t (0.026 at t = 999): their
     # per-step loss is noisy and falls slowly, so they get a longer run; medians of quarters.
@@ -247,3 +250,87 @@ def test_first_stage_trainer_refuses_diffusion_options(env, capsys):
     with pytest.raises(SystemExit):
         train_main(["999", "LEAFAutoencoderTrainer", "--lam", "0.5", "--steps", "1"])
     assert "--lam does not apply to LEAFAutoencoderTrainer" in capsys.readouterr().err
+
+
+def test_interrupted_augmented_bf16_cosine_training_resumes_exactly(env, monkeypatch):
+    from leafnet.training.loop import Trainer
+
+    uninterrupted = _weights(train("LEAFTrainer_x0_cpu", 6, every=3, workers=2))
+    shutil.rmtree(env / "leafnet_results" / "Dataset999_LeafnetDemo"
+                  / "LEAFTrainer_x0_cpu__leafnetPlans__tiny")
+
+    class Interrupted(Exception):
+        pass
+
+    end_of_interval = Trainer._end_of_interval
+
+    def interrupt_after_step_3(self, done, seconds):
+        end_of_interval(self, done, seconds)
+        if done == 3:
+            raise Interrupted
+
+    monkeypatch.setattr(Trainer, "_end_of_interval", interrupt_after_step_3)
+    with pytest.raises(Interrupted):
+        train("LEAFTrainer_x0_cpu", 6, every=3, workers=2)
+    monkeypatch.setattr(Trainer, "_end_of_interval", end_of_interval)
+    resumed = train("LEAFTrainer_x0_cpu", 6, every=3, workers=1, continue_training=True)
+    for key, value in _weights(resumed).items():
+        assert torch.equal(value, uninterrupted[key]), key
+
+
+def test_cosine_recipe_warms_up_then_decays_to_zero_at_the_last_step(env):
+    trainer = find_trainer("LEAFTrainer_x0_cpu")(999, num_steps=200, show_progress=False)
+    trainer._prepare()
+    factor = trainer.scheduler.lr_lambdas[0]
+    assert (factor(0), factor(50), factor(200)) == (0.0, 1.0, 0.0)
+    assert factor(125) == pytest.approx(0.5)
+
+
+def _weights(trainer) -> dict[str, torch.Tensor]:
+    state = dict(trainer.task.network.state_dict())
+    state.update({f"ema.{i}": p for i, p in enumerate(trainer.ema.shadow_params)})
+    return state
+
+
+def test_minutes_budget_stops_saves_and_continues_with_steps(env, capsys):
+    trainer = train("LEAFTrainer_x0", None, every=50, minutes=1e-4)
+    state = load_checkpoint(trainer.output / "checkpoint_final.pth")
+    assert state["step"] == 1 and trainer.history["train_seconds"] > 6e-3
+    assert "minute budget is spent after 1 steps" in (trainer.output / "training_log.txt"
+                                                        ).read_text()
+    resumed = train("LEAFTrainer_x0", 3, every=50, continue_training=True)
+    assert load_checkpoint(resumed.output / "checkpoint_final.pth")["step"] == 3
+    assert resumed.history["train_step"] == [0, 1, 2]
+
+
+def test_cached_teacher_features_refuse_full_augmentation(env):
+    from leafnet.training.trainers.variants import LEAFTrainer_x0_distill
+
+    class Augmented(LEAFTrainer_x0_distill):
+        augmentation = "full"
+
+    with pytest.raises(LeafnetError, match="teacher_features = 'online'"):
+        Augmented(999, show_progress=False)
+
+
+def test_augmented_batches_do_not_depend_on_the_start_step_or_workers(env):
+    from leafnet.training.augmentation import full_augmentation
+    from leafnet.training.data_loading import make_loader
+
+    trainer = find_trainer("LEAFTrainer_x0_cpu")(999, show_progress=False)
+
+    def batches(start, workers, count):
+        loader = make_loader(trainer.train_cases, 4, 7, start, True, workers,
+                             full_augmentation(trainer.plans.target_size))
+        out = [next(loader) for _ in range(count)]
+        if hasattr(loader, "_finish"):
+            loader._finish()
+        return out
+
+    straight, resumed = batches(0, 2, 5), batches(3, 0, 2)
+    for before, after in zip(straight[3:], resumed, strict=True):
+        assert np.array_equal(before["image"], after["image"])
+        assert np.array_equal(before["mask"], after["mask"])
+        assert set(np.unique(after["mask"])) <= {0.0, 1.0}
+        assert after["image"].min() >= -1 and after["image"].max() <= 1
+    assert not np.array_equal(straight[0]["image"], straight[1]["image"])

@@ -25,7 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-f", "--fold", type=int, default=0)
     parser.add_argument("-p", "--plans", default="leafnetPlans")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the plans' preset")
-    parser.add_argument("--steps", type=int, help="training steps (default: the trainer's)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the trainer's, or "
+                        "as many as fit in --minutes)")
+    parser.add_argument("--minutes", type=float,
+                        help="wall-clock budget: stop at the first step boundary after M minutes "
+                        "of training (over all sittings), save the final checkpoint; a decaying "
+                        "LR schedule is fitted to the budget")
     parser.add_argument("--c", action="store_true", help="continue from checkpoint_latest")
     parser.add_argument("--val", action="store_true",
                         help="only validate checkpoint_final (EMA weights)")
@@ -77,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     trainer = trainer_class(
         args.dataset, fold=args.fold, plans_name=args.plans, preset=args.preset,
         device=args.device, seed=args.seed, num_steps=args.steps,
-        validate_every=args.validate_every, num_workers=args.workers, **task_options)
+        validate_every=args.validate_every, num_workers=args.workers, minutes=args.minutes,
+        **task_options)
     if args.val:
         print(trainer.validate_checkpoint())
         return

@@ -16,8 +16,10 @@ from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAu
 from batchgenerators.dataloading.single_threaded_augmenter import (
     SingleThreadedAugmenter,
 )
+from batchgenerators.transforms.abstract_transforms import Compose
 
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
+from leafnet.training.augmentation import augment
 from leafnet.utilities.processes import die_with_parent
 
 
@@ -35,9 +37,10 @@ class StepLoader(SlimDataLoaderBase):
     """batchgenerators loader yielding the batches of consecutive steps from ``start_step``."""
 
     def __init__(self, cases: PreprocessedCases, batch_size: int, seed: int, start_step: int,
-                 flips: bool, num_workers: int) -> None:
+                 flips: bool, num_workers: int, transform: Compose | None = None) -> None:
         super().__init__(cases, batch_size, max(1, num_workers))
         self.seed, self.start_step, self.flips = seed, start_step, flips
+        self.transform = transform
         self.produced = 0
 
     def generate_train_batch(self) -> dict[str, Any]:
@@ -52,14 +55,18 @@ class StepLoader(SlimDataLoaderBase):
             image, mask = self._data.image_and_mask(int(index))
             images.append(apply_flip(image, state))
             masks.append(apply_flip(mask, state))
-        return {"step": step, "image": np.stack(images), "mask": np.stack(masks),
-                "case_index": indices, "flip": flip}
+        images, masks = np.stack(images), np.stack(masks)
+        if self.transform is not None:
+            images, masks = augment(self.transform, images, masks, self.seed, step)
+        return {"step": step, "image": images, "mask": masks, "case_index": indices,
+                "flip": flip}
 
 
 def make_loader(cases: PreprocessedCases, batch_size: int, seed: int, start_step: int,
-                flips: bool = True, num_workers: int = 2):
-    """An iterator over batches of steps ``start_step, start_step + 1, ...``."""
-    loader = StepLoader(cases, batch_size, seed, start_step, flips, num_workers)
+                flips: bool = True, num_workers: int = 2, transform: Compose | None = None):
+    """An iterator over batches of steps ``start_step, start_step + 1, ...``; ``transform``
+    (augmentation.py) augments each batch after the flips."""
+    loader = StepLoader(cases, batch_size, seed, start_step, flips, num_workers, transform)
     if num_workers <= 0:
         return SingleThreadedAugmenter(loader, None)
     return MultiThreadedAugmenter(loader, None, num_workers, num_cached_per_queue=2,

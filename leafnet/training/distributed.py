@@ -45,3 +45,14 @@ def init_distributed(device: str) -> DistributedContext:
 def shutdown_distributed(context: DistributedContext) -> None:
     if context.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rank0_value(context: DistributedContext, value: float, device: str) -> float:
+    """Rank 0's ``value`` on every process (decisions taken from one clock, e.g. a time
+    budget, must not differ between processes)."""
+    if not context.enabled:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64,
+                          device=device if device.startswith("cuda") else "cpu")
+    dist.broadcast(tensor, src=0)
+    return float(tensor.item())

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.nn.parallel import DistributedDataParallel
 
@@ -37,8 +38,13 @@ from leafnet.training.checkpointing import (
     save_checkpoint,
     set_rng_state,
 )
+from leafnet.training.augmentation import AUGMENTATIONS, full_augmentation
 from leafnet.training.data_loading import PreprocessedCases, make_loader
-from leafnet.training.distributed import init_distributed, shutdown_distributed
+from leafnet.training.distributed import (
+    init_distributed,
+    rank0_value,
+    shutdown_distributed,
+)
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.progress import LOGGER, plot_progress, training_log
 from leafnet.training.tasks.task import RunContext, TrainingTask
@@ -46,6 +52,8 @@ from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import default_device
 
 PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
+UNBOUNDED_STEPS = 10**9
+CALIBRATION_STEP = 10
 
 
 class Trainer(ABC):
@@ -55,6 +63,9 @@ class Trainer(ABC):
     warmup_steps = 50
     validate_every = 100
     learning_rate: float | None = None
+    lr_schedule = "constant_with_warmup"
+    cpu_bf16 = False
+    augmentation = "flips"
     weight_decay = 0.01
     grad_clip = 1.0
     ema_decay = 0.999
@@ -65,7 +76,8 @@ class Trainer(ABC):
     def __init__(self, dataset: str | int, fold: int = 0, plans_name: str = "leafnetPlans",
                  preset: str | None = None, device: str | None = None, seed: int = 12345,
                  num_steps: int | None = None, validate_every: int | None = None,
-                 num_workers: int | None = None, show_progress: bool = True) -> None:
+                 num_workers: int | None = None, show_progress: bool = True,
+                 minutes: float | None = None) -> None:
         self.device = device or default_device()
         self.context = init_distributed(self.device)
         if self.context.enabled and self.device.startswith("cuda"):
@@ -77,8 +89,16 @@ class Trainer(ABC):
         self.plans = Plans.load(self.plans_path, PREPROCESS_FIX)
         self.preset = get_preset(preset or self.plans.preset)
         self.fold, self.seed = fold, seed
+        if self.augmentation not in AUGMENTATIONS:
+            raise LeafnetError(f"{self.name}: augmentation '{self.augmentation}' is not one of "
+                               f"{', '.join(AUGMENTATIONS)}")
+        if minutes is not None and minutes <= 0:
+            raise LeafnetError(f"--minutes must be positive, got {minutes}")
+        self.minutes = minutes
         if num_steps is not None:
             self.num_steps = num_steps
+        elif minutes is not None:
+            self.num_steps = UNBOUNDED_STEPS
         if validate_every is not None:
             self.validate_every = validate_every
         if num_workers is not None:
@@ -106,7 +126,7 @@ class Trainer(ABC):
             split=self.split, train_cases=self.train_cases, val_cases=self.val_cases,
             distributed=self.context, global_batch=batch,
             validation_batch_size=self.validation_batch_size, show_progress=show_progress,
-            log=self.log))
+            log=self.log, cpu_bf16=self.cpu_bf16))
 
     @abstractmethod
     def make_task(self, run: RunContext) -> TrainingTask:
@@ -154,15 +174,22 @@ class Trainer(ABC):
         learning_rate = self.learning_rate or self.preset.learning_rate
         self.optimizer = torch.optim.AdamW(self.parameters, lr=learning_rate,
                                            weight_decay=self.weight_decay)
-        warmup = max(1, self.warmup_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: min(1.0, (step + 1) / warmup))
+        self.schedule_steps = self.num_steps
+        self.scheduler = self._lr_scheduler()
         module = self.task.trained_module()
         if self.context.enabled:
             module = DistributedDataParallel(
                 module, device_ids=[self.context.local_rank] if self.device.startswith("cuda")
                 else None)
         self.module = module
+
+    def _lr_scheduler(self, last_step: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
+        """diffusers' schedule ``lr_schedule`` (warm-up, then constant, cosine or linear decay)
+        over ``schedule_steps``; a cosine is one half period, down to zero at the end."""
+        return get_scheduler(self.lr_schedule, self.optimizer,
+                             num_warmup_steps=self.warmup_steps,
+                             num_training_steps=self.schedule_steps, num_cycles=0.5,
+                             last_epoch=last_step)
 
     def log(self, message: str) -> None:
         """A line in the training log (rank 0 only)."""
@@ -243,10 +270,16 @@ class Trainer(ABC):
             self.log(f"{self.name} on {self.folder.name} fold {self.fold}, preset "
                      f"{self.preset.name}, {len(self.train_cases)} train / "
                      f"{len(self.val_cases)} val cases, device {self.device}, "
-                     f"{self.context.world_size} process(es), {self.num_steps} steps")
+                     f"{self.context.world_size} process(es), {self._target()}")
+        if start and self._out_of_time():
+            self.num_steps = start
+            self.log(f"the {self.minutes:g} minute budget was already spent")
+        transform = (full_augmentation(self.plans.target_size)
+                     if self.augmentation == "full" else None)
         loader = make_loader(self.train_cases, self.global_batch, self.seed, start, self.flips,
-                             self.num_workers) if start < self.num_steps else None
+                             self.num_workers, transform) if start < self.num_steps else None
         started = time.perf_counter()
+        before = self.history.get("train_seconds", 0.0)
         try:
             for step in range(start, self.num_steps):
                 step_started = time.perf_counter()
@@ -262,8 +295,18 @@ class Trainer(ABC):
                 self.ema.step(self.ema_parameters)
                 self._record(step, losses, time.perf_counter() - step_started)
                 done = step + 1
+                self.history["train_seconds"] = before + time.perf_counter() - started
+                out_of_time = self._out_of_time()
+                if out_of_time:
+                    self.num_steps = done
+                    self.log(f"the {self.minutes:g} minute budget is spent after {done} steps")
                 if done % self.validate_every == 0 or done == self.num_steps:
                     self._end_of_interval(done, time.perf_counter() - started)
+                if self.minutes is not None and (done - start == CALIBRATION_STEP
+                                                 or done % self.validate_every == 0):
+                    self._fit_schedule_to_budget(done, start, time.perf_counter() - started)
+                if out_of_time:
+                    break
         finally:
             if loader is not None and hasattr(loader, "_finish"):
                 loader._finish()
@@ -273,6 +316,30 @@ class Trainer(ABC):
             self._with_ema(lambda: self.task.export("final"))
             self.task.after_training()
             self.log(f"done: {final}")
+
+    def _target(self) -> str:
+        steps = "" if self.num_steps == UNBOUNDED_STEPS else f"{self.num_steps} steps"
+        budget = "" if self.minutes is None else f"{self.minutes:g} minutes"
+        return " or ".join(part for part in (steps, budget) if part)
+
+    def _out_of_time(self) -> bool:
+        """Whether the ``--minutes`` budget (training time over all sittings) is spent; every
+        process follows rank 0's clock, so DDP processes stop at the same step."""
+        if self.minutes is None:
+            return False
+        spent = self.history.get("train_seconds", 0.0) >= self.minutes * 60
+        return bool(rank0_value(self.context, float(spent), self.device))
+
+    def _fit_schedule_to_budget(self, done: int, start: int, seconds: float) -> None:
+        """With ``--minutes``, end the LR schedule where the budget is expected to end: the
+        steps that fit in the remaining time at this sitting's pace (validation included),
+        never past ``num_steps``. Rank 0 decides, so every process keeps the same schedule."""
+        remaining = self.minutes * 60 - self.history["train_seconds"]
+        fitting = done + max(1, int(remaining * (done - start) / max(seconds, 1e-9)))
+        horizon = int(rank0_value(self.context, min(self.num_steps, fitting), self.device))
+        if horizon != self.schedule_steps:
+            self.schedule_steps = horizon
+            self.scheduler = self._lr_scheduler(last_step=done - 1)
 
     def _record(self, step: int, losses: dict[str, torch.Tensor], seconds: float) -> None:
         self.history["train_step"].append(step)
@@ -294,7 +361,7 @@ class Trainer(ABC):
                 self.history["val_dice"].append(metrics["dice"])
                 self.history["val_iou"].append(metrics["iou"])
                 text += f", val Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f}"
-            self.log(f"step {done}/{self.num_steps} ({seconds:.0f} s): {text}")
+            self.log(f"step {done} of {self._target()} ({seconds:.0f} s): {text}")
             state = self.checkpoint_state(done)
             if metrics and metrics["dice"] > self.best_dice:
                 self.best_dice = metrics["dice"]

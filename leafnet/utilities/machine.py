@@ -37,7 +37,10 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
-def autocast(device: str) -> torch.autocast:
-    """bf16 autocast on CUDA, full precision elsewhere (the one mixed-precision rule of
-    training)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+def autocast(device: str, cpu_bf16: bool = False) -> torch.autocast:
+    """bf16 autocast on CUDA, and on the CPU when ``cpu_bf16`` (faster on CPUs with bf16
+    instructions; measured per recipe), full precision elsewhere: the one mixed-precision rule
+    of training."""
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16 and device == "cpu")

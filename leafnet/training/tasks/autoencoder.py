@@ -26,7 +26,6 @@ from leafnet.training.tasks.task import (
     mean_dice_and_iou,
     step_generator,
 )
-from leafnet.utilities.machine import autocast
 
 
 class Reconstruction(nn.Module):
@@ -78,7 +77,7 @@ class AutoencoderTask(TrainingTask):
             image = run.local(batch["image"])
             inputs = np.concatenate([inputs, np.repeat(image, 3 // image.shape[1], axis=1)])
         inputs = torch.from_numpy(np.stack([self._crop(a, rng) for a in inputs])).to(run.device)
-        with autocast(run.device):
+        with run.autocast():
             reconstruction, kl = module(inputs, step_generator(run.seed, step, salt=1))
         reconstruction_loss = F.l1_loss(reconstruction.float(), inputs)
         return {"reconstruction": reconstruction_loss, "kl": kl.float(),

@@ -1,6 +1,8 @@
 """The LEAF diffusion task: the image latent (trainable encoder copy) beside the noisy mask
 latent, the U-Net's output turned into an estimate of z0 by the parameterization, L1 to the
-true mask latent, plus lambda x the feature alignment loss when a teacher is set.
+true mask latent, plus lambda x the feature alignment loss when a teacher is set. Beyond the
+paper: where the training timesteps are drawn (diffusion/timesteps.py) and an optional pixel
+loss on the mask decoded from the estimated z0 by the frozen decoder.
 
 Validation runs the real single-step predictor; after training the best model predicts the
 fold's validation and test cases from the raw images at their original size.
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from leafnet.diffusion import estimate_z0
+from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
 from leafnet.inference.predict_cases import predict_cases
 from leafnet.inference.predictor import LEAFPredictor
@@ -31,7 +34,16 @@ from leafnet.training.tasks.task import (
     mean_dice_and_iou,
     step_generator,
 )
-from leafnet.utilities.machine import autocast
+
+
+def pixel_loss(probability: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Soft Dice + BCE between the decoded mask probability and the target mask, per image
+    and channel, at full resolution: the task loss of single-step fine-tuning."""
+    probability = probability.clamp(1e-6, 1 - 1e-6)
+    overlap = (probability * mask).sum(dim=(-2, -1))
+    sizes = probability.sum(dim=(-2, -1)) + mask.sum(dim=(-2, -1))
+    dice = 1 - (2 * overlap + 1) / (sizes + 1)
+    return dice.mean() + F.binary_cross_entropy(probability, mask)
 
 
 class DiffusionStep(nn.Module):
@@ -56,10 +68,15 @@ class DiffusionTask(TrainingTask):
     """Trains the LEAF network with one parameterization and optional feature alignment."""
 
     def __init__(self, run: RunContext, prediction_type: str, first_stage: str,
-                 alignment: FeatureAlignment | None = None) -> None:
+                 alignment: FeatureAlignment | None = None, timestep_sampling: str = "uniform",
+                 pixel_loss_weight: float = 0.0) -> None:
         super().__init__(run)
+        if timestep_sampling not in TIMESTEP_SAMPLINGS:
+            raise LeafnetError(f"timestep sampling '{timestep_sampling}' is not one of "
+                               f"{', '.join(TIMESTEP_SAMPLINGS)}")
         self.prediction_type, self.first_stage, self.alignment = (prediction_type, first_stage,
                                                                   alignment)
+        self.timestep_sampling, self.pixel_loss_weight = timestep_sampling, pixel_loss_weight
 
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
@@ -107,18 +124,23 @@ class DiffusionTask(TrainingTask):
         generator = step_generator(run.seed, step)
         noise = run.local(torch.randn((run.global_batch, *target.shape[1:]),
                                       generator=generator)).to(run.device)
-        timesteps = run.local(torch.randint(0, schedule.num_train_timesteps, (run.global_batch,),
-                                            generator=generator)).to(run.device)
+        timesteps = run.local(draw_timesteps(self.timestep_sampling, schedule.num_train_timesteps,
+                                             run.global_batch, generator)).to(run.device)
         noisy = schedule.add_noise(target, noise, timesteps)
-        with autocast(run.device):
+        with run.autocast():
             output, projected = module(image, noisy, timesteps)
         z0 = estimate_z0(self.prediction_type, output, noisy, timesteps, schedule)
         losses = {"pred": F.l1_loss(z0, target)}
-        if projected is None:
-            losses["loss"] = losses["pred"]
-            return losses
-        losses["distill"] = self.alignment.loss(batch, image, projected)
-        losses["loss"] = losses["pred"] + self.alignment.weight * losses["distill"]
+        total = losses["pred"]
+        if self.pixel_loss_weight:
+            with run.autocast():
+                probability = self.network.decode_mask(z0).float()
+            losses["pixel"] = pixel_loss(probability, mask)
+            total = total + self.pixel_loss_weight * losses["pixel"]
+        if projected is not None:
+            losses["distill"] = self.alignment.loss(batch, image, projected)
+            total = total + self.alignment.weight * losses["distill"]
+        losses["loss"] = total
         return losses
 
     @torch.no_grad()

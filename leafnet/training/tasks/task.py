@@ -23,6 +23,7 @@ from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases
 from leafnet.training.distributed import DistributedContext
+from leafnet.utilities.machine import autocast
 
 
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
@@ -51,6 +52,11 @@ class RunContext:
     validation_batch_size: int
     show_progress: bool
     log: Callable[[str], None]
+    cpu_bf16: bool = False
+
+    def autocast(self) -> torch.autocast:
+        """The run's mixed precision (bf16 on CUDA; on the CPU when the trainer asks)."""
+        return autocast(self.device, self.cpu_bf16)
 
     @property
     def local_batch(self) -> int:

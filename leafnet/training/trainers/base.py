@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from leafnet.errors import LeafnetError
 from leafnet.training.loop import Trainer
 from leafnet.training.tasks.alignment import FeatureAlignment
 from leafnet.training.tasks.diffusion import DiffusionTask
@@ -25,6 +26,8 @@ class LEAFTrainer(Trainer):
     distill_lambda = 0.0
     teacher_features = "cache"
     first_stage = AUTOENCODER_TRAINER
+    timestep_sampling = "uniform"
+    pixel_loss_weight = 0.0
 
     def __init__(self, *args: Any, lam: float | None = None, first_stage: str | None = None,
                  **options: Any) -> None:
@@ -35,6 +38,13 @@ class LEAFTrainer(Trainer):
         super().__init__(*args, **options)
 
     def make_task(self, run: RunContext) -> DiffusionTask:
+        if self.teacher is not None and self.teacher_features == "cache" and (
+                self.augmentation != "flips"):
+            raise LeafnetError(
+                f"{self.name}: the cached teacher features describe the flipped views only, "
+                f"not '{self.augmentation}' augmentation; set teacher_features = 'online' (the "
+                "teacher then sees the augmented image) or augmentation = 'flips'")
         alignment = None if self.teacher is None else FeatureAlignment(
             run, self.teacher, self.distill_lambda, self.teacher_features)
-        return DiffusionTask(run, self.prediction_type, self.first_stage, alignment)
+        return DiffusionTask(run, self.prediction_type, self.first_stage, alignment,
+                             self.timestep_sampling, self.pixel_loss_weight)

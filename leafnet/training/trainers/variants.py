@@ -60,3 +60,38 @@ def _lambda_variant(value: float) -> type[LEAFTrainer_x0_distill]:
 
 LAMBDA_VARIANTS = {variant.__name__: variant for variant in map(_lambda_variant, PAPER_LAMBDAS)}
 globals().update(LAMBDA_VARIANTS)
+
+
+class LEAFTrainer_x0_tlast(LEAFTrainer_x0):
+    """Beyond the paper: every training step at t = T-1, where single-step inference starts."""
+
+    timestep_sampling = "last"
+
+
+class LEAFTrainer_x0_ttop10(LEAFTrainer_x0):
+    """Beyond the paper: t drawn from the top 10% of the schedule."""
+
+    timestep_sampling = "top10"
+
+
+class LEAFTrainer_x0_tmix(LEAFTrainer_x0):
+    """Beyond the paper: half the samples at t = T-1, half uniform."""
+
+    timestep_sampling = "mix"
+
+
+class LEAFTrainer_x0_pixel(LEAFTrainer_x0):
+    """Beyond the paper: + Dice + BCE on the mask decoded from the estimated z0."""
+
+    pixel_loss_weight = 1.0
+
+
+class LEAFTrainer_x0_cpu(LEAFTrainer_x0):
+    """The from-scratch recipe that learns fastest on a CPU (issue 13's measurements): t = T-1,
+    cosine decay over the run (or its --minutes), batchgenerators augmentation, bf16 autocast
+    on the CPU."""
+
+    timestep_sampling = "last"
+    lr_schedule = "cosine"
+    augmentation = "full"
+    cpu_bf16 = True
