@@ -62,7 +62,7 @@ def train(name: str, steps: int | None, **options):
     "LEAFTrainer_x0_distill_clip", "LEAFTrainer_eps_distill", "LEAFTrainer_v_distill",
     "LEAFTrainer_x0_distill_online", "LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_masks",
     "LEAFTrainer_x0_tlast", "LEAFTrainer_x0_ttop10", "LEAFTrainer_x0_tmix", "LEAFTrainer_x0_pixel",
-    "LEAFTrainer_x0_cpu"])
+    "LEAFTrainer_x0_cpu", "LEAFAutoencoderTrainer_cpu"])
 def test_every_trainer_runs_and_its_loss_falls(env, name):
     # The eps trainers' z0 error is the eps error divided by alpha_t (0.026 at t = 999): their
     # per-step loss is noisy and falls slowly, so they get a longer run; medians of quarters.
@@ -222,7 +222,9 @@ def test_train_step_benchmark_reports_the_three_trainers(env, tmp_path):
                     "-o", str(tmp_path / "train_step.json")])
     numbers = json.loads((tmp_path / "train_step.json").read_text())
     assert set(numbers["seconds_per_step"]) == {"LEAFTrainer_x0", "LEAFTrainer_x0_distill",
-                                                "LEAFTrainer_x0_distill_online"}
+                                                "LEAFTrainer_x0_distill_online",
+                                                "LEAFTrainer_x0_cpu"}
+    assert numbers["cpu_recipe_vs_paper_recipe"] > 0
     assert numbers["teacher_weights"] == "installed"
     assert not (env / "leafnet_preprocessed" / "Dataset999_LeafnetDemo" / "features").exists()
 

@@ -26,7 +26,8 @@ from leafnet.models.weights.store import installed
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.registry import find_trainer
 
-TRAINERS = ("LEAFTrainer_x0", "LEAFTrainer_x0_distill", "LEAFTrainer_x0_distill_online")
+TRAINERS = ("LEAFTrainer_x0", "LEAFTrainer_x0_distill", "LEAFTrainer_x0_distill_online",
+            "LEAFTrainer_x0_cpu")
 
 
 @contextmanager
@@ -86,4 +87,5 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
         "seconds_per_step": results,
         "distill_cache_overhead": results["LEAFTrainer_x0_distill"] / base - 1,
         "distill_online_overhead": results["LEAFTrainer_x0_distill_online"] / base - 1,
+        "cpu_recipe_vs_paper_recipe": results["LEAFTrainer_x0_cpu"] / base,
     }

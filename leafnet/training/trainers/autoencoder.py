@@ -33,3 +33,11 @@ class LEAFAutoencoderTrainer(Trainer):
 
 class LEAFAutoencoderTrainer_masks(LEAFAutoencoderTrainer):
     train_on_images = False
+
+
+class LEAFAutoencoderTrainer_cpu(LEAFAutoencoderTrainer_masks):
+    """The first stage of the CPU recipe (with LEAFTrainer_x0_cpu): masks only, cosine decay
+    over the run (or its --minutes), bf16 autocast on the CPU."""
+
+    lr_schedule = "cosine"
+    cpu_bf16 = True
