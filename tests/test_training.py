@@ -286,6 +286,10 @@ def test_cosine_recipe_warms_up_then_decays_to_zero_at_the_last_step(env):
     factor = trainer.scheduler.lr_lambdas[0]
     assert (factor(0), factor(50), factor(200)) == (0.0, 1.0, 0.0)
     assert factor(125) == pytest.approx(0.5)
+    from leafnet.utilities.machine import cpu_has_bf16
+
+    assert trainer.cpu_bf16 == cpu_has_bf16()
+    assert ("bf16 autocast" if cpu_has_bf16() else "lacks natively") in trainer._precision()
 
 
 def _weights(trainer) -> dict[str, torch.Tensor]:

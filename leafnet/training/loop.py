@@ -49,7 +49,7 @@ from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.progress import LOGGER, plot_progress, training_log
 from leafnet.training.tasks.task import RunContext, TrainingTask
 from leafnet.utilities.json_files import read_json
-from leafnet.utilities.machine import default_device
+from leafnet.utilities.machine import cpu_has_bf16, default_device
 
 PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
 UNBOUNDED_STEPS = 10**9
@@ -89,6 +89,7 @@ class Trainer(ABC):
         self.plans = Plans.load(self.plans_path, PREPROCESS_FIX)
         self.preset = get_preset(preset or self.plans.preset)
         self.fold, self.seed = fold, seed
+        self.cpu_bf16 = self.cpu_bf16 and self.device == "cpu" and cpu_has_bf16()
         if self.augmentation not in AUGMENTATIONS:
             raise LeafnetError(f"{self.name}: augmentation '{self.augmentation}' is not one of "
                                f"{', '.join(AUGMENTATIONS)}")
@@ -270,7 +271,8 @@ class Trainer(ABC):
             self.log(f"{self.name} on {self.folder.name} fold {self.fold}, preset "
                      f"{self.preset.name}, {len(self.train_cases)} train / "
                      f"{len(self.val_cases)} val cases, device {self.device}, "
-                     f"{self.context.world_size} process(es), {self._target()}")
+                     f"{self.context.world_size} process(es), {self._target()}, "
+                     f"{self._precision()}")
         if start and self._out_of_time():
             self.num_steps = start
             self.log(f"the {self.minutes:g} minute budget was already spent")
@@ -301,7 +303,10 @@ class Trainer(ABC):
                     self.num_steps = done
                     self.log(f"the {self.minutes:g} minute budget is spent after {done} steps")
                 if done % self.validate_every == 0 or done == self.num_steps:
-                    self._end_of_interval(done, time.perf_counter() - started)
+                    recent = bool(self.history["val_step"]) and (
+                        done - self.history["val_step"][-1] < self.validate_every // 2)
+                    self._end_of_interval(done, time.perf_counter() - started,
+                                          validate=not (out_of_time and recent))
                 if self.minutes is not None and (done - start == CALIBRATION_STEP
                                                  or done % self.validate_every == 0):
                     self._fit_schedule_to_budget(done, start, time.perf_counter() - started)
@@ -316,6 +321,13 @@ class Trainer(ABC):
             self._with_ema(lambda: self.task.export("final"))
             self.task.after_training()
             self.log(f"done: {final}")
+
+    def _precision(self) -> str:
+        if self.device.startswith("cuda") or self.cpu_bf16:
+            return "bf16 autocast"
+        if type(self).cpu_bf16 and self.device == "cpu":
+            return "float32 (the trainer asks for bf16, which this CPU lacks natively)"
+        return "float32"
 
     def _target(self) -> str:
         steps = "" if self.num_steps == UNBOUNDED_STEPS else f"{self.num_steps} steps"
@@ -348,9 +360,11 @@ class Trainer(ABC):
             self.history["losses"].setdefault(name, []).append(float(value.detach()))
         self.history["lr"].append(self.scheduler.get_last_lr()[0])
 
-    def _end_of_interval(self, done: int, seconds: float) -> None:
+    def _end_of_interval(self, done: int, seconds: float, validate: bool = True) -> None:
+        """Validate (unless a budget stop comes right after a validation: its cost would
+        overrun the budget for nothing new), log, checkpoint, plot."""
         if self.context.is_main:
-            metrics = self._with_ema(self.task.validate)
+            metrics = self._with_ema(self.task.validate) if validate else {}
             recent = {k: float(np.mean(v[-self.validate_every:]))
                       for k, v in self.history["losses"].items()}
             text = ", ".join(f"{k} {v:.4f}" for k, v in recent.items())

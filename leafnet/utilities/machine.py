@@ -37,10 +37,19 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX, as oneDNN reports it).
+    Without it bf16 autocast is emulated and many times slower: measured 30 s against 1.6 s
+    per first-stage step on a 2-core AVX2 AMD EPYC."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def autocast(device: str, cpu_bf16: bool = False) -> torch.autocast:
-    """bf16 autocast on CUDA, and on the CPU when ``cpu_bf16`` (faster on CPUs with bf16
-    instructions; measured per recipe), full precision elsewhere: the one mixed-precision rule
-    of training."""
+    """bf16 autocast on CUDA, and on the CPU when ``cpu_bf16`` (the caller checks
+    :func:`cpu_has_bf16`), full precision elsewhere: the one mixed-precision rule of training."""
     if device.startswith("cuda"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16 and device == "cpu")

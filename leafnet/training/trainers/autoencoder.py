@@ -37,7 +37,7 @@ class LEAFAutoencoderTrainer_masks(LEAFAutoencoderTrainer):
 
 class LEAFAutoencoderTrainer_cpu(LEAFAutoencoderTrainer_masks):
     """The first stage of the CPU recipe (with LEAFTrainer_x0_cpu): masks only, cosine decay
-    over the run (or its --minutes), bf16 autocast on the CPU."""
+    over the run (or its --minutes), bf16 autocast on CPUs with native bf16."""
 
     lr_schedule = "cosine"
     cpu_bf16 = True
