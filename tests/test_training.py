@@ -266,8 +266,8 @@ def test_interrupted_augmented_bf16_cosine_training_resumes_exactly(env, monkeyp
 
     end_of_interval = Trainer._end_of_interval
 
-    def interrupt_after_step_3(self, done, seconds):
-        end_of_interval(self, done, seconds)
+    def interrupt_after_step_3(self, done, seconds, **options):
+        end_of_interval(self, done, seconds, **options)
         if done == 3:
             raise Interrupted
 
