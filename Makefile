@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,15 +20,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/leafnet_verify -d 999 2>/dev/null || $(BIN)/leafnet_convert demo --overwrite
 	$(BIN)/leafnet_plan_and_preprocess -d 999 --preset small
-	$(BIN)/leafnet_train 999 LEAFAutoencoderTrainer_masks --steps 150 --validate-every 50 --c
-	$(BIN)/leafnet_train 999 LEAFTrainer_x0 --first-stage LEAFAutoencoderTrainer_masks \
-		--steps 150 --validate-every 50 --c
-	$(BIN)/leafnet_predict -d 999 -tr LEAFTrainer_x0 -i $(RAW)/Dataset999_LeafnetDemo/imagesTs \
+	$(BIN)/leafnet_train 999 LEAFAutoencoderTrainer_cpu --minutes 1.5 --validate-every 10000 --c
+	$(BIN)/leafnet_train 999 LEAFTrainer_x0_cpu --first-stage LEAFAutoencoderTrainer_cpu \
+		--minutes 5 --validate-every 100 --c
+	$(BIN)/leafnet_predict -d 999 -tr LEAFTrainer_x0_cpu -i $(RAW)/Dataset999_LeafnetDemo/imagesTs \
 		-o $(DEMO_OUT) --save_probabilities
 	$(BIN)/leafnet_evaluate -ref $(RAW)/Dataset999_LeafnetDemo/labelsTs -pred $(DEMO_OUT) \
 		--hd95 --overlays $(DEMO_OUT)/overlays --images $(RAW)/Dataset999_LeafnetDemo/imagesTs
 	@echo "demo done. raw data: $(RAW)/Dataset999_LeafnetDemo; model and its validation/test" \
-		"summaries: $(RESULTS)/Dataset999_LeafnetDemo/LEAFTrainer_x0__leafnetPlans__small/fold_0;" \
+		"summaries: $(RESULTS)/Dataset999_LeafnetDemo/LEAFTrainer_x0_cpu__leafnetPlans__small/fold_0;" \
 		"test predictions, summary.json and overlays: $(DEMO_OUT)"
 
 test: $(STAMP)

@@ -38,6 +38,12 @@ def write_json(path: str | os.PathLike[str], data: object) -> None:
         temporary.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text``, atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
 def copy_file(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> None:
     """Copy bytes from ``source`` to ``destination``, atomically."""
     with atomic_path(destination) as temporary:

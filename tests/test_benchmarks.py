@@ -26,3 +26,48 @@ def test_inference_benchmark_writes_its_numbers(tmp_path, capsys):
     parts = numbers["parameters"]
     assert parts["inference_network_total"] == (parts["image_encoder"] + parts["unet"]
                                                 + parts["autoencoder_frozen"])
+
+
+def test_versus_nnunet_trains_both_for_the_budget_and_scores_the_same_test_images(
+        leafnet_folders, tmp_path, capsys):
+    from leafnet.benchmarks.versus_nnunet import nnunet_available
+    from leafnet.dataset_conversion import convert_demo
+    from leafnet.imageio import read_label
+    from leafnet.planning import plan_and_preprocess
+
+    convert_demo(num_cases=30, size=64, num_processes=1, show_progress=False)
+    plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(64, 64),
+                        show_progress=False)
+    folder = tmp_path / "versus"
+    arguments = ["versus-nnunet", "-d", "999", "--minutes", "1", "--validate-every", "20",
+                 "-o", str(folder)]
+    benchmark_main(arguments)
+    report = json.loads((folder / "versus_nnunet.json").read_text())
+    leaf, nnunet = report["leafnet"], report["nnunet"]
+    assert leaf["first_stage_steps"] > 0 and leaf["steps"] > 0
+    assert 50 < leaf["train_seconds"] < 90
+    assert 0 <= leaf["scores"]["Dice"] <= 1 and leaf["seconds_per_image"] > 0
+    labels = leafnet_folders["LEAFNET_RAW"] / "Dataset999_LeafnetDemo" / "labelsTs"
+    tested = sorted(path.name for path in labels.iterdir())
+    assert report["num_test_cases"] == len(tested) > 0
+    predicted = [folder / "leafnet_predictions"]
+    if nnunet_available():
+        assert nnunet["epochs"] >= 1 and 50 < nnunet["train_seconds"] < 120
+        assert set(nnunet["scores"]) == {"mirroring", "no_mirroring"}
+        assert report["ratios"]["dice"] >= 0
+        predicted += [folder / "nnunet" / "predictions" / key for key in nnunet["scores"]]
+    else:
+        assert "nnunetv2 is not installed" in nnunet["skipped"]
+    for prediction in predicted:
+        assert sorted(p.name for p in prediction.glob("*.png")) == tested
+        for name in tested:
+            assert read_label(prediction / name)[0].shape == read_label(labels / name)[0].shape
+    table = (folder / "versus_nnunet.md").read_text()
+    assert "| leafnet LEAFTrainer_x0_cpu |" in table and "nnU-Net v2 2D" in table
+
+    benchmark_main(arguments)
+    again = json.loads((folder / "versus_nnunet.json").read_text())
+    assert again["leafnet"]["steps"] == leaf["steps"]
+    assert again["leafnet"]["scores"] == leaf["scores"]
+    if nnunet_available():
+        assert again["nnunet"]["epochs"] == nnunet["epochs"]

@@ -340,3 +340,34 @@ def test_augmented_batches_do_not_depend_on_the_start_step_or_workers(env):
         assert set(np.unique(after["mask"])) <= {0.0, 1.0}
         assert after["image"].min() >= -1 and after["image"].max() <= 1
     assert not np.array_equal(straight[0]["image"], straight[1]["image"])
+
+
+def test_cached_mask_latents_equal_the_frozen_encoder_for_every_view():
+    from leafnet.models.network import build_network, network_config
+    from leafnet.training.tasks.mask_latents import MaskLatentCache
+
+    torch.manual_seed(0)
+    network = build_network(network_config("tiny", "x0")).eval()
+    masks = (np.random.default_rng(0).random((3, 1, 32, 32)) > 0.5).astype(np.float32)
+    cache, unbounded = MaskLatentCache(), MaskLatentCache(max_bytes=0)
+    first = {}
+    for state in FLIP_STATES:
+        flips = np.array([state] * len(masks), dtype=bool)
+        views = torch.from_numpy(np.stack([apply_flip(mask, flips[0]) for mask in masks]))
+        with torch.no_grad():
+            cached = cache(network, views, np.arange(len(masks)), flips)
+            alone = torch.cat([network.encode_mask(view[None]) for view in views])
+            batched = network.encode_mask(views)
+            uncached = unbounded(network, views, np.arange(len(masks)), flips)
+        assert torch.equal(cached, alone) and torch.equal(uncached, alone)
+        torch.testing.assert_close(cached, batched, rtol=1e-5, atol=1e-5)
+        first[tuple(state)] = cached
+    assert cache.encoded == len(masks) * len(FLIP_STATES) == len(cache.latents)
+    assert unbounded.latents == {}
+    for state in FLIP_STATES:
+        flips = np.array([state] * len(masks), dtype=bool)
+        views = torch.from_numpy(np.stack([apply_flip(mask, flips[0]) for mask in masks]))
+        with torch.no_grad():
+            assert torch.equal(cache(network, views, np.arange(len(masks)), flips),
+                               first[tuple(state)])
+    assert cache.encoded == len(masks) * len(FLIP_STATES)

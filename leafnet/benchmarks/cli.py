@@ -6,12 +6,24 @@ import argparse
 import json
 from pathlib import Path
 
+from leafnet.atomic import write_text
 from leafnet.benchmarks.inference import benchmark_inference
 from leafnet.benchmarks.preprocess import benchmark_preprocess
 from leafnet.benchmarks.report import write_report
 from leafnet.benchmarks.train_step import benchmark_train_step
+from leafnet.benchmarks.versus_nnunet import (
+    DEFAULT_FIRST_STAGE,
+    DEFAULT_TRAINER,
+    FIRST_STAGE_SHARE,
+    VALIDATE_EVERY,
+    benchmark_folder,
+    benchmark_versus_nnunet,
+    markdown_table,
+)
 from leafnet.errors import exit_on_user_error
 from leafnet.models.presets import PRESETS
+from leafnet.raw_format import find_dataset
+from leafnet.utilities.machine import machine
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +52,39 @@ def build_parser() -> argparse.ArgumentParser:
     train_step.add_argument("-device", "--device", default="cpu")
     train_step.add_argument("-o", "--output", type=Path,
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
+    versus = benchmarks.add_parser(
+        "versus-nnunet", help="leafnet and nnU-Net v2 2D trained for the same minutes each on "
+        "the same split, scored on the same test images")
+    versus.add_argument("-d", "--dataset", required=True)
+    versus.add_argument("--minutes", type=float, required=True,
+                        help="training minutes of each method (leafnet's first stage included)")
+    versus.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
+    versus.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
+    versus.add_argument("--first-stage-share", type=float, default=FIRST_STAGE_SHARE,
+                        help="share of leafnet's minutes for its first stage (default: "
+                        "%(default)s)")
+    versus.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
+    versus.add_argument("--skip-nnunet", action="store_true", help="train and score leafnet only")
+    versus.add_argument("-np", "--num-processes", type=int, default=2,
+                        help="nnU-Net's preprocessing and augmentation processes")
+    versus.add_argument("-o", "--output", type=Path,
+                        help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
+                        "versus_nnunet_DATASET_Mmin)")
     return parser
+
+
+def versus_nnunet(args: argparse.Namespace) -> None:
+    """Run the benchmark; write its JSON and markdown table in the benchmark folder."""
+    folder = args.output or benchmark_folder(find_dataset(args.dataset).name, args.minutes)
+    numbers = benchmark_versus_nnunet(
+        args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
+        first_stage_share=args.first_stage_share, validate_every=args.validate_every,
+        skip_nnunet=args.skip_nnunet, num_processes=args.num_processes, folder=folder)
+    path = write_report("versus_nnunet", numbers, folder / "versus_nnunet.json")
+    table = markdown_table({**numbers, "machine": machine()})
+    write_text(path.with_suffix(".md"), table)
+    print(table)
+    print(f"written to {path} and {path.with_suffix('.md')}")
 
 
 @exit_on_user_error("leafnet_benchmark")
@@ -53,9 +97,12 @@ def main(argv: list[str] | None = None) -> None:
         numbers = benchmark_inference(args.preset, args.size, args.batch, args.repeats,
                                       args.device)
         name = f"inference_{args.preset}_{args.device}"
-    else:
+    elif args.benchmark == "train-step":
         numbers = benchmark_train_step(args.dataset, args.preset, args.steps, args.device)
         name = f"train_step_{numbers['dataset']}_{args.preset}_{args.device}"
+    else:
+        versus_nnunet(args)
+        return
     path = write_report(name, numbers, args.output)
     print(json.dumps(numbers, indent=2))
     print(f"written to {path}")

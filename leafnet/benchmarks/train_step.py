@@ -8,17 +8,15 @@ the installed entries (the paper preset's LDM); the report says which were used.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from leafnet.benchmarks.scratch_environment import environment
 from leafnet.models.presets import get_preset
 from leafnet.models.teachers import build_teacher_model, save_teacher
 from leafnet.models.teacher_specs import DEFAULT_TEACHER, TEACHER_SPECS
@@ -28,20 +26,6 @@ from leafnet.training.registry import find_trainer
 
 TRAINERS = ("LEAFTrainer_x0", "LEAFTrainer_x0_distill", "LEAFTrainer_x0_distill_online",
             "LEAFTrainer_x0_cpu")
-
-
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    previous = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
@@ -55,7 +39,7 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
         scratch = Path(scratch)
         shutil.copytree(source, scratch / "preprocessed" / source.name,
                         ignore=shutil.ignore_patterns("features"))
-        environment = {"LEAFNET_PREPROCESSED": str(scratch / "preprocessed"),
+        variables = {"LEAFNET_PREPROCESSED": str(scratch / "preprocessed"),
                        "LEAFNET_RESULTS": str(scratch / "results")}
         if random_teacher:
             for name, folder in installed().items():
@@ -67,8 +51,8 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
             model, _ = build_teacher_model(config, config["native_grid"])
             save_teacher(scratch / "weights" / teacher.entry, config, model)
             (scratch / "weights" / teacher.entry / "source.json").write_text("{}")
-            environment["LEAFNET_WEIGHTS"] = str(scratch / "weights")
-        with _environment(**environment):
+            variables["LEAFNET_WEIGHTS"] = str(scratch / "weights")
+        with environment(**variables):
             if get_preset(preset).pretrained is None:
                 find_trainer("LEAFAutoencoderTrainer")(dataset, preset=preset, device=device,
                                                        num_steps=1, show_progress=False).run()

@@ -59,7 +59,7 @@ class StepLoader(SlimDataLoaderBase):
         if self.transform is not None:
             images, masks = augment(self.transform, images, masks, self.seed, step)
         return {"step": step, "image": images, "mask": masks, "case_index": indices,
-                "flip": flip}
+                "flip": flip, "views_fixed": self.transform is None}
 
 
 def make_loader(cases: PreprocessedCases, batch_size: int, seed: int, start_step: int,

@@ -28,6 +28,7 @@ from leafnet.paths import trainer_output
 from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import export_model, trainable_parameters
 from leafnet.training.tasks.alignment import FeatureAlignment
+from leafnet.training.tasks.mask_latents import MaskLatentCache
 from leafnet.training.tasks.task import (
     RunContext,
     TrainingTask,
@@ -77,6 +78,7 @@ class DiffusionTask(TrainingTask):
         self.prediction_type, self.first_stage, self.alignment = (prediction_type, first_stage,
                                                                   alignment)
         self.timestep_sampling, self.pixel_loss_weight = timestep_sampling, pixel_loss_weight
+        self.mask_latents = MaskLatentCache()
 
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
@@ -115,12 +117,17 @@ class DiffusionTask(TrainingTask):
     def compute_losses(self, module: nn.Module, batch: dict[str, Any],
                        step: int) -> dict[str, torch.Tensor]:
         """L1 between the estimated and the true mask latent (+ lambda x Eq. 5). Noise and
-        timesteps are drawn for the global batch and sliced, so DDP equals one process."""
+        timesteps are drawn for the global batch and sliced, so DDP equals one process. The
+        true latents of flip-only batches come from the cache (mask_latents.py)."""
         run, schedule = self.run, self.network.schedule
         image = torch.from_numpy(run.local(batch["image"])).to(run.device)
         mask = torch.from_numpy(run.local(batch["mask"])).to(run.device)
         with torch.no_grad():
-            target = self.network.encode_mask(mask).float()
+            if batch.get("views_fixed"):
+                target = self.mask_latents(self.network, mask, run.local(batch["case_index"]),
+                                           run.local(batch["flip"]))
+            else:
+                target = self.network.encode_mask(mask).float()
         generator = step_generator(run.seed, step)
         noise = run.local(torch.randn((run.global_batch, *target.shape[1:]),
                                       generator=generator)).to(run.device)

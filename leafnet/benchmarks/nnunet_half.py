@@ -1,0 +1,188 @@
+"""The nnU-Net half of ``leafnet_benchmark versus-nnunet``: nnU-Net v2's default 2D
+configuration planned, trained for a wall-clock budget and timed predicting the test images.
+
+It runs in a process of its own (``python -m leafnet.benchmarks.nnunet_half``) because nnunetv2
+reads its folders from the environment when it is imported. The budget trainer below is
+nnU-Net's default trainer with short epochs; after every epoch it records the training time
+spent (over all sittings, in ``budget.json``), fits the poly LR schedule to the epochs expected
+to fit in the rest of the budget, and stops once the budget is spent, saving
+``checkpoint_final.pth`` as nnU-Net does at the end of a run. A run that was interrupted
+continues from ``checkpoint_latest.pth`` (saved every epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+    extract_fingerprints,
+    plan_experiments,
+    preprocess,
+)
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.paths import nnUNet_preprocessed, nnUNet_results
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+from leafnet.atomic import write_json
+
+ITERATIONS_PER_EPOCH = 20
+VALIDATION_ITERATIONS_PER_EPOCH = 4
+BUDGET_FILE = "budget.json"
+PLANS = "nnUNetPlans"
+DONE_MARKER = "leafnet_benchmark_preprocessed"
+
+
+class BudgetSpent(Exception):
+    """Raised at an epoch boundary once the budget is spent; ends ``run_training``."""
+
+
+class nnUNetTrainerBudget(nnUNetTrainer):
+    """nnU-Net's default trainer, short epochs, stopped by a wall-clock budget."""
+
+    budget_seconds = 0.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cpu")) -> None:
+        """nnU-Net's own signature: its trainer records its arguments by name."""
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_iterations_per_epoch = ITERATIONS_PER_EPOCH
+        self.num_val_iterations_per_epoch = VALIDATION_ITERATIONS_PER_EPOCH
+        self.num_epochs = 10**5
+        self.save_every = 1
+
+    def _ledger(self) -> Path:
+        return Path(self.output_folder) / BUDGET_FILE
+
+    def spent_seconds(self) -> float:
+        ledger = self._ledger()
+        return json.loads(ledger.read_text())["train_seconds"] if ledger.is_file() else 0.0
+
+    def run_training(self) -> None:
+        self._before = self.spent_seconds()
+        self._started = time.perf_counter()
+        self._first_epoch = self.current_epoch
+        try:
+            super().run_training()
+        except BudgetSpent:
+            self.on_train_end()
+
+    def on_epoch_end(self) -> None:
+        super().on_epoch_end()
+        sitting = time.perf_counter() - self._started
+        spent = self._before + sitting
+        write_json(self._ledger(), {"train_seconds": spent, "epochs": self.current_epoch,
+                                    "iterations_per_epoch": self.num_iterations_per_epoch})
+        epoch_seconds = sitting / max(1, self.current_epoch - self._first_epoch)
+        expected = self.current_epoch + (self.budget_seconds - spent) / epoch_seconds
+        self.lr_scheduler.max_steps = max(self.current_epoch + 1, int(expected) + 1)
+        if spent >= self.budget_seconds:
+            raise BudgetSpent
+
+
+def plan_and_preprocess(dataset_id: int, num_processes: int) -> None:
+    """nnU-Net's fingerprint, default plans and 2D preprocessing; skipped when a marker says
+    that they finished (an interrupted run is redone from the start)."""
+    done = Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(dataset_id) / DONE_MARKER
+    if done.is_file():
+        return
+    extract_fingerprints([dataset_id], num_processes=num_processes, check_dataset_integrity=True)
+    plan_experiments([dataset_id])
+    preprocess([dataset_id], PLANS, ("2d",), (num_processes,))
+    write_json(done, {"finished": "nnU-Net fingerprint, plans and 2D preprocessing"})
+
+
+def train(dataset_id: int, minutes: float, split: dict[str, list[str]],
+          device: torch.device) -> nnUNetTrainerBudget:
+    """Train (or continue, or load when finished) fold 0 on leafnet's train/validation split."""
+    name = maybe_convert_to_dataset_name(dataset_id)
+    folder = Path(nnUNet_preprocessed) / name
+    write_json(folder / "splits_final.json", [{"train": split["train"], "val": split["val"]}])
+    plans = json.loads((folder / f"{PLANS}.json").read_text())
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    nnUNetTrainerBudget.budget_seconds = minutes * 60
+    output = (Path(nnUNet_results) / name / f"{nnUNetTrainerBudget.__name__}__{PLANS}__2d"
+              / "fold_0")
+    plans["continue_training"] = any(output.glob("checkpoint_*.pth"))
+    trainer = nnUNetTrainerBudget(plans=plans, configuration="2d", fold=0,
+                                  dataset_json=dataset_json, device=device)
+    if (output / "checkpoint_final.pth").is_file():
+        trainer.load_checkpoint(str(output / "checkpoint_final.pth"))
+        return trainer
+    if (output / "checkpoint_latest.pth").is_file():
+        trainer.load_checkpoint(str(output / "checkpoint_latest.pth"))
+    trainer.run_training()
+    return trainer
+
+
+def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirroring: bool,
+            device: torch.device) -> list[float]:
+    """Predict ``images`` (one file each) into ``output``; seconds per image, file IO excluded."""
+    trainer.set_deep_supervision_enabled(False)
+    predictor = nnUNetPredictor(use_mirroring=mirroring, perform_everything_on_device=False,
+                                device=device, allow_tqdm=False)
+    predictor.manual_initialization(
+        trainer.network, trainer.plans_manager, trainer.configuration_manager,
+        [trainer.network.state_dict()], trainer.dataset_json, type(trainer).__name__,
+        trainer.inference_allowed_mirroring_axes)
+    reader = trainer.plans_manager.image_reader_writer_class()
+    ending = trainer.dataset_json["file_ending"]
+    output.mkdir(parents=True, exist_ok=True)
+    seconds = []
+    for path in images:
+        data, properties = reader.read_images([str(path)])
+        started = time.perf_counter()
+        segmentation = predictor.predict_single_npy_array(data, properties)
+        seconds.append(time.perf_counter() - started)
+        case_id = path.name[: -len(f"_0000{ending}")]
+        reader.write_seg(np.asarray(segmentation), str(output / f"{case_id}{ending}"),
+                         properties)
+    return seconds
+
+
+def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_images: Path,
+        output: Path, num_processes: int) -> dict[str, Any]:
+    """Plan, train and predict; the numbers for the benchmark's report."""
+    device = torch.device("cpu")
+    plan_and_preprocess(dataset_id, num_processes)
+    trainer = train(dataset_id, minutes, split, device)
+    images = sorted(test_images.iterdir())
+    report: dict[str, Any] = {
+        "train_seconds": trainer.spent_seconds(),
+        "epochs": trainer.current_epoch,
+        "iterations": trainer.current_epoch * trainer.num_iterations_per_epoch,
+        "batch_size": trainer.configuration_manager.batch_size,
+        "patch_size": list(trainer.configuration_manager.patch_size),
+        "predictions": {}, "seconds_per_image": {},
+    }
+    for mirroring in (False, True):
+        key = "mirroring" if mirroring else "no_mirroring"
+        seconds = predict(trainer, images, output / key, mirroring, device)
+        report["predictions"][key] = str(output / key)
+        report["seconds_per_image"][key] = float(np.median(seconds))
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dataset-id", type=int, required=True)
+    parser.add_argument("--minutes", type=float, required=True)
+    parser.add_argument("--split", type=Path, required=True, help="JSON: train, val lists")
+    parser.add_argument("--test-images", type=Path, required=True)
+    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--report", type=Path, required=True)
+    parser.add_argument("-np", "--num-processes", type=int, default=2)
+    args = parser.parse_args(argv)
+    report = run(args.dataset_id, args.minutes, json.loads(args.split.read_text()),
+                 args.test_images, args.output, args.num_processes)
+    write_json(args.report, report)
+
+
+if __name__ == "__main__":
+    main()
