@@ -40,7 +40,7 @@ def test_versus_nnunet_trains_both_for_the_budget_and_scores_the_same_test_image
                         show_progress=False)
     folder = tmp_path / "versus"
     arguments = ["versus-nnunet", "-d", "999", "--minutes", "1", "--validate-every", "20",
-                 "-o", str(folder)]
+                 "--mirroring-cases", "2", "-o", str(folder)]
     benchmark_main(arguments)
     report = json.loads((folder / "versus_nnunet.json").read_text())
     leaf, nnunet = report["leafnet"], report["nnunet"]
@@ -50,17 +50,21 @@ def test_versus_nnunet_trains_both_for_the_budget_and_scores_the_same_test_image
     labels = leafnet_folders["LEAFNET_RAW"] / "Dataset999_LeafnetDemo" / "labelsTs"
     tested = sorted(path.name for path in labels.iterdir())
     assert report["num_test_cases"] == len(tested) > 0
-    predicted = [folder / "leafnet_predictions"]
+    predicted = [(folder / "leafnet_predictions", tested)]
     if nnunet_available():
         assert nnunet["epochs"] >= 1 and 50 < nnunet["train_seconds"] < 120
         assert set(nnunet["scores"]) == {"mirroring", "no_mirroring"}
-        assert report["ratios"]["dice"] >= 0
-        predicted += [folder / "nnunet" / "predictions" / key for key in nnunet["scores"]]
+        assert report["ratios"]["dice_vs_no_mirroring"] >= 0
+        assert nnunet["cases"]["no_mirroring"] == [name[:-4] for name in tested]
+        assert nnunet["cases"]["mirroring"] == nnunet["cases"]["no_mirroring"][:2]
+        predicted += [(folder / "nnunet" / "predictions" / "no_mirroring", tested),
+                      (folder / "nnunet" / "predictions" / "mirroring", tested[:2])]
+        assert "mirroring (first 2 test images)" in (folder / "versus_nnunet.md").read_text()
     else:
         assert "nnunetv2 is not installed" in nnunet["skipped"]
-    for prediction in predicted:
-        assert sorted(p.name for p in prediction.glob("*.png")) == tested
-        for name in tested:
+    for prediction, names in predicted:
+        assert sorted(p.name for p in prediction.glob("*.png")) == names
+        for name in names:
             assert read_label(prediction / name)[0].shape == read_label(labels / name)[0].shape
     table = (folder / "versus_nnunet.md").read_text()
     assert "| leafnet LEAFTrainer_x0_cpu |" in table and "nnU-Net v2 2D" in table

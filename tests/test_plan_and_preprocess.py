@@ -247,3 +247,13 @@ def test_histogram_percentiles_equal_numpy(percentile):
     histogram = np.bincount(values, minlength=256)
     assert histogram_percentile(histogram, percentile) == pytest.approx(
         np.percentile(values, percentile))
+
+
+def test_target_size_follows_the_preset_unless_given(leafnet_folders):
+    make_raw_dataset(leafnet_folders["LEAFNET_RAW"])
+    assert plan_and_preprocess(10, preset="small", **QUIET).plans.target_size == (128, 128)
+    assert plan_and_preprocess(10, **QUIET).plans.target_size == (128, 128)
+    switched = plan_and_preprocess(10, preset="paper", **QUIET)
+    assert switched.plans.target_size == (256, 256) and switched.processed == 6
+    given = plan_and_preprocess(10, preset="small", target_size=(64, 64), **QUIET)
+    assert given.plans.target_size == (64, 64) and given.plans.preset == "small"

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--skip-nnunet", action="store_true", help="train and score leafnet only")
     versus.add_argument("-np", "--num-processes", type=int, default=2,
                         help="nnU-Net's preprocessing and augmentation processes")
+    versus.add_argument("--mirroring-cases", type=int,
+                        help="predict only the first N test images with nnU-Net's mirroring "
+                        "(four passes per image; default: all)")
     versus.add_argument("-o", "--output", type=Path,
                         help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
                         "versus_nnunet_DATASET_Mmin)")
@@ -79,7 +82,8 @@ def versus_nnunet(args: argparse.Namespace) -> None:
     numbers = benchmark_versus_nnunet(
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
-        skip_nnunet=args.skip_nnunet, num_processes=args.num_processes, folder=folder)
+        skip_nnunet=args.skip_nnunet, num_processes=args.num_processes,
+        mirroring_cases=args.mirroring_cases, folder=folder)
     path = write_report("versus_nnunet", numbers, folder / "versus_nnunet.json")
     table = markdown_table({**numbers, "machine": machine()})
     write_text(path.with_suffix(".md"), table)

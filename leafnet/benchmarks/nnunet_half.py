@@ -4,9 +4,10 @@ configuration planned, trained for a wall-clock budget and timed predicting the 
 It runs in a process of its own (``python -m leafnet.benchmarks.nnunet_half``) because nnunetv2
 reads its folders from the environment when it is imported. The budget trainer below is
 nnU-Net's default trainer with short epochs; after every epoch it records the training time
-spent (over all sittings, in ``budget.json``), fits the poly LR schedule to the epochs expected
-to fit in the rest of the budget, and stops once the budget is spent, saving
-``checkpoint_final.pth`` as nnU-Net does at the end of a run. A run that was interrupted
+spent (over all sittings, in ``budget.json``) and fits the poly LR schedule to the epochs
+expected to fit in the rest of the budget; after every iteration it checks the budget (an epoch
+of the default 2D configuration can take minutes on a CPU) and, once it is spent, stops and
+saves ``checkpoint_final.pth`` as nnU-Net does at the end of a run. A run that was interrupted
 continues from ``checkpoint_latest.pth`` (saved every epoch).
 """
 
@@ -56,16 +57,22 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         self.num_val_iterations_per_epoch = VALIDATION_ITERATIONS_PER_EPOCH
         self.num_epochs = 10**5
         self.save_every = 1
+        self.iterations_done = 0
 
     def _ledger(self) -> Path:
         return Path(self.output_folder) / BUDGET_FILE
 
     def spent_seconds(self) -> float:
+        return self.ledger_entry("train_seconds", 0.0)
+
+    def ledger_entry(self, key: str, default: float) -> float:
         ledger = self._ledger()
-        return json.loads(ledger.read_text())["train_seconds"] if ledger.is_file() else 0.0
+        return json.loads(ledger.read_text()).get(key, default) if ledger.is_file() else default
 
     def run_training(self) -> None:
         self._before = self.spent_seconds()
+        self.iterations_done = int(self.ledger_entry("iterations", self.current_epoch
+                                                      * self.num_iterations_per_epoch))
         self._started = time.perf_counter()
         self._first_epoch = self.current_epoch
         try:
@@ -73,17 +80,31 @@ class nnUNetTrainerBudget(nnUNetTrainer):
         except BudgetSpent:
             self.on_train_end()
 
+    def _spent_now(self) -> float:
+        return self._before + time.perf_counter() - self._started
+
+    def _record(self) -> None:
+        write_json(self._ledger(), {"train_seconds": self._spent_now(),
+                                    "epochs": self.current_epoch,
+                                    "iterations": self.iterations_done})
+
+    def train_step(self, batch: dict) -> dict:
+        """One iteration; the budget is checked after every one, since an epoch of nnU-Net's
+        default 2D configuration on a CPU can take minutes."""
+        result = super().train_step(batch)
+        self.iterations_done += 1
+        if self._spent_now() >= self.budget_seconds:
+            self._record()
+            raise BudgetSpent
+        return result
+
     def on_epoch_end(self) -> None:
         super().on_epoch_end()
+        self._record()
         sitting = time.perf_counter() - self._started
-        spent = self._before + sitting
-        write_json(self._ledger(), {"train_seconds": spent, "epochs": self.current_epoch,
-                                    "iterations_per_epoch": self.num_iterations_per_epoch})
         epoch_seconds = sitting / max(1, self.current_epoch - self._first_epoch)
-        expected = self.current_epoch + (self.budget_seconds - spent) / epoch_seconds
+        expected = self.current_epoch + (self.budget_seconds - self._spent_now()) / epoch_seconds
         self.lr_scheduler.max_steps = max(self.current_epoch + 1, int(expected) + 1)
-        if spent >= self.budget_seconds:
-            raise BudgetSpent
 
 
 def plan_and_preprocess(dataset_id: int, num_processes: int) -> None:
@@ -147,8 +168,9 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
 
 
 def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_images: Path,
-        output: Path, num_processes: int) -> dict[str, Any]:
-    """Plan, train and predict; the numbers for the benchmark's report."""
+        output: Path, num_processes: int, mirroring_cases: int | None = None) -> dict[str, Any]:
+    """Plan, train and predict (with mirroring only the first ``mirroring_cases`` images when
+    given: on a CPU it costs four passes per image); the numbers for the benchmark's report."""
     device = torch.device("cpu")
     plan_and_preprocess(dataset_id, num_processes)
     trainer = train(dataset_id, minutes, split, device)
@@ -156,16 +178,19 @@ def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_image
     report: dict[str, Any] = {
         "train_seconds": trainer.spent_seconds(),
         "epochs": trainer.current_epoch,
-        "iterations": trainer.current_epoch * trainer.num_iterations_per_epoch,
+        "iterations": int(trainer.ledger_entry("iterations", 0)),
         "batch_size": trainer.configuration_manager.batch_size,
         "patch_size": list(trainer.configuration_manager.patch_size),
-        "predictions": {}, "seconds_per_image": {},
+        "predictions": {}, "seconds_per_image": {}, "cases": {},
     }
+    ending = trainer.dataset_json["file_ending"]
     for mirroring in (False, True):
         key = "mirroring" if mirroring else "no_mirroring"
-        seconds = predict(trainer, images, output / key, mirroring, device)
+        chosen = images[:mirroring_cases] if mirroring and mirroring_cases else images
+        seconds = predict(trainer, chosen, output / key, mirroring, device)
         report["predictions"][key] = str(output / key)
         report["seconds_per_image"][key] = float(np.median(seconds))
+        report["cases"][key] = [path.name[: -len(f"_0000{ending}")] for path in chosen]
     return report
 
 
@@ -178,9 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("-np", "--num-processes", type=int, default=2)
+    parser.add_argument("--mirroring-cases", type=int)
     args = parser.parse_args(argv)
     report = run(args.dataset_id, args.minutes, json.loads(args.split.read_text()),
-                 args.test_images, args.output, args.num_processes)
+                 args.test_images, args.output, args.num_processes, args.mirroring_cases)
     write_json(args.report, report)
 
 

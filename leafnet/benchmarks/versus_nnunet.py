@@ -142,7 +142,8 @@ def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]
 
 
 def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list[str]],
-               folder: Path, num_processes: int) -> dict[str, Any]:
+               folder: Path, num_processes: int,
+               mirroring_cases: int | None = None) -> dict[str, Any]:
     """The nnU-Net half in its own process (nnunetv2 reads its folders at import)."""
     nnunet = folder / "nnunet"
     dataset_folder = write_nnunet_raw(raw, split, nnunet / "raw")
@@ -157,18 +158,21 @@ def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list
                "--split", str(split_file), "--test-images", str(dataset_folder / "imagesTs"),
                "--output", str(nnunet / "predictions"), "--report", str(report),
                "-np", str(num_processes)]
+    if mirroring_cases:
+        command += ["--mirroring-cases", str(mirroring_cases)]
     result = subprocess.run(command, env=env)
     if result.returncode != 0:
         raise LeafnetError(f"the nnU-Net half failed (exit {result.returncode}); its log is in "
                            f"{nnunet / 'results'}. Run the same command again to continue")
     numbers = json.loads(report.read_text())
-    numbers["scores"] = {key: score(raw, split["test"], Path(path))
+    numbers["scores"] = {key: score(raw, numbers["cases"][key], Path(path))
                          for key, path in numbers["predictions"].items()}
     return numbers
 
 
 def markdown_table(report: dict[str, Any]) -> str:
-    """The report (with its ``machine``) as a markdown table: Dice, IoU, training and prediction time, ratios."""
+    """The report (with its ``machine``) as a markdown table: Dice, IoU, training and
+    prediction time, ratios."""
     leaf, nnunet, machine = report["leafnet"], report["nnunet"], report["machine"]
     lines = [f"# leafnet vs nnU-Net v2 2D, {report['dataset']}, {report['minutes']:g} minutes "
              "of training each",
@@ -188,15 +192,21 @@ def markdown_table(report: dict[str, Any]) -> str:
         lines.append(f"| nnU-Net v2 2D | skipped: {nnunet['skipped']} | | | |")
     else:
         for key, name in (("no_mirroring", "without mirroring"), ("mirroring", "mirroring")):
+            cases = len(nnunet["cases"][key])
+            if cases != report["num_test_cases"]:
+                name += f" (first {cases} test images)"
+            scores = nnunet["scores"][key]
             lines.append(
-                f"| nnU-Net v2 2D, {name} | {nnunet['epochs']} epochs x "
-                f"{nnunet['iterations'] // max(1, nnunet['epochs'])} iterations, "
-                f"{nnunet['train_seconds'] / 60:.1f} min | {nnunet['scores'][key]['Dice']:.3f} | "
-                f"{nnunet['scores'][key]['IoU']:.3f} | {nnunet['seconds_per_image'][key]:.3f} |")
+                f"| nnU-Net v2 2D, {name} | {nnunet['iterations']} iterations of batch "
+                f"{nnunet['batch_size']}, patch {nnunet['patch_size'][0]}x"
+                f"{nnunet['patch_size'][1]}, {nnunet['train_seconds'] / 60:.1f} min | "
+                f"{scores['Dice']:.3f} | {scores['IoU']:.3f} | "
+                f"{nnunet['seconds_per_image'][key]:.3f} |")
         ratios = report["ratios"]
-        lines += ["", f"leafnet / nnU-Net (mirroring): Dice {ratios['dice']:.2f}x, prediction "
-                  f"time {ratios['seconds_per_image_vs_mirroring']:.2f}x; without mirroring "
-                  f"{ratios['seconds_per_image_vs_no_mirroring']:.2f}x."]
+        lines += ["", f"leafnet / nnU-Net: test Dice {ratios['dice_vs_no_mirroring']:.2f}x "
+                  f"(without mirroring, same images), prediction time per image "
+                  f"{ratios['seconds_per_image_vs_no_mirroring']:.2f}x without and "
+                  f"{ratios['seconds_per_image_vs_mirroring']:.2f}x with mirroring."]
     return "\n".join(lines) + "\n"
 
 
@@ -205,7 +215,8 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
                             first_stage: str = DEFAULT_FIRST_STAGE,
                             first_stage_share: float = FIRST_STAGE_SHARE,
                             validate_every: int = VALIDATE_EVERY, skip_nnunet: bool = False,
-                            num_processes: int = 2, folder: Path | None = None) -> dict[str, Any]:
+                            num_processes: int = 2, mirroring_cases: int | None = None,
+                            folder: Path | None = None) -> dict[str, Any]:
     """Train and score both; write ``versus_nnunet.json`` and ``.md`` in the benchmark folder
     and return the report."""
     if minutes <= 0:
@@ -235,13 +246,14 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
         nnunet = {"skipped": "nnunetv2 is not installed (pip install -e \".[bench]\")"}
     else:
         nnunet = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder,
-                            num_processes)
+                            num_processes, mirroring_cases)
     report: dict[str, Any] = {"dataset": raw.name, "minutes": minutes,
                               "num_test_cases": len(split["test"]),
                               "leafnet": leaf, "nnunet": nnunet}
     if "skipped" not in nnunet:
         report["ratios"] = {
-            "dice": leaf["scores"]["Dice"] / max(nnunet["scores"]["mirroring"]["Dice"], 1e-9),
+            "dice_vs_no_mirroring":
+                leaf["scores"]["Dice"] / max(nnunet["scores"]["no_mirroring"]["Dice"], 1e-9),
             "seconds_per_image_vs_mirroring":
                 leaf["seconds_per_image"] / nnunet["seconds_per_image"]["mirroring"],
             "seconds_per_image_vs_no_mirroring":

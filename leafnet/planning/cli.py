@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="model preset recorded in the plans (default: paper, or what "
                         "existing plans say)")
     parser.add_argument("--target-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
-                        help="size the images are resampled to (default: 256 256)")
+                        help="size the images are resampled to (default: the preset's, 256 256 for "
+                        "paper, 128 128 for small; kept from existing plans unless the preset "
+                        "changes)")
     return parser
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from leafnet.atomic import copy_file, write_json
+from leafnet.models.presets import PRESETS
 from leafnet.paths import preprocessed_root
 from leafnet.planning.fingerprint import CaseStatisticsTask, build_fingerprint
 from leafnet.planning.plans import (
     DEFAULT_PRESET,
-    DEFAULT_TARGET_SIZE,
     PLANS_FILE,
     SPLITS_FILE,
     check_plan_options,
@@ -103,12 +103,13 @@ def plan_and_preprocess(
     """Verify, fingerprint, plan, split and preprocess one raw dataset.
 
     Existing plans are kept (they may hold the user's edits) except for ``preset`` and
-    ``target_size`` when given. Cases whose arrays are up to date are skipped, so an
+    ``target_size`` when given; a new preset brings its own target size unless ``target_size``
+    says otherwise. Cases whose arrays are up to date are skipped, so an
     interrupted run resumes and a repeated run is nearly free; ``clean`` starts over.
     ``output_root`` replaces LEAFNET_PREPROCESSED (benchmarks write to a scratch folder).
     """
     raw_folder = find_dataset(dataset)
-    check_plan_options(preset or DEFAULT_PRESET, target_size or DEFAULT_TARGET_SIZE)
+    check_plan_options(preset or DEFAULT_PRESET, target_size)
     assert_dataset_ok(raw_folder, num_processes, show_progress)
     description = load_dataset_json(raw_folder)
     cases = dataset_cases(raw_folder, description.image_ending, description.file_ending)
@@ -145,8 +146,11 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         check_plans_match(existing, description, folder / PLANS_FILE)
         content = dict(existing.json)
     else:
-        content = make_plans(raw_folder.name, description, fingerprint,
-                             preset or DEFAULT_PRESET, target_size or DEFAULT_TARGET_SIZE)
+        chosen = preset or DEFAULT_PRESET
+        content = make_plans(raw_folder.name, description, fingerprint, chosen,
+                             target_size or PRESETS[chosen].target_size)
+    if preset is not None and preset != content["preset"] and target_size is None:
+        target_size = PRESETS[preset].target_size
     if preset is not None:
         content["preset"] = preset
     if target_size is not None:

@@ -21,7 +21,6 @@ PLANS_NAME = DEFAULT_PLANS_NAME
 PLANS_FILE = "leafnet_plans.json"
 SPLITS_FILE = "splits_final.json"
 DEFAULT_PRESET = "paper"
-DEFAULT_TARGET_SIZE = (256, 256)
 DEFAULT_BATCH_SIZE = 4
 PREPROCESSING_VERSION = 1
 
@@ -55,10 +54,12 @@ def make_plans(
     description: DatasetDescription,
     fingerprint: dict[str, Any],
     preset: str = DEFAULT_PRESET,
-    target_size: tuple[int, int] = DEFAULT_TARGET_SIZE,
+    target_size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The default plans for a dataset, from its dataset.json and fingerprint."""
+    """The default plans for a dataset, from its dataset.json and fingerprint; the image size
+    is the preset's unless ``target_size`` is given."""
     check_plan_options(preset, target_size)
+    target_size = target_size or PRESETS[preset].target_size
     if description.num_channels not in (1, 3):
         raise LeafnetError(
             f"{dataset_name} has {description.num_channels} channels; leafnet handles 1 "
@@ -92,9 +93,11 @@ def make_plans(
     }
 
 
-def check_plan_options(preset: str, target_size: tuple[int, int]) -> None:
+def check_plan_options(preset: str, target_size: tuple[int, int] | None) -> None:
     if preset not in PRESETS:
         raise LeafnetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
+    if target_size is None:
+        return
     if len(target_size) != 2 or any(side < 8 or side % 8 for side in target_size):
         raise LeafnetError(
             f"target size {list(target_size)} must be two multiples of 8 (the autoencoder "
