@@ -41,7 +41,7 @@ DONE_MARKER = "leafnet_benchmark_preprocessed"
 
 
 class BudgetSpent(Exception):
-    """Raised at an epoch boundary once the budget is spent; ends ``run_training``."""
+    """Raised after the iteration that spends the budget; ends ``run_training``."""
 
 
 class nnUNetTrainerBudget(nnUNetTrainer):
@@ -142,6 +142,11 @@ def train(dataset_id: int, minutes: float, split: dict[str, list[str]],
     return trainer
 
 
+def image_case_id(path: Path, ending: str) -> str:
+    """``CASE`` of the single-channel image file ``CASE_0000<ending>``."""
+    return path.name[: -len(f"_0000{ending}")]
+
+
 def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirroring: bool,
             device: torch.device) -> list[float]:
     """Predict ``images`` (one file each) into ``output``; seconds per image, file IO excluded."""
@@ -161,7 +166,7 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
         started = time.perf_counter()
         segmentation = predictor.predict_single_npy_array(data, properties)
         seconds.append(time.perf_counter() - started)
-        case_id = path.name[: -len(f"_0000{ending}")]
+        case_id = image_case_id(path, ending)
         reader.write_seg(np.asarray(segmentation), str(output / f"{case_id}{ending}"),
                          properties)
     return seconds
@@ -190,7 +195,7 @@ def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_image
         seconds = predict(trainer, chosen, output / key, mirroring, device)
         report["predictions"][key] = str(output / key)
         report["seconds_per_image"][key] = float(np.median(seconds))
-        report["cases"][key] = [path.name[: -len(f"_0000{ending}")] for path in chosen]
+        report["cases"][key] = [image_case_id(path, ending) for path in chosen]
     return report
 
 
