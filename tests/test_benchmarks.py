@@ -40,10 +40,11 @@ def test_versus_nnunet_trains_both_for_the_budget_and_scores_the_same_test_image
                         show_progress=False)
     folder = tmp_path / "versus"
     arguments = ["versus-nnunet", "-d", "999", "--minutes", "1", "--validate-every", "20",
-                 "--mirroring-cases", "2", "-o", str(folder)]
+                 "--mirroring-cases", "2", "-device", "cpu", "-o", str(folder)]
     benchmark_main(arguments)
     report = json.loads((folder / "versus_nnunet.json").read_text())
     leaf, nnunet = report["leafnet"], report["nnunet"]
+    assert report["device"] == "cpu"
     assert leaf["first_stage_steps"] > 0 and leaf["steps"] > 0
     assert 50 < leaf["train_seconds"] < 90
     assert 0 <= leaf["scores"]["Dice"] <= 1 and leaf["seconds_per_image"] > 0
@@ -68,6 +69,7 @@ def test_versus_nnunet_trains_both_for_the_budget_and_scores_the_same_test_image
             assert read_label(prediction / name)[0].shape == read_label(labels / name)[0].shape
     table = (folder / "versus_nnunet.md").read_text()
     assert "| leafnet LEAFTrainer_x0_cpu |" in table and "nnU-Net v2 2D" in table
+    assert "both on cpu" in table
 
     benchmark_main(arguments)
     again = json.loads((folder / "versus_nnunet.json").read_text())

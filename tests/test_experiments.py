@@ -112,6 +112,18 @@ def test_stability_reports_the_std_of_the_per_seed_mean_dice(env):
     assert "Dice std over seeds (%)" in markdown and "noise seed(s) 0, 1, 2" in markdown
 
 
+def test_variants_table_shares_the_x0_run_and_trains_each_variant(env):
+    result = run_experiment("variants", settings())
+    rows = result["rows"]
+    assert [row["trainer"] for row in rows] == [
+        "LEAFTrainer_x0", "LEAFTrainer_x0_tlast", "LEAFTrainer_x0_ttop10", "LEAFTrainer_x0_tmix",
+        "LEAFTrainer_x0_pixel", "LEAFTrainer_x0_cpu"]
+    assert [row["status"] for row in rows] == ["reused"] + ["trained"] * 5
+    assert all(row["steps"] == STEPS and 0 <= row["test"]["Dice"] <= 1 for row in rows)
+    markdown = open(result["files"]["markdown"]).read()
+    assert "| training timesteps | extra | Dice (%) |" in markdown
+
+
 def test_lambda_table_runs_the_distill_rows_once_teacher_weights_are_installed(env):
     install_tiny_teachers(env)
     result = run_experiment("lambda", settings())

@@ -229,6 +229,15 @@ def test_train_step_benchmark_reports_the_three_trainers(env, tmp_path):
     assert not (env / "leafnet_preprocessed" / "Dataset999_LeafnetDemo" / "features").exists()
 
 
+def test_a_run_without_saving_writes_only_its_log(env):
+    trainer = find_trainer("LEAFTrainer_x0")(999, num_steps=2, validate_every=1, num_workers=0,
+                                             show_progress=False)
+    trainer.run(save=False)
+    assert len(trainer.history["step_seconds"]) == 2
+    assert sorted(p.name for p in trainer.output.iterdir()) == [
+        "dataset.json", "plans.json", "split.json", "training_log.txt"]
+
+
 def test_variant_examples_of_the_readme_and_design_are_trainers_with_their_settings(env):
     from leafnet.training.tasks.diffusion import DiffusionTask
     from leafnet.training.trainers.base import LEAFTrainer

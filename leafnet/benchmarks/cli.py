@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--mirroring-cases", type=int,
                         help="predict only the first N test images with nnU-Net's mirroring "
                         "(four passes per image; default: all)")
+    versus.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"),
+                        help="where both methods train and predict (default: leafnet's, the "
+                        "GPU when there is one)")
     versus.add_argument("-o", "--output", type=Path,
                         help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
                         "versus_nnunet_DATASET_Mmin)")
@@ -83,7 +86,7 @@ def versus_nnunet(args: argparse.Namespace) -> None:
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
         skip_nnunet=args.skip_nnunet, num_processes=args.num_processes,
-        mirroring_cases=args.mirroring_cases, folder=folder)
+        mirroring_cases=args.mirroring_cases, folder=folder, device=args.device)
     path = write_report("versus_nnunet", numbers, folder / "versus_nnunet.json")
     table = markdown_table({**numbers, "machine": machine()})
     write_text(path.with_suffix(".md"), table)

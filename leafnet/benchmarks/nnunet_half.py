@@ -151,7 +151,8 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
             device: torch.device) -> list[float]:
     """Predict ``images`` (one file each) into ``output``; seconds per image, file IO excluded."""
     trainer.set_deep_supervision_enabled(False)
-    predictor = nnUNetPredictor(use_mirroring=mirroring, perform_everything_on_device=False,
+    predictor = nnUNetPredictor(use_mirroring=mirroring,
+                                perform_everything_on_device=device.type == "cuda",
                                 device=device, allow_tqdm=False)
     predictor.manual_initialization(
         trainer.network, trainer.plans_manager, trainer.configuration_manager,
@@ -173,10 +174,11 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
 
 
 def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_images: Path,
-        output: Path, num_processes: int, mirroring_cases: int | None = None) -> dict[str, Any]:
-    """Plan, train and predict (with mirroring only the first ``mirroring_cases`` images when
-    given: on a CPU it costs four passes per image); the numbers for the benchmark's report."""
-    device = torch.device("cpu")
+        output: Path, num_processes: int, device: torch.device,
+        mirroring_cases: int | None = None) -> dict[str, Any]:
+    """Plan, train and predict on ``device`` (with mirroring only the first
+    ``mirroring_cases`` images when given: on a CPU it costs four passes per image); the
+    numbers for the benchmark's report."""
     plan_and_preprocess(dataset_id, num_processes)
     trainer = train(dataset_id, minutes, split, device)
     images = sorted(test_images.iterdir())
@@ -209,9 +211,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report", type=Path, required=True)
     parser.add_argument("-np", "--num-processes", type=int, default=2)
     parser.add_argument("--mirroring-cases", type=int)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     args = parser.parse_args(argv)
     report = run(args.dataset_id, args.minutes, json.loads(args.split.read_text()),
-                 args.test_images, args.output, args.num_processes, args.mirroring_cases)
+                 args.test_images, args.output, args.num_processes, torch.device(args.device),
+                 args.mirroring_cases)
     write_json(args.report, report)
 
 

@@ -61,7 +61,7 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
                                              num_steps=steps + 1, validate_every=10**9,
                                              show_progress=False)
                 trainer.val_cases.case_ids = []
-                trainer.run()
+                trainer.run(save=False)
                 results[name] = statistics.median(trainer.history["step_seconds"][1:])
     base = results["LEAFTrainer_x0"]
     return {

@@ -40,6 +40,7 @@ from leafnet.paths import results_root
 from leafnet.raw_format import find_dataset, load_dataset_json, read_case
 from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.registry import find_trainer
+from leafnet.utilities.machine import default_device
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
 DEFAULT_FIRST_STAGE = "LEAFAutoencoderTrainer_cpu"
@@ -94,18 +95,18 @@ def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path) -> Path
 
 
 def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage: str,
-                  first_stage_share: float, validate_every: int) -> Any:
+                  first_stage_share: float, validate_every: int, device: str) -> Any:
     """The first stage for its share of the minutes, then the diffusion trainer for what the
     first stage left (both continue when run again); return the diffusion trainer."""
     stage = find_trainer(first_stage)(dataset, minutes=minutes * first_stage_share,
-                                      validate_every=10**9)
+                                      validate_every=10**9, device=device)
     stage.run(continue_training=True)
     left = minutes * 60 - stage.history["train_seconds"]
     if left <= 0:
         raise LeafnetError(f"the first stage used all of the {minutes:g} minutes; give "
                            "versus-nnunet more minutes or a smaller --first-stage-share")
     diffusion = find_trainer(trainer)(dataset, minutes=left / 60, first_stage=first_stage,
-                                      validate_every=validate_every)
+                                      validate_every=validate_every, device=device)
     diffusion.run(continue_training=True)
     diffusion.first_stage_seconds = stage.history["train_seconds"]
     diffusion.first_stage_steps = stage.num_steps
@@ -142,7 +143,7 @@ def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]
 
 
 def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list[str]],
-               folder: Path, num_processes: int,
+               folder: Path, num_processes: int, device: str,
                mirroring_cases: int | None = None) -> dict[str, Any]:
     """The nnU-Net half in its own process (nnunetv2 reads its folders at import)."""
     nnunet = folder / "nnunet"
@@ -157,7 +158,7 @@ def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list
                "--dataset-id", str(dataset_id), "--minutes", str(minutes),
                "--split", str(split_file), "--test-images", str(dataset_folder / "imagesTs"),
                "--output", str(nnunet / "predictions"), "--report", str(report),
-               "-np", str(num_processes)]
+               "-np", str(num_processes), "--device", device]
     if mirroring_cases:
         command += ["--mirroring-cases", str(mirroring_cases)]
     result = subprocess.run(command, env=env)
@@ -175,7 +176,7 @@ def markdown_table(report: dict[str, Any]) -> str:
     prediction time, ratios."""
     leaf, nnunet, machine = report["leafnet"], report["nnunet"], report["machine"]
     lines = [f"# leafnet vs nnU-Net v2 2D, {report['dataset']}, {report['minutes']:g} minutes "
-             "of training each",
+             f"of training each, both on {report.get('device', 'cpu')}",
              "",
              f"Test set: {report['num_test_cases']} images at original size, scored by "
              f"leafnet's evaluation. Machine: {machine['processor']}, {machine['cpu_count']} "
@@ -216,9 +217,12 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
                             first_stage_share: float = FIRST_STAGE_SHARE,
                             validate_every: int = VALIDATE_EVERY, skip_nnunet: bool = False,
                             num_processes: int = 2, mirroring_cases: int | None = None,
-                            folder: Path | None = None) -> dict[str, Any]:
-    """Train and score both; write ``versus_nnunet.json`` and ``.md`` in the benchmark folder
-    and return the report."""
+                            folder: Path | None = None,
+                            device: str | None = None) -> dict[str, Any]:
+    """Train and score both on the same ``device`` (default: leafnet's, the GPU when there is
+    one); write ``versus_nnunet.json`` and ``.md`` in the benchmark folder and return the
+    report."""
+    device = device or default_device()
     if minutes <= 0:
         raise LeafnetError(f"--minutes must be positive, got {minutes}")
     if not 0 < first_stage_share < 1:
@@ -229,7 +233,7 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
     folder.mkdir(parents=True, exist_ok=True)
     with environment(LEAFNET_RESULTS=str(folder / "leafnet_results")):
         diffusion = train_leafnet(dataset, minutes, trainer, first_stage, first_stage_share,
-                                  validate_every)
+                                  validate_every, device)
         split = dict(diffusion.split)
         if not split["test"]:
             raise LeafnetError(f"{raw.name} has no test cases in its split; versus-nnunet scores "
@@ -246,8 +250,8 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
         nnunet = {"skipped": "nnunetv2 is not installed (pip install -e \".[bench]\")"}
     else:
         nnunet = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder,
-                            num_processes, mirroring_cases)
-    report: dict[str, Any] = {"dataset": raw.name, "minutes": minutes,
+                            num_processes, device, mirroring_cases)
+    report: dict[str, Any] = {"dataset": raw.name, "minutes": minutes, "device": device,
                               "num_test_cases": len(split["test"]),
                               "leafnet": leaf, "nnunet": nnunet}
     if "skipped" not in nnunet:

@@ -2,7 +2,8 @@
 
 Table 2 (``parameterization``): eps, v and x0 prediction, each without and with feature
 alignment. Table 3 (``lambda``): the distillation weight. Table 4 (``stability``): eps vs x0
-predicted with several noise seeds. Every row is an ordinary trainer found by name, so a table is
+predicted with several noise seeds. ``variants`` is beyond the paper: the training-timestep
+distributions and the pixel loss of issue 13 beside the paper's x0 row. Every row is an ordinary trainer found by name, so a table is
 nothing more than the commands a user could type one by one.
 """
 
@@ -67,6 +68,21 @@ TABLES = {
         ("prediction",),
         tuple(Row({"prediction": target}, f"LEAFTrainer_{target}") for target in ("eps", "x0")),
         default_seeds=10),
+    "variants": Table(
+        "variants", "Beyond the paper: training timesteps and pixel loss (x0 prediction)",
+        ("training timesteps", "extra"),
+        (Row({"training timesteps": "uniform (paper)", "extra": "-"}, "LEAFTrainer_x0"),
+         Row({"training timesteps": "t = T-1", "extra": "-"}, "LEAFTrainer_x0_tlast"),
+         Row({"training timesteps": "top 10%", "extra": "-"}, "LEAFTrainer_x0_ttop10"),
+         Row({"training timesteps": "half T-1, half uniform", "extra": "-"},
+             "LEAFTrainer_x0_tmix"),
+         Row({"training timesteps": "uniform (paper)", "extra": "pixel Dice + BCE"},
+             "LEAFTrainer_x0_pixel"),
+         Row({"training timesteps": "t = T-1",
+              "extra": "cosine LR, spatial + intensity augmentation"}, "LEAFTrainer_x0_cpu")),
+        default_seeds=1,
+        note="The first row is the parameterization table's LEAFTrainer_x0 run, shared with it; "
+             "every row trains for the same steps."),
 }
 
 

@@ -249,9 +249,12 @@ class Trainer(ABC):
             copy_file(source, self.output / name)
         write_json(self.output / "split.json", self.split)
 
-    def run(self, continue_training: bool = False) -> Path:
+    def run(self, continue_training: bool = False, save: bool = True) -> Path:
         """Train to ``num_steps`` (resuming from checkpoint_latest with ``continue_training``).
-        The output folder is created only once everything training needs is there."""
+        The output folder is created only once everything training needs is there. ``save``
+        False writes no checkpoints or models: timing runs (the paper preset's checkpoint is
+        1.8 GB) need only the log."""
+        self.save = save
         self._prepare()
         self.output.mkdir(parents=True, exist_ok=True)
         with self._log_file():
@@ -315,7 +318,7 @@ class Trainer(ABC):
         finally:
             if loader is not None and hasattr(loader, "_finish"):
                 loader._finish()
-        if self.context.is_main:
+        if self.context.is_main and self.save:
             final = self.output / "checkpoint_final.pth"
             save_checkpoint(final, self.checkpoint_state(self.num_steps))
             self._with_ema(lambda: self.task.export("final"))
@@ -376,6 +379,7 @@ class Trainer(ABC):
                 self.history["val_iou"].append(metrics["iou"])
                 text += f", val Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f}"
             self.log(f"step {done} of {self._target()} ({seconds:.0f} s): {text}")
+        if self.context.is_main and self.save:
             state = self.checkpoint_state(done)
             if metrics and metrics["dice"] > self.best_dice:
                 self.best_dice = metrics["dice"]
