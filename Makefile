@@ -7,7 +7,7 @@ RESULTS := $(or $(LEAFNET_RESULTS),leafnet_results)
 DEMO_OUT := $(RESULTS)/demo_predictions
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean-venv
+.PHONY: demo demo-nested test install clean-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -30,6 +30,22 @@ demo: $(STAMP)
 	@echo "demo done. raw data: $(RAW)/Dataset999_LeafnetDemo; model and its validation/test" \
 		"summaries: $(RESULTS)/Dataset999_LeafnetDemo/LEAFTrainer_x0_cpu__leafnetPlans__small/fold_0;" \
 		"test predictions, summary.json and overlays: $(DEMO_OUT)"
+
+NESTED := $(RAW)/Dataset998_LeafnetDemoNested
+NESTED_OUT := $(RESULTS)/demo_nested_predictions
+
+# The two-label demo (nested regions lesion and core), the same recipe as `make demo`.
+demo-nested: $(STAMP)
+	$(BIN)/leafnet_verify -d 998 2>/dev/null || $(BIN)/leafnet_convert demo --num-labels 2 --overwrite
+	$(BIN)/leafnet_plan_and_preprocess -d 998 --preset small
+	$(BIN)/leafnet_train 998 LEAFAutoencoderTrainer_cpu --minutes 1.5 --validate-every 10000 --c
+	$(BIN)/leafnet_train 998 LEAFTrainer_x0_cpu --first-stage LEAFAutoencoderTrainer_cpu \
+		--minutes 5 --validate-every 100 --c
+	$(BIN)/leafnet_predict -d 998 -tr LEAFTrainer_x0_cpu -i $(NESTED)/imagesTs -o $(NESTED_OUT) \
+		--save_probabilities
+	$(BIN)/leafnet_evaluate -ref $(NESTED)/labelsTs -pred $(NESTED_OUT) \
+		-djfile $(NESTED)/dataset.json --hd95 --overlays $(NESTED_OUT)/overlays \
+		--images $(NESTED)/imagesTs
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

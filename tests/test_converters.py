@@ -112,7 +112,7 @@ def test_qata_cov19_makes_gray_images_and_an_official_test_set(tmp_path):
     assert dataset_json(folder)["channel_names"] == {"0": "gray"}
 
 
-def test_refuge2_takes_the_optic_cup(tmp_path):
+def test_refuge2_keeps_disc_and_cup_as_nested_regions(tmp_path):
     mask = np.full((40, 40), 255, np.uint8)
     mask[10:30, 10:30] = 128
     mask[15:25, 15:25] = 0
@@ -122,8 +122,12 @@ def test_refuge2_takes_the_optic_cup(tmp_path):
             save(tmp_path / "REFUGE2" / split / "mask" / f"{name}.bmp", mask)
     folder, _ = convert_refuge2(tmp_path, **QUIET)
     label = labels_of(folder)["g0001.png"]
-    np.testing.assert_array_equal(label, (mask == 0).astype(np.uint8))
-    split = dataset_json(folder)["leafnet_split"]
+    np.testing.assert_array_equal(label, np.select([mask == 0, mask == 128], [2, 1], 0))
+    description = dataset_json(folder)
+    assert description["labels"] == {"background": 0, "disc": [1, 2], "cup": 2}
+    assert description["regions_class_order"] == [1, 2]
+    assert "--labels cup" in description["description"]
+    split = description["leafnet_split"]
     assert split == {"rule": "official_test", "val_cases": ["V0001"]}
     assert sorted(labels_of(folder, "Ts")) == ["T0001.png"]
 
@@ -241,3 +245,77 @@ def test_split_option_parsing():
     assert parse_split("official_test") == {"rule": "official_test", "val": 0.1}
     with pytest.raises(LeafnetError, match="not understood"):
         parse_split("ratio:a,b,c")
+
+
+def _label_folders(root: Path, soft: bool = False) -> dict[str, Path]:
+    """Two cases with a disc mask folder and a cup mask folder (the cup inside the disc); soft
+    cup maps hold 0..255 ramps instead of 0/255."""
+    disc = disc_mask(16, 16, foreground=255)
+    cup = np.zeros((16, 16), np.uint8)
+    cup[6:10, 6:10] = 255
+    if soft:
+        cup = np.where(cup > 0, 200, 40).astype(np.uint8)
+        cup[0, :3] = [0, 90, 255]
+    for name in ("a", "b"):
+        save(root / "img" / f"{name}.png", rgb(16, 16))
+        save(root / "disc" / f"{name}.png", disc)
+        save(root / "cup" / f"{name}.png", cup)
+    return {"disc": root / "disc", "cup": root / "cup"}
+
+
+def test_folder_with_one_nested_mask_folder_per_label_writes_regions(tmp_path, capsys):
+    _label_folders(tmp_path, soft=True)
+    convert_main(["folder", "--images", str(tmp_path / "img"), "--masks",
+                  f"disc={tmp_path / 'disc'}", "--masks", f"cup={tmp_path / 'cup'}",
+                  "--threshold", "cup=128", "--nested", "--name", "Eyes", "-d", "21",
+                  "--split", "kfold:2", "-np", "1"])
+    printed = capsys.readouterr().out
+    assert "cup: " in printed and "128" in printed
+    folder = tmp_path / "leafnet_raw" / "Dataset021_Eyes"
+    label = labels_of(folder)["a.png"]
+    expected = (disc_mask(16, 16) > 0).astype(np.uint8)
+    expected[6:10, 6:10] = 2
+    expected[0, 2] = 2
+    np.testing.assert_array_equal(label, expected)
+    description = dataset_json(folder)
+    assert description["labels"] == {"background": 0, "disc": [1, 2], "cup": 2}
+    assert description["regions_class_order"] == [1, 2]
+
+
+def test_folder_label_folders_that_overlap_need_nested(tmp_path):
+    masks = _label_folders(tmp_path)
+    with pytest.raises(LeafnetError, match=r"cup overlaps an earlier label .* --nested"):
+        convert_folder(tmp_path / "img", masks, 22, "Eyes", split={"rule": "kfold", "folds": 2},
+                       **QUIET)
+    disc = disc_mask(16, 16, foreground=255)
+    ring = np.where(disc > 0, 0, 255).astype(np.uint8)
+    for name in ("a", "b"):
+        save(tmp_path / "cup" / f"{name}.png", ring)
+    folder, _ = convert_folder(tmp_path / "img", masks, 22, "Eyes",
+                               split={"rule": "kfold", "folds": 2}, **QUIET)
+    assert set(np.unique(labels_of(folder)["b.png"])) == {1, 2}
+    assert dataset_json(folder)["labels"] == {"background": 0, "disc": 1, "cup": 2}
+
+
+def test_folder_label_folders_need_a_mask_for_every_image_and_named_options(tmp_path, capsys):
+    masks = _label_folders(tmp_path)
+    (tmp_path / "cup" / "b.png").unlink()
+    with pytest.raises(LeafnetError, match=r"1 images in .*img have no mask named .*cup: b\.png"):
+        convert_folder(tmp_path / "img", masks, 23, "Eyes", **QUIET)
+    with pytest.raises(SystemExit):
+        convert_main(["folder", "--images", str(tmp_path / "img"), "--masks",
+                      str(tmp_path / "disc"), "--masks", f"cup={tmp_path / 'cup'}",
+                      "--name", "Eyes", "-d", "23"])
+    assert "every --masks needs its own label name, NAME=VALUE" in capsys.readouterr().err
+
+
+def test_demo_with_two_labels_nests_a_core_in_each_blob(leafnet_folders):
+    folder, _ = convert_demo(num_cases=10, size=64, num_labels=2, dataset_id=998, **QUIET)
+    assert folder.name == "Dataset998_LeafnetDemoNested"
+    description = dataset_json(folder)
+    assert description["labels"] == {"background": 0, "lesion": [1, 2], "core": 2}
+    labels = list(labels_of(folder).values())
+    assert any(2 in np.unique(label) for label in labels)
+    binary, _ = convert_demo(num_cases=10, size=64, **QUIET)
+    for nested, plain in zip(labels, labels_of(binary).values(), strict=True):
+        np.testing.assert_array_equal(nested > 0, plain > 0)

@@ -37,6 +37,7 @@ from leafnet.imageio import read_image, write_image, write_label
 from leafnet.inference.predict_cases import split_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.paths import results_root
+from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.raw_format import find_dataset, load_dataset_json, read_case
 from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.registry import find_trainer
@@ -88,9 +89,11 @@ def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path) -> Path
                        ending)
             if subset == "Tr":
                 _place(cases[case_id].label, folder / "labelsTr" / f"{case_id}{ending}", ending)
+    written = description.to_json()
     write_json(folder / "dataset.json", {
-        "channel_names": description.channel_names, "labels": description.labels,
-        "numTraining": len(split["train"]) + len(split["val"]), "file_ending": ending})
+        "channel_names": description.channel_names, "labels": written["labels"],
+        "numTraining": len(split["train"]) + len(split["val"]), "file_ending": ending,
+        **{key: written[key] for key in ("regions_class_order",) if key in written}})
     return folder
 
 
@@ -132,12 +135,15 @@ def predict_leafnet(trainer: Any, raw: Path, case_ids: list[str],
 
 
 def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]:
-    """leafnet's evaluation of one prediction folder (summary.json beside the masks)."""
+    """leafnet's evaluation of one prediction folder (summary.json beside the masks): every
+    label, or every region of a region dataset, and their mean."""
     description = load_dataset_json(raw)
     cases = split_cases(raw, case_ids)
     pairs = [(cases[case_id].label, predictions / f"{case_id}{description.file_ending}")
              for case_id in case_ids]
-    summary = evaluate_pairs(pairs)
+    scheme = LabelScheme.for_dataset(description.labels, description.regions)
+    summary = evaluate_pairs(pairs, [value for value in description.labels.values() if value],
+                             classes=list(scheme.classes))
     write_summary(summary, predictions / "summary.json")
     return {key: float(value) for key, value in summary["foreground_mean"].items()}
 

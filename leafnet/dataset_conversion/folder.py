@@ -17,6 +17,11 @@ from leafnet.dataset_conversion.file_cases import (
     output_image_ending,
     paired_cases,
 )
+from leafnet.dataset_conversion.label_folders import (
+    decide_folder_rules,
+    label_folder_cases,
+    label_folder_labels,
+)
 from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule, survey_masks
 from leafnet.dataset_conversion.source_layout import image_files, require_source
 from leafnet.dataset_conversion.writer import write_dataset
@@ -60,49 +65,12 @@ def parse_label_map(text: str) -> tuple[tuple[int, int], ...]:
     return pairs
 
 
-def _detect_channels(image: Path) -> int:
-    if file_ending(image) in SITK_ENDINGS:
-        return read_array(image)[1].channels
-    with Image.open(image) as opened:
-        return 1 if opened.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+def _affixes(prefix: str | None, suffix: str | None) -> Sequence[tuple[str, str]]:
+    return ((prefix or "", suffix or ""),) if (prefix or suffix) else DEFAULT_AFFIXES
 
 
-def convert_folder(
-    images: Path,
-    masks: Path,
-    dataset_id: int,
-    name: str,
-    labels: Sequence[str] = ("background", "foreground"),
-    mask_prefix: str | None = None,
-    mask_suffix: str | None = None,
-    threshold: float | None = None,
-    label_map: tuple[tuple[int, int], ...] | None = None,
-    mask_channel: int | None = None,
-    channels: int | None = None,
-    test_images: Path | None = None,
-    test_masks: Path | None = None,
-    split: dict[str, Any] | None = None,
-    overwrite: bool = False,
-    num_processes: int | None = None,
-    show_progress: bool = True,
-) -> tuple[Path, VerificationReport]:
-    """Convert images and masks matched by stem (mask = prefix + image stem + suffix).
-
-    Without a prefix or suffix, masks named ``STEM``, ``mask_STEM``, ``STEM_segmentation``
-    and ``STEM_mask`` are found. ``channels`` defaults to the first image's (grayscale 1,
-    anything else 3). The masks are read by one rule for the whole dataset, decided from all of
-    them and printed (see :func:`decide_mask_rule`); ``threshold``, ``label_map`` and
-    ``mask_channel`` state it explicitly.
-    """
-    images, masks = require_source(images), require_source(masks)
-    if (test_images is None) != (test_masks is None):
-        raise LeafnetError("give both --test-images and --test-masks, or neither")
-    if len(labels) < 2 or labels[0] != "background":
-        raise LeafnetError(f"--labels must start with background and name at least one more "
-                           f"label, found {list(labels)}")
-    affixes = ((mask_prefix or "", mask_suffix or ""),) if (mask_prefix or mask_suffix) \
-        else DEFAULT_AFFIXES
-    undecided = MaskRule()
+def _channels(channels: int | None, images: Path) -> int:
+    """``channels``, by default the first image's (grayscale 1, anything else 3)."""
     if channels is None:
         first_image = next(iter(image_files(images)), None)
         if first_image is None:
@@ -111,6 +79,130 @@ def convert_folder(
         channels = _detect_channels(first_image)
     if channels not in (1, 3):
         raise LeafnetError(f"--channels must be 1 (grayscale) or 3 (RGB), found {channels}")
+    return channels
+
+
+def _detect_channels(image: Path) -> int:
+    if file_ending(image) in SITK_ENDINGS:
+        return read_array(image)[1].channels
+    with Image.open(image) as opened:
+        return 1 if opened.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+
+
+def parse_named(text: str, kind: type = Path) -> tuple[str | None, object]:
+    """``NAME=VALUE`` (one label's folder or threshold) or a plain ``VALUE``."""
+    name, _, value = text.rpartition("=")
+    try:
+        return (name or None), kind(value)
+    except ValueError:
+        raise LeafnetError(f"'{text}' is not understood; use VALUE or NAME=VALUE") from None
+
+
+def named_option(items: Sequence[tuple[str | None, Any]] | None, option: str) -> Any:
+    """A repeated ``VALUE`` / ``NAME=VALUE`` option: one plain value, or a dict by name."""
+    if not items:
+        return None
+    if len(items) == 1 and items[0][0] is None:
+        return items[0][1]
+    names = [name for name, _ in items]
+    if None in names or len(set(names)) != len(names) or "background" in names:
+        raise LeafnetError(f"with several labels every {option} needs its own label name, "
+                           f"NAME=VALUE (distinct, not background); found "
+                           f"{[f'{n}={v}' if n else str(v) for n, v in items]}")
+    return dict(items)
+
+
+def convert_label_folders(images: Path, masks: dict[str, Path], dataset_id: int, name: str,
+                          thresholds: dict[str, float], nested: bool,
+                          mask_channel: int | None, channels: int,
+                          test: tuple[Path, dict[str, Path]] | None, split: dict[str, Any],
+                          affixes: Sequence[tuple[str, str]], overwrite: bool,
+                          num_processes: int | None,
+                          show_progress: bool) -> tuple[Path, VerificationReport]:
+    """One mask folder per label (label_folders.py), labels numbered in the order given."""
+    image_rule = ImageRule(channels)
+    tasks = label_folder_cases(images, masks, "Tr", image_rule, affixes, nested)
+    if test is not None:
+        tasks += label_folder_cases(require_source(test[0]),
+                                    {k: require_source(v) for k, v in test[1].items()}, "Ts",
+                                    image_rule, affixes, nested)
+    tasks = decide_folder_rules(tasks, thresholds, mask_channel, num_processes, show_progress)
+    labels, regions = label_folder_labels(list(masks), nested)
+    description = DatasetDescription(
+        name=name, channel_names=RGB_CHANNELS if channels == 3 else GRAY_CHANNELS,
+        labels=labels, num_training=0, file_ending=".png",
+        image_file_ending=output_image_ending(tasks), split=split,
+        extra={"description": f"converted from {images} and the label folders "
+               + ", ".join(f"{k}={v}" for k, v in masks.items()),
+               "leafnet_mask_rule": ("nested: " if nested else "exclusive: ") + "; ".join(
+                   f"{label} = {rule.statement}"
+                   for label, rule in zip(masks, tasks[0].mask_rules, strict=True))},
+        regions=regions)
+    return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
+
+
+def convert_folder(
+    images: Path,
+    masks: Path | dict[str, Path],
+    dataset_id: int,
+    name: str,
+    labels: Sequence[str] = ("background", "foreground"),
+    mask_prefix: str | None = None,
+    mask_suffix: str | None = None,
+    threshold: float | dict[str, float] | None = None,
+    label_map: tuple[tuple[int, int], ...] | None = None,
+    mask_channel: int | None = None,
+    channels: int | None = None,
+    test_images: Path | None = None,
+    test_masks: Path | dict[str, Path] | None = None,
+    split: dict[str, Any] | None = None,
+    overwrite: bool = False,
+    num_processes: int | None = None,
+    show_progress: bool = True,
+    nested: bool = False,
+) -> tuple[Path, VerificationReport]:
+    """Convert images and masks matched by stem (mask = prefix + image stem + suffix).
+
+    Without a prefix or suffix, masks named ``STEM``, ``mask_STEM``, ``STEM_segmentation``
+    and ``STEM_mask`` are found. ``channels`` defaults to the first image's (grayscale 1,
+    anything else 3). The masks are read by one rule for the whole dataset, decided from all of
+    them and printed (see :func:`decide_mask_rule`); ``threshold``, ``label_map`` and
+    ``mask_channel`` state it explicitly. ``masks`` as a dict (label name -> folder, with
+    ``threshold`` and ``test_masks`` dicts by the same names) converts one binary mask folder
+    per label (label_folders.py; ``nested`` for regions such as disc and cup).
+    """
+    if (test_images is None) != (test_masks is None):
+        raise LeafnetError("give both --test-images and --test-masks, or neither")
+    if split is None:
+        split = ({"rule": "official_test", "val": 0.1} if test_images
+                 else {"rule": "ratio", "train": 0.8, "val": 0.1, "test": 0.1})
+    if isinstance(masks, dict):
+        if label_map is not None:
+            raise LeafnetError("--label-map reads one mask folder with several values; with one "
+                               "folder per label give --threshold NAME=T per folder instead")
+        if not isinstance(threshold, dict | None) or not isinstance(test_masks, dict | None) \
+                or (test_masks is not None and set(test_masks) != set(masks)):
+            raise LeafnetError(f"with one mask folder per label ({', '.join(masks)}), "
+                               "--threshold and --test-masks name their label: NAME=VALUE, "
+                               "one --test-masks per label")
+        problems = split_rule_problems(split, has_test_set=test_images is not None)
+        if problems:
+            raise LeafnetError("; ".join(problems))
+        images = require_source(images)
+        return convert_label_folders(
+            images, {k: require_source(v) for k, v in masks.items()}, dataset_id, name,
+            threshold or {}, nested, mask_channel, _channels(channels, images),
+            (test_images, test_masks) if test_images is not None else None, split,
+            _affixes(mask_prefix, mask_suffix), overwrite, num_processes, show_progress)
+    if nested:
+        raise LeafnetError("--nested describes several mask folders (--masks NAME=DIR ...)")
+    images, masks = require_source(images), require_source(masks)
+    if len(labels) < 2 or labels[0] != "background":
+        raise LeafnetError(f"--labels must start with background and name at least one more "
+                           f"label, found {list(labels)}")
+    affixes = _affixes(mask_prefix, mask_suffix)
+    undecided = MaskRule()
+    channels = _channels(channels, images)
     image_rule = ImageRule(channels)
     tasks: list[FileCase] = paired_cases(images, masks, "Tr", image_rule, undecided, affixes)
     if test_images is not None and test_masks is not None:
@@ -121,9 +213,6 @@ def convert_folder(
     mask_rule = decide_mask_rule(facts, len(labels), threshold, label_map, mask_channel)
     print(mask_rule.statement, flush=True)
     tasks = [replace(task, mask_rule=mask_rule) for task in tasks]
-    if split is None:
-        split = ({"rule": "official_test", "val": 0.1} if test_images
-                 else {"rule": "ratio", "train": 0.8, "val": 0.1, "test": 0.1})
     problems = split_rule_problems(split, has_test_set=test_images is not None)
     if problems:
         raise LeafnetError("; ".join(problems))

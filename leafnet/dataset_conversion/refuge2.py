@@ -1,13 +1,16 @@
-"""REFUGE2 (Fang et al.): fundus photographs with optic disc and cup masks; the cup is the target.
+"""REFUGE2 (Fang et al.): fundus photographs with optic disc and cup masks.
 
-REFUGE masks use 0 = optic cup, 128 = disc rim, 255 = background; the cup becomes label 1.
+REFUGE masks use 0 = optic cup, 128 = disc rim, 255 = background. Both structures are kept as
+nested regions (nnU-Net's format): label 1 = rim, 2 = cup; the region ``disc`` = {1, 2}
+contains the region ``cup`` = {2}. The paper segments the cup alone: plan with
+``leafnet_plan_and_preprocess -d ID --labels cup``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from leafnet.dataset_conversion.descriptions import binary_description
+from leafnet.dataset_conversion.descriptions import RGB_CHANNELS
 from leafnet.dataset_conversion.file_cases import (
     FileCase,
     ImageRule,
@@ -27,27 +30,36 @@ LAYOUT = """\
   (SDSeg's partition of REFUGE2: 400 test images; 'masks' and 'training'/'validation'/'testing'
   are accepted too, SRC may also be the folder that holds REFUGE2/; test becomes imagesTs)"""
 
-CUP_RULE = MaskRule(threshold=64, foreground_below=True)
+DISC_AND_CUP_RULE = MaskRule(
+    bands=((64, 2), (192, 1), (256, 0)),
+    statement="REFUGE grey levels: below 64 -> cup (2), 64-191 -> disc rim (1), 192 and above "
+              "-> background (0)")
 
 
 def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
     """The train/val/test partition: train+val to imagesTr (val kept as validation).
 
-    The cup is taken as mask values below 64 (halfway between cup 0 and rim 128), which is
-    exact for the lossless BMP/PNG masks and robust to resampled ones.
+    The grey levels are split halfway between cup 0, rim 128 and background 255, which is exact
+    for the lossless BMP/PNG masks and robust to resampled ones.
     """
     root = child(source, "REFUGE2") or source
-    found = split_folder_cases(root, ImageRule(3), CUP_RULE) if has_split_folders(root) else None
+    found = (split_folder_cases(root, ImageRule(3), DISC_AND_CUP_RULE)
+             if has_split_folders(root) else None)
     if found is None:
         raise layout_error(source, LAYOUT)
     tasks, split = found
-    description = binary_description(
-        "REFUGE2", "optic_cup", split, image_ending=output_image_ending(tasks),
-        description="REFUGE2 optic cup segmentation (cup = mask value 0 in the REFUGE "
-        "convention); SDSeg's train/val/test partition",
-        reference="Fang et al., REFUGE2 Challenge, arXiv:2202.08994",
+    description = DatasetDescription(
+        name="REFUGE2", channel_names=RGB_CHANNELS,
+        labels={"background": 0, "disc": 1, "cup": 2}, num_training=0, file_ending=".png",
+        image_file_ending=output_image_ending(tasks), split=split,
+        regions={"disc": [1, 2], "cup": [2]},
+        extra={"description": "REFUGE2 optic disc and cup as nested regions (disc = rim + "
+               "cup); SDSeg's train/val/test partition. The paper's task is the cup alone: "
+               "leafnet_plan_and_preprocess -d ID --labels cup",
+               "reference": "Fang et al., REFUGE2 Challenge, arXiv:2202.08994",
+               "leafnet_mask_rule": DISC_AND_CUP_RULE.statement},
     )
     return tasks, description
 
 
-REFUGE2 = PublicSource("REFUGE2 optic cup", 1, LAYOUT, collect)
+REFUGE2 = PublicSource("REFUGE2 optic disc and cup", 1, LAYOUT, collect)

@@ -1,13 +1,16 @@
-"""``leafnet_evaluate -ref REF -pred PRED [-o summary.json] [--hd95]``."""
+"""``leafnet_evaluate -ref REF -pred PRED [-o summary.json] [-l LABEL ... | -djfile JSON]
+[--hd95]``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from leafnet.errors import exit_on_user_error
+from leafnet.errors import LeafnetError, exit_on_user_error
 from leafnet.evaluation.evaluate import evaluate_folders, write_summary
 from leafnet.evaluation.overlays import write_overlays
+from leafnet.preprocessing.label_scheme import LabelClass, LabelScheme
+from leafnet.raw_format import load_dataset_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, help="default: PRED/summary.json")
     parser.add_argument("-l", "--labels", type=int, nargs="+",
                         help="labels to evaluate (default: all foreground labels found)")
+    parser.add_argument("-djfile", "--dataset-json", type=Path,
+                        help="score the labels, or the nested regions, of this dataset.json "
+                        "(nnU-Net's region keys), each label or region and their mean")
     parser.add_argument("--ref-prefix", default="", help="reference file = PREFIX + CASE + SUFFIX")
     parser.add_argument("--ref-suffix", default="", help="e.g. _lesion for CASE_lesion.png")
     parser.add_argument("--pred-prefix", default="",
@@ -37,15 +43,28 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error("leafnet_evaluate")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    summary = evaluate_folders(args.reference, args.prediction, args.labels, args.hd95,
+    classes: list[LabelClass] | None = None
+    labels = args.labels
+    if args.dataset_json is not None:
+        description = load_dataset_json(args.dataset_json.parent) \
+            if args.dataset_json.name == "dataset.json" else None
+        if description is None:
+            raise LeafnetError(f"-djfile {args.dataset_json}: give a file named dataset.json")
+        classes = list(LabelScheme.for_dataset(description.labels, description.regions).classes)
+        labels = labels or [value for value in description.labels.values() if value]
+    summary = evaluate_folders(args.reference, args.prediction, labels, args.hd95,
                                (args.ref_prefix, args.ref_suffix),
-                               (args.pred_prefix, args.pred_suffix))
+                               (args.pred_prefix, args.pred_suffix), classes)
     for rule in summary["mask_rules"]:
         print(rule)
     output = args.output or args.prediction / "summary.json"
     write_summary(summary, output)
     means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
     print(f"{summary['num_cases']} cases: {means}")
+    if len(summary["mean"]) > 1:
+        for key, values in summary["mean"].items():
+            print(f"  {summary['classes'][key]['name']} ({key}): Dice {values['Dice']:.4f}, "
+                  f"IoU {values['IoU']:.4f}")
     print(f"written to {output}")
     if args.overlays is not None:
         written = write_overlays(summary, args.overlays, args.images)

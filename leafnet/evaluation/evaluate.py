@@ -1,8 +1,9 @@
 """Comparing a folder of predictions with a folder of references: summary.json.
 
-Keys follow nnU-Net: ``metric_per_case`` (one entry per case with its files and, per label,
-Dice, IoU, voxel counts and optionally HD95), ``mean`` (per label) and ``foreground_mean`` (the
-mean over labels). Empty masks: both empty scores Dice = IoU = 1; an empty reference with a
+Keys follow nnU-Net: ``metric_per_case`` (one entry per case with its files and, per label or
+region, Dice, IoU, voxel counts and optionally HD95), ``mean`` (per label or region) and
+``foreground_mean`` (the mean over them). A label is keyed by its value (``"1"``), a region by
+its values as nnU-Net writes them (``"(1, 2)"``); ``classes`` names each key. Empty masks: both empty scores Dice = IoU = 1; an empty reference with a
 non-empty prediction scores 0. HD95 is NaN (and left out of means) when either mask is empty.
 References and predictions are read by the converter's mask rules (mask_rule.py), stated in
 the summary's ``mask_rules``.
@@ -27,6 +28,7 @@ from leafnet.imageio.mask_rule import (
 )
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
+from leafnet.preprocessing.label_scheme import LabelClass
 
 MAX_IMPLICIT_LABELS = 10
 EMPTY_CONVENTION = ("both reference and prediction empty: Dice = IoU = 1; empty reference, "
@@ -67,10 +69,11 @@ def _files(folder: Path, prefix: str = "", suffix: str = "") -> dict[str, Path]:
 
 def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None = None,
                      with_hd95: bool = False, ref_affix: tuple[str, str] = ("", ""),
-                     pred_affix: tuple[str, str] = ("", "")) -> dict[str, Any]:
-    """Per-case and mean Dice/IoU (and HD95) for every foreground label, files paired by case
-    name (``PREFIX + CASE + SUFFIX`` on either side, e.g. ``CASE_lesion.png`` with
-    ``CASE.png``)."""
+                     pred_affix: tuple[str, str] = ("", ""),
+                     classes: list[LabelClass] | None = None) -> dict[str, Any]:
+    """Per-case and mean Dice/IoU (and HD95) for every foreground label (or each of
+    ``classes``), files paired by case name (``PREFIX + CASE + SUFFIX`` on either side, e.g.
+    ``CASE_lesion.png`` with ``CASE.png``)."""
     references, predictions = _files(reference, *ref_affix), _files(prediction, *pred_affix)
     if not references:
         raise LeafnetError(f"{reference} holds no reference masks"
@@ -82,7 +85,7 @@ def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None
                            f"(e.g. {missing[:5]}); predictions are paired by name"
                            + (" (see --ref-prefix/--ref-suffix and --pred-prefix/--pred-suffix)"))
     pairs = [(path, predictions[case]) for case, path in references.items()]
-    return evaluate_pairs(pairs, labels, with_hd95)
+    return evaluate_pairs(pairs, labels, with_hd95, classes)
 
 
 def _num_labels(facts: list[MaskFacts], labels: list[int] | None) -> int:
@@ -116,18 +119,22 @@ def read_label_files(paths: list[Path], labels: list[int] | None,
 
 
 def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = None,
-                   with_hd95: bool = False) -> dict[str, Any]:
+                   with_hd95: bool = False,
+                   classes: list[LabelClass] | None = None) -> dict[str, Any]:
     """The summary for explicit (reference file, prediction file) pairs. Every case is scored
-    on every label found in any reference or prediction (or on ``labels``), so false positives
-    of a label a reference lacks count."""
+    on each of ``classes`` (labels or regions, e.g. a plans' label scheme), else on every label
+    found in any reference or prediction (or on ``labels``), so false positives of a label a
+    reference lacks count. ``labels`` are also the values the files may hold."""
     if not pairs:
         raise LeafnetError("no cases to evaluate")
     truths, properties, reference_rule = read_label_files([p for p, _ in pairs], labels,
                                                           "reference")
     predictions, _, prediction_rule = read_label_files([p for _, p in pairs], labels,
                                                        "prediction")
-    values = labels or sorted({int(v) for array in truths + predictions
-                               for v in np.unique(array) if v != 0} or {1})
+    if classes is None:
+        values = labels or sorted({int(v) for array in truths + predictions
+                                   for v in np.unique(array) if v != 0} or {1})
+        classes = [LabelClass(str(value), (value,), value) for value in values]
     cases = []
     for (path, predicted_path), truth, predicted, props in zip(pairs, truths, predictions,
                                                                properties, strict=True):
@@ -136,17 +143,18 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = No
                                f"reference {truth.shape}")
         spacing = tuple(props.spacing[:2][::-1]) if props.spacing else (1.0, 1.0)
         metrics = {}
-        for value in values:
-            dice, iou = dice_and_iou(predicted == value, truth == value)
-            entry = {"Dice": dice, "IoU": iou, "n_ref": int((truth == value).sum()),
-                     "n_pred": int((predicted == value).sum())}
+        for item in classes:
+            found, wanted = np.isin(predicted, item.values), np.isin(truth, item.values)
+            dice, iou = dice_and_iou(found, wanted)
+            entry = {"Dice": dice, "IoU": iou, "n_ref": int(wanted.sum()),
+                     "n_pred": int(found.sum())}
             if with_hd95:
-                entry["HD95"] = hd95(predicted == value, truth == value, spacing)
-            metrics[str(value)] = entry
+                entry["HD95"] = hd95(found, wanted, spacing)
+            metrics[item.key] = entry
         cases.append({"reference_file": str(path), "prediction_file": str(predicted_path),
                       "metrics": metrics})
     mean = {}
-    for label in (str(v) for v in values):
+    for label in (item.key for item in classes):
         entries = [c["metrics"][label] for c in cases]
         mean[label] = {key: float(np.nanmean([e[key] for e in entries]))
                        if not all(np.isnan(e[key]) for e in entries) else float("nan")
@@ -154,7 +162,9 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = No
     foreground = {key: float(np.nanmean([m[key] for m in mean.values()]))
                   for key in next(iter(mean.values()))} if mean else {}
     return {"metric_per_case": cases, "mean": mean, "foreground_mean": foreground,
-            "num_cases": len(cases), "labels": values,
+            "num_cases": len(cases), "labels": sorted({v for c in classes for v in c.values}),
+            "classes": {item.key: {"name": item.name, "values": list(item.values)}
+                        for item in classes},
             "mask_rules": [reference_rule, prediction_rule],
             "empty_reference_convention": EMPTY_CONVENTION}
 

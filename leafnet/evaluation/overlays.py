@@ -28,30 +28,45 @@ def _image_for(case_file: Path, images: Path | None, shape: tuple[int, int]) -> 
     return np.full((*shape, 3), 0.5, dtype=np.float32)
 
 
+STYLES = ("solid", "dashed", "dotted")
+
+
+def _case_dice(case: dict[str, Any]) -> float:
+    return float(np.mean([m["Dice"] for m in case["metrics"].values()]))
+
+
 def write_overlays(summary: dict[str, Any], folder: Path, images: Path | None = None,
-                   count: int = 3, label: str = "1") -> list[Path]:
-    """PNG overlays of the ``count`` worst and best cases by Dice of ``label``; the best are
-    taken among cases with a non-empty reference (an empty one predicted empty scores 1 but
-    shows nothing)."""
-    cases = [c for c in summary["metric_per_case"] if label in c["metrics"]]
-    ranked = sorted(cases, key=lambda c: c["metrics"][label]["Dice"])
-    with_reference = [c for c in ranked if c["metrics"][label]["n_ref"] > 0] or ranked
+                   count: int = 3) -> list[Path]:
+    """PNG overlays of the ``count`` worst and best cases by their Dice (the mean over labels
+    or regions), one contour style per label or region; the best are taken among cases with a
+    non-empty reference (an empty one predicted empty scores 1 but shows nothing)."""
+    classes = summary.get("classes") or {key: {"name": key, "values": [int(key)]}
+                                         for key in summary["mean"]}
+    ranked = sorted(summary["metric_per_case"], key=_case_dice)
+    with_reference = [c for c in ranked if any(m["n_ref"] for m in c["metrics"].values())] \
+        or ranked
     chosen = ([("worst", c) for c in ranked[:count]]
               + [("best", c) for c in with_reference[::-1][:count]])
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for rank, case in chosen:
-        reference = read_label(Path(case["reference_file"]))[0] == int(label)
-        prediction = read_label(Path(case["prediction_file"]))[0] == int(label)
-        image = _image_for(Path(case["reference_file"]), images, reference.shape)
-        figure, axis = plt.subplots(figsize=(5, 5 * reference.shape[0] / reference.shape[1]))
+        reference_label = read_label(Path(case["reference_file"]))[0]
+        predicted_label = read_label(Path(case["prediction_file"]))[0]
+        image = _image_for(Path(case["reference_file"]), images, reference_label.shape)
+        figure, axis = plt.subplots(figsize=(5, 5 * reference_label.shape[0]
+                                             / reference_label.shape[1]))
         axis.imshow(image)
-        for mask, colour in ((reference, "lime"), (prediction, "red")):
-            if mask.any() and not mask.all():
-                axis.contour(mask.astype(float), levels=[0.5], colors=colour, linewidths=1.2)
+        for (key, item), style in zip(classes.items(), STYLES * 3):
+            for label, colour in ((reference_label, "lime"), (predicted_label, "red")):
+                mask = np.isin(label, item["values"])
+                if mask.any() and not mask.all():
+                    axis.contour(mask.astype(float), levels=[0.5], colors=colour,
+                                 linewidths=1.2, linestyles=style)
         name = strip_ending(Path(case["reference_file"]).name)
-        axis.set_title(f"{rank}: {name}  Dice {case['metrics'][label]['Dice']:.3f} "
-                       "(green reference, red prediction)", fontsize=8)
+        styles = ", ".join(f"{item['name']} {style}" for item, style
+                           in zip(classes.values(), STYLES * 3)) if len(classes) > 1 else ""
+        axis.set_title(f"{rank}: {name}  Dice {_case_dice(case):.3f} (green reference, red "
+                       f"prediction{'; ' + styles if styles else ''})", fontsize=8)
         axis.axis("off")
         path = folder / f"{rank}_{name}.png"
         with atomic_path(path) as temporary:

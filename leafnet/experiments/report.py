@@ -20,14 +20,27 @@ def _percent(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.2f}"
 
 
-def metric_columns(seeds: int) -> list[str]:
+def class_names(result: dict[str, Any]) -> list[str]:
+    """The classes (labels or regions) scored, when there are several: each gets a column."""
+    for row in result["rows"]:
+        names = list((row.get("test") or {}).get("per_class", {}))
+        if names:
+            return names if len(names) > 1 else []
+    return []
+
+
+def metric_columns(seeds: int, classes: list[str] | None = None) -> list[str]:
+    """Mean Dice and IoU over classes (and seeds), their std over seeds, each class's Dice."""
     columns = ["Dice (%)", "IoU (%)"]
-    return columns + ["Dice std over seeds (%)", "IoU std over seeds (%)"] if seeds > 1 else columns
+    if seeds > 1:
+        columns += ["Dice std over seeds (%)", "IoU std over seeds (%)"]
+    return columns + [f"Dice {name} (%)" for name in classes or []]
 
 
 def table_cells(result: dict[str, Any]) -> list[list[str]]:
     """One list of cells per row: labels, metrics (empty when skipped), status."""
     seeds = len(result["seeds"])
+    classes = class_names(result)
     lines = []
     for row in result["rows"]:
         cells = [row["labels"][c] for c in result["label_columns"]]
@@ -35,6 +48,7 @@ def table_cells(result: dict[str, Any]) -> list[list[str]]:
         values = [scores.get("Dice"), scores.get("IoU")]
         if seeds > 1:
             values += [scores.get("Dice_std"), scores.get("IoU_std")]
+        values += [scores.get("per_class", {}).get(name, {}).get("Dice") for name in classes]
         cells += [_percent(v) for v in values]
         cells.append("measured" if row["status"] != "skipped" else f"skipped: {row['reason']}")
         lines.append(cells)
@@ -43,7 +57,7 @@ def table_cells(result: dict[str, Any]) -> list[list[str]]:
 
 def markdown(result: dict[str, Any]) -> str:
     seeds = len(result["seeds"])
-    header = [*result["label_columns"], *metric_columns(seeds), "status"]
+    header = [*result["label_columns"], *metric_columns(seeds, class_names(result)), "status"]
     lines = [f"### {result['title']}", "",
              f"{result['dataset']}, preset {result['preset']}, fold {result['fold']}, "
              f"{result['steps']} steps, training seed {result['seed']}, test split "
@@ -65,7 +79,8 @@ def csv_text(result: dict[str, Any]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     seeds = len(result["seeds"])
-    writer.writerow([*result["label_columns"], *metric_columns(seeds), "status", "trainer",
+    writer.writerow([*result["label_columns"], *metric_columns(seeds, class_names(result)),
+                     "status", "trainer",
                      "steps", "run_folder"])
     for row, cells in zip(result["rows"], table_cells(result), strict=True):
         writer.writerow([*cells, row["trainer"], result["steps"], row["run_folder"]])

@@ -33,7 +33,7 @@ def all_foreground_reference(trainer: LEAFTrainer) -> dict[str, float] | None:
     """Dice and IoU of marking every pixel foreground on the test split: the floor a model must
     beat to have learnt more than "there is a large object" (Kvasir-SEG: Dice 23%). None when
     the test split has no labelled cases."""
-    foreground = trainer.plans.label_scheme.evaluated_labels
+    classes = trainer.plans.label_scheme.classes
     cases = split_cases(find_dataset(trainer.folder.name), trainer.split["test"]).values()
     labelled = [case.label for case in cases if case.label is not None]
     if not labelled:
@@ -42,7 +42,8 @@ def all_foreground_reference(trainer: LEAFTrainer) -> dict[str, float] | None:
     for label in labelled:
         truth = read_label(label)[0]
         everything = np.ones(truth.shape, dtype=bool)
-        scores.append([dice_and_iou(everything, truth == value) for value in foreground])
+        scores.append([dice_and_iou(everything, np.isin(truth, item.values))
+                       for item in classes])
     values = np.array(scores)
     return {"Dice": float(values[..., 0].mean()), "IoU": float(values[..., 1].mean())}
 
@@ -65,7 +66,7 @@ def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
     write_json(model_file, identity)
     raw = find_dataset(trainer.folder.name)
     predictor = None
-    per_seed = {}
+    per_seed, per_class = {}, {}
     for seed in seeds:
         folder = output / f"seed_{seed}"
         if not (folder / "summary.json").is_file():
@@ -75,10 +76,18 @@ def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
                 raise LeafnetError(f"the test cases of {raw} have no labels (labelsTs), so the "
                                    "table cannot be scored; add them or use a split with a "
                                    "labelled test share")
-        per_seed[seed] = read_json(folder / "summary.json")["foreground_mean"]
+        summary = read_json(folder / "summary.json")
+        per_seed[seed] = summary["foreground_mean"]
+        for key, means in summary["mean"].items():
+            name = summary.get("classes", {}).get(key, {}).get("name", key)
+            per_class.setdefault(name, []).append(means)
     result: dict[str, Any] = {"seeds": seeds, "num_cases": len(case_ids),
                               "checkpoint": identity["checkpoint"],
-                              "per_seed": {str(s): m for s, m in per_seed.items()}}
+                              "per_seed": {str(s): m for s, m in per_seed.items()},
+                              "per_class": {name: {metric: float(np.mean([m[metric] for m in
+                                                                          means]))
+                                                   for metric in ("Dice", "IoU")}
+                                            for name, means in per_class.items()}}
     for metric in ("Dice", "IoU"):
         values = np.array([m[metric] for m in per_seed.values()])
         result[metric] = float(values.mean())

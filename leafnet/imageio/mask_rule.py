@@ -112,7 +112,9 @@ class MaskRule:
     - ``label_map`` maps each source value to a label; a value it does not name is an error.
     - ``threshold``: foreground (1) where the value is ``>= threshold`` (``< threshold`` when
       ``foreground_below``).
-    - neither: the values are the labels.
+    - ``bands``: ``((upper, label), ...)`` ascending: label where the value is below ``upper``
+      and not below the previous band's (a grey-level coding such as REFUGE's 0 / 128 / 255).
+    - none of these: the values are the labels.
 
     ``statement`` is the rule in words, as printed. A threshold that makes a case's object
     vanish (or fill the image) is an error, see :func:`loses_object`.
@@ -123,8 +125,16 @@ class MaskRule:
     label_map: tuple[tuple[int, int], ...] | None = None
     channel: int | None = None
     statement: str = ""
+    bands: tuple[tuple[float, int], ...] | None = None
 
     def to_label(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        if self.bands is not None:
+            label = np.zeros(mask.shape, dtype=np.uint8)
+            lower = -np.inf
+            for upper, value in self.bands:
+                label[(mask >= lower) & (mask < upper)] = value
+                lower = upper
+            return label
         if self.label_map is not None:
             label = np.zeros(mask.shape, dtype=np.uint8)
             known = np.zeros(mask.shape, dtype=bool)

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset")
     parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best")
     parser.add_argument("--save_probabilities", action="store_true",
-                        help="also write CASE.npz with the probability map at original size")
+                        help="also write CASE.npz: 'probabilities' (K, H, W), one map per label "
+                        "or region at original size, and their names in 'classes'")
     parser.add_argument("--seed", type=int, default=0, help="fixes the noise")
     parser.add_argument("--num_samples", type=int, default=1,
                         help="average K noise draws before thresholding (default 1, the paper)")
@@ -58,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"model: {folder}\nmean Dice over {args.num_seeds} seeds "
               f"{numbers['mean_dice']:.4f} +- {numbers['std_dice']:.4f} (std of per-seed "
               f"means); {args.output / 'stability.json'}")
+        if len(numbers["per_class"]) > 1:
+            for name, spread in numbers["per_class"].items():
+                print(f"  {name}: {spread['mean_dice']:.4f} +- {spread['std_dice']:.4f}")
         return
     result = predict_folder(predictor, args.input, args.output, args.seed, args.num_samples,
                             args.save_probabilities, args.continue_prediction)

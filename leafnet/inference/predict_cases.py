@@ -43,6 +43,8 @@ def predict_cases(predictor: LEAFPredictor, raw_dataset: Path, case_ids: list[st
             pairs.append((cases[case_id].label, target))
     if not pairs:
         return None
-    summary = evaluate_pairs(pairs)
+    scheme = predictor.plans.label_scheme
+    summary = evaluate_pairs(pairs, sorted(v for v in scheme.labels.values() if v),
+                             classes=list(scheme.classes))
     write_summary(summary, output / "summary.json")
     return summary

@@ -102,6 +102,7 @@ def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: 
     check_output_folder(input_folder, output_folder, cases)
     output_folder.mkdir(parents=True, exist_ok=True)
     result = FolderResult()
+    class_names = [item.name for item in predictor.plans.label_scheme.classes]
     pending: list[tuple[InputCase, Path, np.ndarray, ImageProperties]] = []
 
     def flush() -> None:
@@ -110,7 +111,8 @@ def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: 
             write_label(target, prediction.label, properties)
             if save_probabilities:
                 with atomic_path(output_folder / f"{case.case_id}.npz") as temporary:
-                    np.savez_compressed(temporary, probabilities=prediction.probability)
+                    np.savez_compressed(temporary, probabilities=prediction.probability,
+                                        classes=np.array(class_names))
             result.written.append(target)
         pending.clear()
 

@@ -1,8 +1,8 @@
 """LEAFPredictor: numpy images in, masks and probabilities at the images' own size out.
 
 Preprocessing comes from the model's saved plans only: the plans' intensity window to uint8,
-resampling to the planned size, ``x / 127.5 - 1``; the probability map is resampled back
-bilinearly and thresholded at 0.5. The noise of image i, sample k is drawn from a generator
+resampling to the planned size, ``x / 127.5 - 1``; the mask channels' probabilities are
+resampled back bilinearly and decoded by the plans' label scheme (thresholds at 0.5). The noise of image i, sample k is drawn from a generator
 seeded with ``seed + k``, so a prediction does not depend on the batch it was made in.
 """
 
@@ -28,6 +28,9 @@ from leafnet.preprocessing import (
 
 @dataclass
 class Prediction:
+    """A label image with the dataset's values and one probability map per class (label or
+    region) ``(K, H, W)``, both at the image's own size."""
+
     label: np.ndarray
     probability: np.ndarray
 
@@ -80,7 +83,7 @@ class LEAFPredictor:
     @torch.no_grad()
     def predict(self, images: Sequence[np.ndarray], seed: int = 0,
                 num_samples: int = 1) -> list[Prediction]:
-        """Masks (the dataset's foreground value) and probabilities of ``(C, H, W)`` images."""
+        """Label images and per-class probabilities of ``(C, H, W)`` images."""
         for image in images:
             self.check_image(image)
         size = self.plans.target_size
@@ -93,8 +96,11 @@ class LEAFPredictor:
             tensor = torch.from_numpy(batch).to(self.device)
             noise = self._noise(len(chunk), seed, num_samples)
             probability = self.network.predict(tensor, num_samples=num_samples, noise=noise)
-            for image, map_ in zip(chunk, probability[:, 0].float().cpu().numpy(), strict=True):
-                original = resize_probabilities(map_, tuple(image.shape[1:]))
-                label = self.plans.label_scheme.decode(original)
-                results.append(Prediction(label, original.astype(np.float32)))
+            scheme = self.plans.label_scheme
+            for image, maps in zip(chunk, probability.float().cpu().numpy(), strict=True):
+                original = np.stack([resize_probabilities(map_, tuple(image.shape[1:]))
+                                     for map_ in maps])
+                results.append(Prediction(scheme.decode(original),
+                                          scheme.class_probabilities(original).astype(
+                                              np.float32)))
         return results

@@ -30,26 +30,36 @@ class ImageEncoder(nn.Module):
 
 
 def mask_to_rgb(mask: torch.Tensor) -> torch.Tensor:
-    """Target masks ``(B, 1, H, W)`` in {0, 1} (the label scheme's coding) -> the autoencoder's
-    input space: three channels in [-1, 1], the one mask channel replicated."""
-    if mask.shape[1] != 1:
-        raise ValueError(f"masks with {mask.shape[1]} channels cannot be coded yet (one)")
-    return (mask.float() * 2 - 1).expand(-1, 3, -1, -1)
+    """Target masks ``(B, C, H, W)`` in {0, 1} (the label scheme's coding, C = 1 to 3) -> the
+    autoencoder's input space: three channels in [-1, 1]. One mask channel is replicated (a
+    gray mask image); two or three fill the first RGB channels and the rest stay at -1."""
+    channels = mask.shape[1]
+    if not 1 <= channels <= 3:
+        raise ValueError(f"masks with {channels} channels cannot be coded (1 to 3)")
+    coded = mask.float() * 2 - 1
+    if channels == 1:
+        return coded.expand(-1, 3, -1, -1)
+    filler = torch.full_like(coded[:, :1], -1.0).expand(-1, 3 - channels, -1, -1)
+    return torch.cat([coded, filler], dim=1)
 
 
-def rgb_to_mask(decoded: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`mask_to_rgb` for a decoded image: clamp to [-1, 1], map to
-    [0, 1] and average the three channels into the foreground probability ``(B, 1, H, W)``."""
-    return ((decoded.clamp(-1, 1) + 1) / 2).mean(dim=1, keepdim=True)
+def rgb_to_mask(decoded: torch.Tensor, channels: int = 1) -> torch.Tensor:
+    """The inverse of :func:`mask_to_rgb` for a decoded image: clamp to [-1, 1] and map to
+    [0, 1]; one channel is the mean of the three, more are the first ``channels``. Returns the
+    probabilities ``(B, channels, H, W)``."""
+    probability = (decoded.clamp(-1, 1) + 1) / 2
+    if channels == 1:
+        return probability.mean(dim=1, keepdim=True)
+    return probability[:, :channels]
 
 
 def encode_mask(autoencoder: AutoencoderKL, mask: torch.Tensor,
                 latent_scale: float) -> torch.Tensor:
-    """Target masks ``(B, 1, H, W)`` -> their scaled latent (posterior mode)."""
+    """Target masks ``(B, C, H, W)`` -> their scaled latent (posterior mode)."""
     return autoencoder.encode(mask_to_rgb(mask)).latent_dist.mode() * latent_scale
 
 
-def decode_mask(autoencoder: AutoencoderKL, latent: torch.Tensor,
-                latent_scale: float) -> torch.Tensor:
-    """A scaled latent -> the foreground probability map ``(B, 1, H, W)`` in [0, 1]."""
-    return rgb_to_mask(autoencoder.decode(latent / latent_scale).sample)
+def decode_mask(autoencoder: AutoencoderKL, latent: torch.Tensor, latent_scale: float,
+                channels: int = 1) -> torch.Tensor:
+    """A scaled latent -> the mask channels' probabilities ``(B, channels, H, W)`` in [0, 1]."""
+    return rgb_to_mask(autoencoder.decode(latent / latent_scale).sample, channels)

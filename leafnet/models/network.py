@@ -58,6 +58,7 @@ class NetworkConfig:
     latent_scale: float
     autoencoder_weights: str | None
     unet_weights: str | None
+    mask_channels: int = 1
     schedule: dict[str, Any] = field(default_factory=lambda: {
         "num_train_timesteps": NUM_TRAIN_TIMESTEPS, "beta_start": BETA_START,
         "beta_end": BETA_END, "beta_schedule": BETA_SCHEDULE})
@@ -80,9 +81,10 @@ class NetworkConfig:
 
 def network_config(preset: str, prediction_type: str = "x0",
                    autoencoder_weights: str | None = None,
-                   latent_scale: float | None = None) -> NetworkConfig:
-    """The config of ``preset``; a self-trained autoencoder folder and its latent scale
-    (1 / std of mask latents) replace the preset's own where given. A pretrained preset uses the
+                   latent_scale: float | None = None, mask_channels: int = 1) -> NetworkConfig:
+    """The config of ``preset`` for masks of ``mask_channels`` channels (the label scheme's);
+    a self-trained autoencoder folder and its latent scale (1 / std of mask latents) replace
+    the preset's own where given. A pretrained preset uses the
     ``scale_factor`` recorded when its weights were imported (the checkpoint's own)."""
     if prediction_type not in PREDICTION_TYPES:
         raise LeafnetError(f"prediction type must be one of {PREDICTION_TYPES}")
@@ -97,6 +99,7 @@ def network_config(preset: str, prediction_type: str = "x0",
                                       chosen.latent_scale) if v is not None),
         autoencoder_weights=autoencoder_weights or chosen.pretrained,
         unet_weights=chosen.pretrained,
+        mask_channels=mask_channels,
     )
 
 
@@ -124,12 +127,14 @@ class LEAFNetwork(nn.Module):
         return self.image_encoder(image)
 
     def encode_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """Binary mask ``(B, 1, H, W)`` -> mask latent z_y (frozen autoencoder)."""
+        """Coded masks ``(B, C, H, W)`` -> mask latent z_y (frozen autoencoder)."""
         return encode_mask(self.autoencoder, mask, self.config.latent_scale)
 
     def decode_mask(self, latent: torch.Tensor) -> torch.Tensor:
-        """Mask latent -> foreground probability ``(B, 1, H, W)``; threshold 0.5 for the mask."""
-        return decode_mask(self.autoencoder, latent, self.config.latent_scale)
+        """Mask latent -> the mask channels' probabilities ``(B, C, H, W)`` (the label scheme
+        decodes them)."""
+        return decode_mask(self.autoencoder, latent, self.config.latent_scale,
+                           self.config.mask_channels)
 
     def denoise(self, image_latent: torch.Tensor, noisy_latent: torch.Tensor,
                 timesteps: torch.Tensor) -> torch.Tensor:
@@ -151,7 +156,8 @@ class LEAFNetwork(nn.Module):
         image_latent = self.encode_image(image)
         timesteps = torch.full((image.shape[0],), self.schedule.last_timestep,
                                device=image.device, dtype=torch.long)
-        probability = torch.zeros(image.shape[0], 1, *image.shape[2:], device=image.device)
+        probability = torch.zeros(image.shape[0], self.config.mask_channels, *image.shape[2:],
+                                  device=image.device)
         for sample in range(num_samples):
             if noise is not None:
                 draw = noise[sample]

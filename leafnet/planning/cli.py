@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="size the images are resampled to (default: the preset's, 256 256 for "
                         "paper, 128 128 for small; kept from existing plans unless the preset "
                         "changes)")
+    parser.add_argument("--labels", nargs="+", metavar="NAME",
+                        help="train only these labels (or regions) of dataset.json, e.g. cup "
+                        "for the paper's cup-only REFUGE2 (default: every label; kept from "
+                        "existing plans)")
     return parser
 
 
@@ -38,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     for dataset in args.dataset:
         result = plan_and_preprocess(dataset, args.num_processes, args.clean, args.preset,
-                                     tuple(args.target_size) if args.target_size else None)
+                                     tuple(args.target_size) if args.target_size else None,
+                                     label_names=args.labels)
         fold = result.splits["folds"][0]
         origin = "yours, kept as is" if result.user_splits else "seeded"
         print(f"{result.folder.name}: {result.processed} cases preprocessed, {result.skipped} "
@@ -49,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{len(result.splits['test'])} test")
         print(f"  plans: {result.folder / 'leafnet_plans.json'} (preset "
               f"{result.plans.preset}, target size {list(result.plans.target_size)})")
+        print(f"  labels: {result.plans.label_scheme.describe()}")
         print(f"  data:  {result.folder / result.plans.data_identifier}")
         for note in result.notes:
             print(f"  note: {note}")

@@ -99,12 +99,13 @@ def plan_and_preprocess(
     target_size: tuple[int, int] | None = None,
     show_progress: bool = True,
     output_root: Path | None = None,
+    label_names: list[str] | None = None,
 ) -> PlanningResult:
     """Verify, fingerprint, plan, split and preprocess one raw dataset.
 
-    Existing plans are kept (they may hold the user's edits) except for ``preset`` and
-    ``target_size`` when given; a new preset brings its own target size unless ``target_size``
-    says otherwise. Cases whose arrays are up to date are skipped, so an
+    Existing plans are kept (they may hold the user's edits) except for ``preset``,
+    ``target_size`` and ``label_names`` (the labels or regions trained) when given; a new
+    preset brings its own target size unless ``target_size`` says otherwise. Cases whose arrays are up to date are skipped, so an
     interrupted run resumes and a repeated run is nearly free; ``clean`` starts over.
     ``output_root`` replaces LEAFNET_PREPROCESSED (benchmarks write to a scratch folder).
     """
@@ -121,13 +122,14 @@ def plan_and_preprocess(
         if clean:
             _clean(folder)
         return _plan_locked(raw_folder, folder, description, training, test, num_processes,
-                            preset, target_size, show_progress)
+                            preset, target_size, show_progress, label_names)
 
 
 def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription,
                  training: dict[str, CaseFiles], test: dict[str, CaseFiles],
                  num_processes: int | None, preset: str | None,
-                 target_size: tuple[int, int] | None, show_progress: bool) -> PlanningResult:
+                 target_size: tuple[int, int] | None, show_progress: bool,
+                 label_names: list[str] | None = None) -> PlanningResult:
     """The planning steps after verification, while this process holds the folder's lock."""
     copy_file(raw_folder / "dataset.json", folder / "dataset.json")
 
@@ -148,7 +150,7 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
     else:
         chosen = preset or DEFAULT_PRESET
         content = make_plans(raw_folder.name, description, fingerprint, chosen,
-                             target_size or PRESETS[chosen].target_size)
+                             target_size or PRESETS[chosen].target_size, label_names)
     if preset is not None and preset != content["preset"] and target_size is None:
         target_size = PRESETS[preset].target_size
     if preset is not None:
@@ -156,6 +158,10 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
     if target_size is not None:
         content["target_size"] = list(target_size)
         content["data_identifier"] = f"{content['plans_name']}_{target_size[0]}x{target_size[1]}"
+    if label_names is not None:
+        content["label_handling"] = make_plans(raw_folder.name, description, fingerprint,
+                                               content["preset"],
+                                               label_names=label_names)["label_handling"]
     plans = Plans.from_json(content, folder / PLANS_FILE)
     write_json(folder / PLANS_FILE, content)
 
@@ -172,6 +178,10 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
                             show_progress)
     removed = _remove_stale_cases(data_folder, set(training) | set(test))
     notes = resampling_notes(data_folder, sorted(training) + sorted(test), plans)
+    if "classes" not in content["label_handling"] and len(description.labels) > 2:
+        notes.append(f"these plans (written by an older leafnet) train "
+                     f"{plans.label_scheme.describe()}; re-plan with --labels NAME ... (or "
+                     "--clean) to train each label")
     return PlanningResult(folder, plans, splits, user_splits, outcomes.count("done"),
                           outcomes.count("skipped"), removed, notes)
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import plain_name
+from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.models.presets import PRESETS
 from leafnet.raw_format import DatasetDescription
@@ -55,9 +56,11 @@ def make_plans(
     fingerprint: dict[str, Any],
     preset: str = DEFAULT_PRESET,
     target_size: tuple[int, int] | None = None,
+    label_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """The default plans for a dataset, from its dataset.json and fingerprint; the image size
-    is the preset's unless ``target_size`` is given."""
+    is the preset's unless ``target_size`` is given, and every label (or region) is trained
+    unless ``label_names`` chooses some."""
     check_plan_options(preset, target_size)
     target_size = target_size or PRESETS[preset].target_size
     if description.num_channels not in (1, 3):
@@ -66,7 +69,10 @@ def make_plans(
             "(gray, replicated to RGB) or 3 (RGB) because the autoencoder takes RGB images"
         )
     height, width = target_size
-    foreground = [value for value in description.label_values if value != 0]
+    try:
+        scheme = LabelScheme.for_dataset(description.labels, description.regions, label_names)
+    except LeafnetError as error:
+        raise LeafnetError(f"{dataset_name}: {error}") from None
     return {
         "plans_name": PLANS_NAME,
         "dataset_name": dataset_name,
@@ -83,10 +89,8 @@ def make_plans(
         },
         "normalisation": _normalisation(fingerprint),
         "labels": description.labels,
-        "label_handling": {
-            "mode": "binary" if len(foreground) == 1 else "foreground_union",
-            "foreground_labels": foreground,
-        },
+        "regions": description.regions,
+        "label_handling": scheme.to_json(),
         "batch_size": DEFAULT_BATCH_SIZE,
         "preset": preset,
         "preprocessing_version": PREPROCESSING_VERSION,
@@ -115,6 +119,9 @@ def check_plans_match(plans: Plans, description: DatasetDescription, path: Path)
     if plans.labels != description.labels:
         differences.append(f"labels {plans.labels} in the plans, {description.labels} "
                            "in the raw dataset")
+    if plans.json.get("regions", {}) != description.regions:
+        differences.append(f"regions {plans.json.get('regions', {})} in the plans, "
+                           f"{description.regions} in the raw dataset")
     if differences:
         raise LeafnetError(
             f"{path} was made for another version of the raw dataset ({'; '.join(differences)}). "

@@ -13,6 +13,10 @@ leafnet reads two of its own:
   - ``{"rule": "kfold", "folds": 5}`` cross-validation over imagesTr (imagesTs, if any, is test).
 
   Every rule may carry ``"seed"`` (an integer) for its shuffle.
+
+Nested regions use nnU-Net's keys: a region's ``labels`` entry is the list of label values it
+covers and ``regions_class_order`` the value written for each region, in the order of the
+regions, e.g. ``{"background": 0, "disc": [1, 2], "cup": 2}`` with ``[1, 2]``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class DatasetDescription:
     image_file_ending: str | None = None
     num_test: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    regions: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def image_ending(self) -> str:
@@ -67,6 +72,11 @@ class DatasetDescription:
                 "file_ending": self.file_ending,
             }
         )
+        if self.regions:
+            data["labels"] = {"background": 0, **{
+                name: values if len(values) > 1 else values[0]
+                for name, values in self.regions.items()}}
+            data["regions_class_order"] = [self.labels[name] for name in self.regions]
         if self.image_file_ending and self.image_file_ending != self.file_ending:
             data["image_file_ending"] = self.image_file_ending
         if self.num_test is not None:
@@ -125,20 +135,56 @@ def _require(data: dict[str, Any], key: str, kind: type, path: Path) -> Any:
     return value
 
 
-def _parse_labels(labels: dict[str, Any], path: Path) -> dict[str, int]:
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
+def _integer(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_regions(labels: dict[str, Any], order: object,
+                   path: Path) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """nnU-Net's region keys -> (label value written per region name, region values)."""
+    names = [name for name, value in labels.items() if value != 0]
+    if not isinstance(order, list) or not all(_integer(v) for v in order) \
+            or len(order) != len(names):
         raise LeafnetError(
-            f"{path}: 'labels' must map names to integers, e.g. "
-            '{"background": 0, "polyp": 1}; region labels (lists) are not supported'
-        )
-    values = sorted(labels.values())
-    if 0 not in values:
+            f"{path}: 'labels' has regions (lists of values), so 'regions_class_order' must list "
+            f"the label value written for each of the {len(names)} regions {names}, in their "
+            f"order, e.g. {list(range(1, len(names) + 1))}; found {order!r}")
+    regions = {}
+    for name in names:
+        value = labels[name]
+        values = [value] if _integer(value) else value
+        if not isinstance(values, list) or not values or not all(_integer(v) for v in values):
+            raise LeafnetError(f"{path}: region '{name}' must be a label value or a list of "
+                               f"them, found {value!r}")
+        regions[name] = sorted(set(values))
+    covered = sorted({v for values in regions.values() for v in values})
+    if covered != sorted(set(order)):
+        raise LeafnetError(f"{path}: the regions cover label values {covered} but "
+                           f"'regions_class_order' writes {order}; every value in the label "
+                           "files must be written by one region")
+    return {"background": 0, **dict(zip(names, order, strict=True))}, regions
+
+
+def _parse_labels(labels: dict[str, Any], path: Path,
+                  order: object = None) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """The label values by name (for a region dataset, the value each region writes) and the
+    regions (empty for plain labels)."""
+    regions: dict[str, list[int]] = {}
+    if 0 not in labels.values():
         raise LeafnetError(f"{path}: 'labels' must contain background with value 0")
+    if not all(_integer(v) for v in labels.values()) or order is not None:
+        if order is None:
+            raise LeafnetError(
+                f"{path}: 'labels' must map names to integers, e.g. "
+                '{"background": 0, "polyp": 1}, or, for nested regions, to lists of values with '
+                "'regions_class_order' (nnU-Net's region format)")
+        labels, regions = _parse_regions(labels, order, path)
+    values = sorted(labels.values())
     if values != list(range(len(values))):
         raise LeafnetError(
             f"{path}: label values must be consecutive integers 0..N-1, found {values}"
         )
-    return dict(labels)
+    return dict(labels), regions
 
 
 def _parse_ending(value: object, allowed: tuple[str, ...], key: str, path: Path) -> str:
@@ -171,7 +217,8 @@ def load_dataset_json(dataset_folder: Path) -> DatasetDescription:
         raise LeafnetError(
             f"{path}: 'channel_names' keys must be \"0\", \"1\", ... (found {list(channel_names)})"
         )
-    labels = _parse_labels(_require(data, "labels", dict, path), path)
+    labels, regions = _parse_labels(_require(data, "labels", dict, path), path,
+                                    data.get("regions_class_order"))
     num_training = _require(data, "numTraining", int, path)
     file_ending = _parse_ending(data.get("file_ending"), LABEL_ENDINGS, "file_ending", path)
     image_file_ending = data.get("image_file_ending")
@@ -181,7 +228,7 @@ def load_dataset_json(dataset_folder: Path) -> DatasetDescription:
         )
     known = {
         "name", "channel_names", "labels", "numTraining", "file_ending",
-        "image_file_ending", "numTest", "leafnet_split",
+        "image_file_ending", "numTest", "leafnet_split", "regions_class_order",
     }
     return DatasetDescription(
         name=str(data.get("name", dataset_folder.name)),
@@ -193,6 +240,7 @@ def load_dataset_json(dataset_folder: Path) -> DatasetDescription:
         num_test=data.get("numTest"),
         split=data.get("leafnet_split", {"rule": "ratio", "train": 0.8, "val": 0.1, "test": 0.1}),
         extra={k: v for k, v in data.items() if k not in known},
+        regions=regions,
     )
 
 

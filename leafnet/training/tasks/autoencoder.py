@@ -92,7 +92,8 @@ class AutoencoderTask(TrainingTask):
         probabilities, targets = [], []
         for _, mask in self.run.validation_batches():
             latent = encode_mask(self.autoencoder, torch.from_numpy(mask).to(self.run.device), 1.0)
-            probabilities += list(decode_mask(self.autoencoder, latent, 1.0).cpu().numpy())
+            probabilities += list(decode_mask(self.autoencoder, latent, 1.0,
+                                              mask.shape[1]).cpu().numpy())
             targets += list(mask)
         self.autoencoder.train()
         return mean_dice_and_iou(self.run.plans.label_scheme, probabilities, targets)
@@ -119,5 +120,6 @@ class AutoencoderTask(TrainingTask):
         scale = float(1 / torch.cat(latents).std())
         folder = run.output / "autoencoder"
         self.autoencoder.save_pretrained(folder, safe_serialization=True)
-        write_json(folder / "latent_scale.json", {"latent_scale": scale})
+        write_json(folder / "latent_scale.json", {
+            "latent_scale": scale, "label_handling": run.plans.label_scheme.to_json()})
         run.log(f"first stage saved to {folder} (latent scale {scale:.4f})")

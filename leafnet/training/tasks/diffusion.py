@@ -83,8 +83,10 @@ class DiffusionTask(TrainingTask):
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
         run = self.run
+        scheme = run.plans.label_scheme
         if run.preset.pretrained is not None:
-            return network_config(run.preset.name, self.prediction_type)
+            return network_config(run.preset.name, self.prediction_type,
+                                  mask_channels=scheme.num_channels)
         dataset = run.dataset_folder.name
         folder = trainer_output(dataset, self.first_stage, run.plans_name, run.preset.name,
                                 run.fold) / "autoencoder"
@@ -95,8 +97,16 @@ class DiffusionTask(TrainingTask):
                 f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
                 f"--preset {run.preset.name} (or choose another with --first-stage)"
             )
-        scale = json.loads((folder / "latent_scale.json").read_text())["latent_scale"]
-        return network_config(run.preset.name, self.prediction_type, str(folder), scale)
+        record = json.loads((folder / "latent_scale.json").read_text())
+        coded = record.get("label_handling")
+        if (coded != scheme.to_json()) if coded is not None else not scheme.is_binary:
+            raise LeafnetError(
+                f"the first stage in {folder} was trained on other label classes "
+                f"({coded or 'one mask channel'}) than the plans now ask for "
+                f"({scheme.describe()}); train it again: leafnet_train {dataset} "
+                f"{self.first_stage} -f {run.fold} --preset {run.preset.name}")
+        return network_config(run.preset.name, self.prediction_type, str(folder),
+                              record["latent_scale"], scheme.num_channels)
 
     def build(self) -> list[nn.Parameter]:
         self.network = build_network(self.network_config()).to(self.run.device)

@@ -30,7 +30,7 @@ class MaskLatentCache:
 
     def __call__(self, network: LEAFNetwork, masks: torch.Tensor, case_index: np.ndarray,
                  flips: np.ndarray) -> torch.Tensor:
-        """The latents of ``masks`` ``(B, 1, H, W)``, whose views ``case_index`` and ``flips``
+        """The latents of ``masks`` ``(B, C, H, W)``, whose views ``case_index`` and ``flips``
         ``(B, 2)`` name."""
         found = []
         for mask, index, flip in zip(masks, case_index, flips, strict=True):

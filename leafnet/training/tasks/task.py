@@ -78,11 +78,13 @@ class RunContext:
 
 def mean_dice_and_iou(scheme: LabelScheme, probabilities: list[np.ndarray],
                       targets: list[np.ndarray]) -> dict[str, float]:
-    """Mean Dice and IoU over images and coded mask channels, each predicted channel
-    binarized by the label scheme (the validation score that picks checkpoint_best)."""
-    scores = [dice_and_iou(scheme.binarize(p), t.astype(bool)) for probability, target
+    """Mean Dice and IoU over images and the scheme's classes (labels or regions), the
+    predicted channels and the coded targets both decoded by the label scheme (the validation
+    score that picks checkpoint_best)."""
+    scores = [dice_and_iou(found, wanted) for probability, target
               in zip(probabilities, targets, strict=True)
-              for p, t in zip(probability, target, strict=True)]
+              for found, wanted in zip(scheme.class_masks(scheme.decode(probability)),
+                                       scheme.class_masks(scheme.decode(target)), strict=True)]
     return {"dice": float(np.mean([s[0] for s in scores])),
             "iou": float(np.mean([s[1] for s in scores]))}
 
