@@ -3,8 +3,9 @@
 Table 2 (``parameterization``): eps, v and x0 prediction, each without and with feature
 alignment. Table 3 (``lambda``): the distillation weight. Table 4 (``stability``): eps vs x0
 predicted with several noise seeds. ``variants`` is beyond the paper: the training-timestep
-distributions and the pixel loss of issue 13 beside the paper's x0 row. Every row is an ordinary trainer found by name, so a table is
-nothing more than the commands a user could type one by one.
+distributions and the pixel loss of issue 13 beside the paper's x0 row. Every row is an ordinary
+trainer found by name, so a table is nothing more than the commands a user could type one by
+one.
 """
 
 from __future__ import annotations

@@ -105,8 +105,9 @@ def plan_and_preprocess(
 
     Existing plans are kept (they may hold the user's edits) except for ``preset``,
     ``target_size`` and ``label_names`` (the labels or regions trained) when given; a new
-    preset brings its own target size unless ``target_size`` says otherwise. Cases whose arrays are up to date are skipped, so an
-    interrupted run resumes and a repeated run is nearly free; ``clean`` starts over.
+    preset brings its own target size unless ``target_size`` says otherwise. Cases whose arrays
+    are up to date are skipped, so an interrupted run resumes and a repeated run is nearly
+    free; ``clean`` starts over.
     ``output_root`` replaces LEAFNET_PREPROCESSED (benchmarks write to a scratch folder).
     """
     raw_folder = find_dataset(dataset)
