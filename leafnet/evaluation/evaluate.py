@@ -4,7 +4,8 @@ Keys follow nnU-Net: ``metric_per_case`` (one entry per case with its files and,
 region, Dice, IoU, voxel counts and optionally HD95), ``mean`` (per label or region) and
 ``foreground_mean`` (the mean over them). A label is keyed by its value (``"1"``), a region by
 its values as nnU-Net writes them (``"(1, 2)"``); ``classes`` names each key. Empty masks:
-both empty scores Dice = IoU = 1; an empty reference with a non-empty prediction scores 0. HD95 is NaN (and left out of means) when either mask is empty.
+both empty scores Dice = IoU = 1; an empty reference with a non-empty prediction scores 0.
+HD95 is NaN (and left out of means) when either mask is empty.
 References and predictions are read by the converter's mask rules (mask_rule.py), stated in
 the summary's ``mask_rules``.
 """

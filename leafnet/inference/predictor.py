@@ -3,7 +3,8 @@
 Preprocessing comes from the model's saved plans only: the plans' intensity window to uint8,
 resampling to the planned size, ``x / 127.5 - 1``; the mask channels' probabilities are
 resampled back bilinearly and decoded by the plans' label scheme (thresholds at 0.5). The noise
-of image i, sample k is drawn from a generator seeded with ``seed + k``, so a prediction does not depend on the batch it was made in.
+of image i, sample k is drawn from a generator seeded with ``seed + k``, so a prediction does
+not depend on the batch it was made in.
 """
 
 from __future__ import annotations
