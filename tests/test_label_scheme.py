@@ -18,7 +18,9 @@ def _through_input_space(scheme: LabelScheme, label: np.ndarray) -> np.ndarray:
     """Code a label image, map it to the autoencoder's RGB input and back, decode it."""
     coded = torch.from_numpy(scheme.encode(label))[None]
     rgb = mask_to_rgb(coded)
-    assert rgb.shape == (1, 3, *label.shape) and set(rgb.unique().tolist()) <= {-1.0, 1.0}
+    levels = {-1.0, 1.0} if not scheme.levels else {2 * d / len(scheme.classes) - 1
+                                                   for d in range(len(scheme.classes) + 1)}
+    assert rgb.shape == (1, 3, *label.shape) and set(rgb.unique().tolist()) <= levels
     return scheme.decode(rgb_to_mask(rgb, scheme.num_channels)[0].numpy())
 
 
@@ -55,15 +57,31 @@ def test_binary_codes_one_channel_replicated_to_rgb_as_before():
     assert torch.allclose(rgb_to_mask(decoded), ((decoded + 1) / 2).mean(1, keepdim=True))
 
 
-def test_nested_regions_paint_in_order_and_are_scored_as_regions():
+def test_nested_regions_are_grey_levels_painted_in_order_and_scored_as_regions():
     scheme = LabelScheme.for_dataset(LABELS, {"disc": [1, 2], "cup": [2]})
-    probability = np.array([[[0.9, 0.9, 0.2, 0.6]], [[0.1, 0.8, 0.1, 0.7]]])
-    label = scheme.decode(probability)
-    np.testing.assert_array_equal(label, [[1, 2, 0, 2]])
+    assert scheme.levels and scheme.num_channels == 1
+    np.testing.assert_array_equal(scheme.encode(np.array([[0, 1, 2]])), [[[0, 0.5, 1]]])
+    level = np.array([[[0.1, 0.9, 0.6, 0.3]]])
+    label = scheme.decode(level)
+    np.testing.assert_array_equal(label, [[0, 2, 1, 1]])
+    np.testing.assert_allclose(scheme.class_probabilities(level),
+                               [[[0.2, 1, 1, 0.6]], [[0, 0.8, 0.2, 0]]])
     disc, cup = scheme.class_masks(label)
-    np.testing.assert_array_equal(disc, [[True, True, False, True]])
-    np.testing.assert_array_equal(cup, [[False, True, False, True]])
+    np.testing.assert_array_equal(disc, [[False, True, True, True]])
+    np.testing.assert_array_equal(cup, [[False, True, False, False]])
     assert [c.key for c in scheme.classes] == ["(1, 2)", "2"]
+
+
+def test_regions_that_do_not_nest_get_a_channel_each():
+    labels = {"background": 0, "a": 1, "b": 2, "c": 3}
+    overlapping = LabelScheme.from_plans(labels, {"mode": "regions", "classes": [
+        {"name": "ab", "values": [1, 2], "write": 1},
+        {"name": "bc", "values": [2, 3], "write": 3}]}, "plans.json")
+    assert not overlapping.levels and overlapping.num_channels == 2
+    np.testing.assert_array_equal(overlapping.encode(np.array([[1, 2, 3]])),
+                                  [[[1, 1, 0]], [[0, 1, 1]]])
+    np.testing.assert_array_equal(overlapping.decode(np.array([[[0.9, 0.1]], [[0.2, 0.7]]])),
+                                  [[1, 3]])
 
 
 def test_exclusive_labels_take_the_strongest_channel_above_the_threshold():

@@ -93,8 +93,9 @@ def test_planning_says_the_scheme_and_trains_a_subset_only_when_asked(leafnet_fo
                  show_progress=False)
     arguments = ["-d", str(NESTED), "-np", "1", "--preset", "tiny", "--target-size", "32", "32"]
     plan_main(arguments)
-    assert ("labels: nested regions, one mask channel each, painted in this order: lesion = "
-            "{1, 2} written as 1, core = {2} written as 2") in capsys.readouterr().out
+    assert ("labels: nested regions coded as grey levels of one mask channel, painted in "
+            "order: lesion = {1, 2} written as 1, core = {2} written as 2"
+            ) in capsys.readouterr().out
     plans_file = (leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset998_LeafnetDemoNested"
                   / "leafnet_plans.json")
     plan_main(arguments + ["--labels", "core"])

@@ -50,7 +50,8 @@ def full_augmentation(size: tuple[int, int]) -> Compose:
 def augment(transform: Compose, images: np.ndarray, masks: np.ndarray, seed: int,
             step: int) -> tuple[np.ndarray, np.ndarray]:
     """``transform`` applied to a batch ``(B, C, H, W)`` of network inputs and their masks
-    ``(B, K, H, W)``, seeded by (seed, step); images are clipped back to [-1, 1]."""
+    ``(B, K, H, W)``, seeded by (seed, step); images are clipped back to [-1, 1], masks keep
+    their coded values (nearest-neighbour resampling)."""
     saved, saved_python = np.random.get_state(), random.getstate()
     state = int(np.random.SeedSequence([seed, step, 2]).generate_state(1)[0])
     np.random.seed(state)
@@ -60,5 +61,4 @@ def augment(transform: Compose, images: np.ndarray, masks: np.ndarray, seed: int
     finally:
         np.random.set_state(saved)
         random.setstate(saved_python)
-    return (np.clip(out["data"], -1, 1).astype(np.float32),
-            (out["seg"] > 0.5).astype(np.float32))
+    return np.clip(out["data"], -1, 1).astype(np.float32), out["seg"].astype(np.float32)

@@ -121,5 +121,5 @@ class AutoencoderTask(TrainingTask):
         folder = run.output / "autoencoder"
         self.autoencoder.save_pretrained(folder, safe_serialization=True)
         write_json(folder / "latent_scale.json", {
-            "latent_scale": scale, "label_handling": run.plans.label_scheme.to_json()})
+            "latent_scale": scale, "label_handling": run.plans.label_scheme.coding})
         run.log(f"first stage saved to {folder} (latent scale {scale:.4f})")

@@ -99,7 +99,7 @@ class DiffusionTask(TrainingTask):
             )
         record = json.loads((folder / "latent_scale.json").read_text())
         coded = record.get("label_handling")
-        if (coded != scheme.to_json()) if coded is not None else not scheme.is_binary:
+        if (coded != scheme.coding) if coded is not None else not scheme.is_binary:
             raise LeafnetError(
                 f"the first stage in {folder} was trained on other label classes "
                 f"({coded or 'one mask channel'}) than the plans now ask for "
