@@ -18,9 +18,7 @@ def _through_input_space(scheme: LabelScheme, label: np.ndarray) -> np.ndarray:
     """Code a label image, map it to the autoencoder's RGB input and back, decode it."""
     coded = torch.from_numpy(scheme.encode(label))[None]
     rgb = mask_to_rgb(coded)
-    levels = {-1.0, 1.0} if not scheme.levels else {2 * d / len(scheme.classes) - 1
-                                                   for d in range(len(scheme.classes) + 1)}
-    assert rgb.shape == (1, 3, *label.shape) and set(rgb.unique().tolist()) <= levels
+    assert rgb.shape == (1, 3, *label.shape) and set(rgb.unique().tolist()) <= {-1.0, 1.0}
     return scheme.decode(rgb_to_mask(rgb, scheme.num_channels)[0].numpy())
 
 
@@ -57,18 +55,18 @@ def test_binary_codes_one_channel_replicated_to_rgb_as_before():
     assert torch.allclose(rgb_to_mask(decoded), ((decoded + 1) / 2).mean(1, keepdim=True))
 
 
-def test_nested_regions_are_grey_levels_painted_in_order_and_scored_as_regions():
+def test_nested_regions_get_a_channel_each_painted_in_order_and_scored_as_regions():
     scheme = LabelScheme.for_dataset(LABELS, {"disc": [1, 2], "cup": [2]})
-    assert scheme.levels and scheme.num_channels == 1
-    np.testing.assert_array_equal(scheme.encode(np.array([[0, 1, 2]])), [[[0, 0.5, 1]]])
-    level = np.array([[[0.1, 0.9, 0.6, 0.3]]])
-    label = scheme.decode(level)
-    np.testing.assert_array_equal(label, [[0, 2, 1, 1]])
-    np.testing.assert_allclose(scheme.class_probabilities(level),
-                               [[[0.2, 1, 1, 0.6]], [[0, 0.8, 0.2, 0]]])
+    assert scheme.num_channels == 2 and scheme.coding["coding"] == "channels"
+    np.testing.assert_array_equal(scheme.encode(np.array([[0, 1, 2]])),
+                                  [[[0, 1, 1]], [[0, 0, 1]]])
+    probability = np.array([[[0.1, 0.9, 0.6, 0.3]], [[0.2, 0.8, 0.4, 0.7]]])
+    label = scheme.decode(probability)
+    np.testing.assert_array_equal(label, [[0, 2, 1, 2]])
+    np.testing.assert_array_equal(scheme.class_probabilities(probability), probability)
     disc, cup = scheme.class_masks(label)
     np.testing.assert_array_equal(disc, [[False, True, True, True]])
-    np.testing.assert_array_equal(cup, [[False, True, False, False]])
+    np.testing.assert_array_equal(cup, [[False, True, False, True]])
     assert [c.key for c in scheme.classes] == ["(1, 2)", "2"]
 
 
@@ -77,7 +75,7 @@ def test_regions_that_do_not_nest_get_a_channel_each():
     overlapping = LabelScheme.from_plans(labels, {"mode": "regions", "classes": [
         {"name": "ab", "values": [1, 2], "write": 1},
         {"name": "bc", "values": [2, 3], "write": 3}]}, "plans.json")
-    assert not overlapping.levels and overlapping.num_channels == 2
+    assert overlapping.num_channels == 2
     np.testing.assert_array_equal(overlapping.encode(np.array([[1, 2, 3]])),
                                   [[[1, 1, 0]], [[0, 1, 1]]])
     np.testing.assert_array_equal(overlapping.decode(np.array([[[0.9, 0.1]], [[0.2, 0.7]]])),

@@ -8,6 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import FOLDER_VARIABLES, save
 
 from leafnet.dataset_conversion import convert_demo
@@ -20,6 +21,7 @@ from leafnet.planning.cli import main as plan_main
 from leafnet.preprocessing.label_scheme import LabelClass
 from leafnet.raw_format import load_dataset_json, write_dataset_json
 from leafnet.training.registry import find_trainer
+from leafnet.training.tasks.autoencoder import soft_dice_loss
 
 NESTED = 998
 DISC, CUP = LabelClass("disc", (1, 2), 1), LabelClass("cup", (2,), 2)
@@ -93,8 +95,8 @@ def test_planning_says_the_scheme_and_trains_a_subset_only_when_asked(leafnet_fo
                  show_progress=False)
     arguments = ["-d", str(NESTED), "-np", "1", "--preset", "tiny", "--target-size", "32", "32"]
     plan_main(arguments)
-    assert ("labels: nested regions coded as grey levels of one mask channel, painted in "
-            "order: lesion = {1, 2} written as 1, core = {2} written as 2"
+    assert ("labels: regions, one mask channel each, painted in this order: lesion = {1, 2} "
+            "written as 1, core = {2} written as 2"
             ) in capsys.readouterr().out
     plans_file = (leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset998_LeafnetDemoNested"
                   / "leafnet_plans.json")
@@ -179,6 +181,19 @@ def test_the_trainer_scores_each_region_and_their_mean(nested_env):
                    / "LEAFAutoencoderTrainer__leafnetPlans__tiny" / "fold_0" / "autoencoder")
     coded = json.loads((first_stage / "latent_scale.json").read_text())["label_handling"]
     assert [c["name"] for c in coded["classes"]] == ["lesion", "core"]
+
+
+def test_soft_dice_loss_is_zero_for_a_perfect_or_empty_mask_and_near_one_for_a_miss():
+    mask = torch.zeros(1, 2, 8, 8)
+    mask[0, 0, 2:6, 2:6] = 1
+    assert soft_dice_loss(mask, mask).item() == pytest.approx(0)
+    assert soft_dice_loss(1 - mask[:, :1], mask[:, :1]).item() == pytest.approx(1, abs=0.02)
+
+
+def test_a_first_stage_of_several_classes_adds_the_masks_dice_to_its_loss(nested_env):
+    folder = (nested_env / "leafnet_results" / "Dataset998_LeafnetDemoNested"
+              / "LEAFAutoencoderTrainer__leafnetPlans__tiny" / "fold_0")
+    assert ", dice " in (folder / "training_log.txt").read_text()
 
 
 def test_a_first_stage_trained_on_other_labels_is_refused(nested_env):

@@ -142,7 +142,7 @@ def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]
     pairs = [(cases[case_id].label, predictions / f"{case_id}{description.file_ending}")
              for case_id in case_ids]
     scheme = LabelScheme.for_dataset(description.labels, description.regions)
-    summary = evaluate_pairs(pairs, [value for value in description.labels.values() if value],
+    summary = evaluate_pairs(pairs, scheme.foreground_values,
                              classes=list(scheme.classes))
     write_summary(summary, predictions / "summary.json")
     return {key: float(value) for key, value in summary["foreground_mean"].items()}

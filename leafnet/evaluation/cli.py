@@ -46,12 +46,12 @@ def main(argv: list[str] | None = None) -> None:
     classes: list[LabelClass] | None = None
     labels = args.labels
     if args.dataset_json is not None:
-        description = load_dataset_json(args.dataset_json.parent) \
-            if args.dataset_json.name == "dataset.json" else None
-        if description is None:
+        if args.dataset_json.name != "dataset.json":
             raise LeafnetError(f"-djfile {args.dataset_json}: give a file named dataset.json")
-        classes = list(LabelScheme.for_dataset(description.labels, description.regions).classes)
-        labels = labels or [value for value in description.labels.values() if value]
+        description = load_dataset_json(args.dataset_json.parent)
+        scheme = LabelScheme.for_dataset(description.labels, description.regions)
+        classes = list(scheme.classes)
+        labels = labels or scheme.foreground_values
     summary = evaluate_folders(args.reference, args.prediction, labels, args.hd95,
                                (args.ref_prefix, args.ref_suffix),
                                (args.pred_prefix, args.pred_suffix), classes)

@@ -44,7 +44,7 @@ def predict_cases(predictor: LEAFPredictor, raw_dataset: Path, case_ids: list[st
     if not pairs:
         return None
     scheme = predictor.plans.label_scheme
-    summary = evaluate_pairs(pairs, sorted(v for v in scheme.labels.values() if v),
+    summary = evaluate_pairs(pairs, scheme.foreground_values,
                              classes=list(scheme.classes))
     write_summary(summary, output / "summary.json")
     return summary

@@ -9,12 +9,8 @@ the mask in at most three channels (``C``), each in {0, 1}:
   channel. One class is the binary case.
 - ``regions``: a region is a set of label values, as in nnU-Net's region-based training (the
   optic disc {1, 2} contains the cup {2}). Written back as label values in the classes' order:
-  each region paints its ``write`` value over the previous ones where it is present. Regions
-  that nest as a chain (each contains the next, as disc and cup) are coded as grey levels in
-  one channel, the pixel's depth d (how many regions hold it) as ``d / K``, and region k is
-  present where the level passes ``(k - 0.5) / K``: a grey mask the autoencoder learns as fast
-  as a binary one (the same three equal RGB channels; one region is the binary coding).
-  Regions that do not nest get one channel each, present where it passes 0.5.
+  each region paints its ``write`` value over the previous ones where it is present. Each
+  region has its own channel, present where it passes 0.5 (nnU-Net's region channels).
 - ``code``: 4 to 7 mutually exclusive labels in three channels: class ``i`` (1-based) is the
   three bits of ``i``, one per channel; a pixel's bits decode to its class (an index without a
   class decodes to background).
@@ -150,26 +146,21 @@ class LabelScheme:
         return {"mode": self.mode, "classes": [item.to_json() for item in self.classes]}
 
     @property
-    def levels(self) -> bool:
-        """Whether the classes are coded as grey levels of one channel: regions where each
-        contains the next."""
-        return self.mode == "regions" and all(
-            set(inner.values) < set(outer.values)
-            for outer, inner in zip(self.classes, self.classes[1:]))
-
-    @property
     def coding(self) -> dict:
         """What a first stage trained on these masks learnt to code (recorded with it, so a
         diffusion trainer can refuse one made for other classes or another coding)."""
-        kind = "levels" if self.levels else "bits" if self.mode == "code" else "channels"
+        kind = "bits" if self.mode == "code" else "channels"
         return {**self.to_json(), "coding": kind, "mask_channels": self.num_channels}
 
     @property
     def num_channels(self) -> int:
         """Mask channels the autoencoder codes (1 to 3)."""
-        if self.levels:
-            return 1
         return MAX_CHANNELS if self.mode == "code" else len(self.classes)
+
+    @property
+    def foreground_values(self) -> list[int]:
+        """The dataset's foreground label values, ascending (what evaluation looks for)."""
+        return sorted(value for value in self.labels.values() if value)
 
     @property
     def is_binary(self) -> bool:
@@ -183,16 +174,11 @@ class LabelScheme:
         words = {"exclusive": "mutually exclusive labels, one mask channel each",
                  "regions": "regions, one mask channel each, painted in this order",
                  "code": "mutually exclusive labels coded as three bits"}[self.mode]
-        if self.levels and len(self.classes) > 1:
-            words = "nested regions coded as grey levels of one mask channel, painted in order"
         return f"{words}: {parts}"
 
     def encode(self, label: np.ndarray) -> np.ndarray:
         """An ``(H, W)`` label image as the network's target mask ``(C, H, W)`` in {0, 1}."""
         label = np.asarray(label)
-        if self.levels:
-            depth = sum(np.isin(label, item.values) for item in self.classes)
-            return (np.asarray(depth, np.float32) / len(self.classes))[None]
         if self.mode == "code":
             index = np.zeros(label.shape, np.int64)
             for position, item in enumerate(self.classes, start=1):
@@ -229,12 +215,7 @@ class LabelScheme:
 
     def class_probabilities(self, probability: np.ndarray) -> np.ndarray:
         """Per-class probability maps ``(K, H, W)`` from the channel probabilities: the channels
-        themselves; for grey levels region k's share of the level above ``(k - 1) / K``
-        (``clip(p K - k + 1, 0, 1)``, 0.5 at its threshold); for the bit code the product of
-        each bit's agreement with the class."""
-        if self.levels:
-            count = len(self.classes)
-            return np.stack([np.clip(probability[0] * count - k, 0, 1) for k in range(count)])
+        themselves; for the bit code the product of each bit's agreement with the class."""
         if self.mode != "code":
             return probability
         maps = []

@@ -2,9 +2,15 @@
 (and, unless told otherwise, the images) for presets without a pretrained one.
 
 L1 reconstruction plus ``kl_weight`` x KL on random crops, validated by the Dice of the
-reconstructed validation masks. The export, at the end only, is the EMA autoencoder and the
-latent scale 1 / std of the training masks' latents, where the diffusion task of the same
-dataset, plans, preset and fold finds them.
+reconstructed validation masks. Masks of several classes add ``dice_weight`` x the soft Dice
+loss of each mask channel: with L1 alone a first stage codes one binary mask (three equal
+channels) in 130 steps but had not started on two region channels (validation Dice 0.17 on the
+nested demo), with the Dice term it reached 0.90 / 0.85 in the same steps. One class keeps L1
+alone, so binary first stages train exactly as before.
+
+The export, at the end only, is the EMA autoencoder and the latent scale 1 / std of the
+training masks' latents, where the diffusion task of the same dataset, plans, preset and fold
+finds them.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import nn
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
-from leafnet.models.autoencoder import decode_mask, encode_mask, mask_to_rgb
+from leafnet.models.autoencoder import decode_mask, encode_mask, mask_to_rgb, rgb_to_mask
 from leafnet.training.tasks.task import (
     RunContext,
     TrainingTask,
@@ -42,15 +48,26 @@ class Reconstruction(nn.Module):
         return self.autoencoder.decode(latent).sample, posterior.kl().mean()
 
 
+def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - the soft Dice of each image's each channel ``(B, C, H, W)``, averaged; smoothed by 1
+    so that an empty channel predicted empty costs nothing."""
+    intersection = (probability * target).sum(dim=(2, 3))
+    total = probability.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
+    return (1 - (2 * intersection + 1) / (total + 1)).mean()
+
+
 class AutoencoderTask(TrainingTask):
     def __init__(self, run: RunContext, kl_weight: float, crop_size: int, scale_cases: int,
-                 train_on_images: bool) -> None:
+                 train_on_images: bool, dice_weight: float) -> None:
         super().__init__(run)
         if run.preset.pretrained is not None:
             raise LeafnetError(f"the '{run.preset.name}' preset uses the pretrained autoencoder "
                                f"of '{run.preset.pretrained}'; there is no first stage to train")
         self.kl_weight, self.crop_size, self.scale_cases, self.train_on_images = (
             kl_weight, crop_size, scale_cases, train_on_images)
+        scheme = run.plans.label_scheme
+        self.dice_weight = 0.0 if scheme.is_binary else dice_weight
+        self.mask_channels = scheme.num_channels
 
     def build(self) -> list[nn.Parameter]:
         self.autoencoder = AutoencoderKL(**self.run.preset.autoencoder).to(self.run.device)
@@ -73,15 +90,23 @@ class AutoencoderTask(TrainingTask):
         run = self.run
         rng = np.random.default_rng([run.seed, step, 1])
         inputs = mask_to_rgb(torch.from_numpy(run.local(batch["mask"]))).numpy()
+        num_masks = len(inputs)
         if self.train_on_images:
             image = run.local(batch["image"])
             inputs = np.concatenate([inputs, np.repeat(image, 3 // image.shape[1], axis=1)])
         inputs = torch.from_numpy(np.stack([self._crop(a, rng) for a in inputs])).to(run.device)
         with run.autocast():
             reconstruction, kl = module(inputs, step_generator(run.seed, step, salt=1))
-        reconstruction_loss = F.l1_loss(reconstruction.float(), inputs)
-        return {"reconstruction": reconstruction_loss, "kl": kl.float(),
-                "loss": reconstruction_loss + self.kl_weight * kl.float()}
+        reconstruction = reconstruction.float()
+        reconstruction_loss = F.l1_loss(reconstruction, inputs)
+        losses = {"reconstruction": reconstruction_loss, "kl": kl.float(),
+                  "loss": reconstruction_loss + self.kl_weight * kl.float()}
+        if self.dice_weight:
+            dice = soft_dice_loss(rgb_to_mask(reconstruction[:num_masks], self.mask_channels),
+                                  rgb_to_mask(inputs[:num_masks], self.mask_channels))
+            losses["dice"] = dice
+            losses["loss"] = losses["loss"] + self.dice_weight * dice
+        return losses
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

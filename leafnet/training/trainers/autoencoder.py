@@ -1,7 +1,8 @@
 """LEAFAutoencoderTrainer: the loop training LDM's first stage (tasks/autoencoder.py).
 
 Used by presets without a pretrained autoencoder (``small``, ``tiny``): L1 reconstruction plus
-1e-6 x KL, AdamW 5e-4, batches of masks and images as random 128 px crops.
+1e-6 x KL (plus the masks' soft Dice when they have several classes), AdamW 5e-4, batches of
+masks and images as random 128 px crops.
 
 ``LEAFAutoencoderTrainer_masks`` trains on the masks alone: the frozen autoencoder only ever
 encodes and decodes masks (the image encoder is a trainable copy, trained end to end), and on the
@@ -22,13 +23,14 @@ class LEAFAutoencoderTrainer(Trainer):
     validate_every = 100
     learning_rate = 5e-4
     kl_weight = 1e-6
+    dice_weight = 1.0
     crop_size = 128
     scale_cases = 64
     train_on_images = True
 
     def make_task(self, run: RunContext) -> AutoencoderTask:
         return AutoencoderTask(run, self.kl_weight, self.crop_size, self.scale_cases,
-                               self.train_on_images)
+                               self.train_on_images, self.dice_weight)
 
 
 class LEAFAutoencoderTrainer_masks(LEAFAutoencoderTrainer):
