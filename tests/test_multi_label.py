@@ -21,7 +21,7 @@ from leafnet.planning.cli import main as plan_main
 from leafnet.preprocessing.label_scheme import LabelClass
 from leafnet.raw_format import load_dataset_json, write_dataset_json
 from leafnet.training.registry import find_trainer
-from leafnet.training.tasks.autoencoder import soft_dice_loss
+from leafnet.training.losses import soft_dice_loss
 
 NESTED = 998
 DISC, CUP = LabelClass("disc", (1, 2), 1), LabelClass("cup", (2,), 2)

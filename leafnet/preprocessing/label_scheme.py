@@ -193,8 +193,7 @@ class LabelScheme:
         probability = np.asarray(probability)
         output = np.zeros(probability.shape[1:], np.uint8)
         if self.mode == "regions":
-            for item, channel in zip(self.classes, self.class_probabilities(probability),
-                                     strict=True):
+            for item, channel in zip(self.classes, probability, strict=True):
                 output[channel > THRESHOLD] = item.write
             return output
         if self.mode == "code":

@@ -26,6 +26,7 @@ from torch import nn
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.models.autoencoder import decode_mask, encode_mask, mask_to_rgb, rgb_to_mask
+from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import (
     RunContext,
     TrainingTask,
@@ -46,14 +47,6 @@ class Reconstruction(nn.Module):
         noise = torch.randn(posterior.mean.shape, generator=generator).to(inputs.device)
         latent = posterior.mean + posterior.std * noise
         return self.autoencoder.decode(latent).sample, posterior.kl().mean()
-
-
-def soft_dice_loss(probability: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """1 - the soft Dice of each image's each channel ``(B, C, H, W)``, averaged; smoothed by 1
-    so that an empty channel predicted empty costs nothing."""
-    intersection = (probability * target).sum(dim=(2, 3))
-    total = probability.sum(dim=(2, 3)) + target.sum(dim=(2, 3))
-    return (1 - (2 * intersection + 1) / (total + 1)).mean()
 
 
 class AutoencoderTask(TrainingTask):

@@ -29,6 +29,7 @@ from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import export_model, trainable_parameters
 from leafnet.training.tasks.alignment import FeatureAlignment
 from leafnet.training.tasks.mask_latents import MaskLatentCache
+from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import (
     RunContext,
     TrainingTask,
@@ -41,10 +42,7 @@ def pixel_loss(probability: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Soft Dice + BCE between the decoded mask probability and the target mask, per image
     and channel, at full resolution: the task loss of single-step fine-tuning."""
     probability = probability.clamp(1e-6, 1 - 1e-6)
-    overlap = (probability * mask).sum(dim=(-2, -1))
-    sizes = probability.sum(dim=(-2, -1)) + mask.sum(dim=(-2, -1))
-    dice = 1 - (2 * overlap + 1) / (sizes + 1)
-    return dice.mean() + F.binary_cross_entropy(probability, mask)
+    return soft_dice_loss(probability, mask) + F.binary_cross_entropy(probability, mask)
 
 
 class DiffusionStep(nn.Module):
