@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The CUDA path on a GPU machine with the paper preset and random weights: a bf16 training run
-# (exported model, safetensors), prediction and evaluation, and leafnet_benchmark inference and
-# train-step. Wheels of the packages the machine lacks travel in .whl/ (see docs/results.md).
+# (exported model, safetensors), prediction and evaluation, the same for the nested two-label demo
+# (kl-f8 codes the two region channels as an RGB image), leafnet_benchmark inference and
+# train-step, and leafnet's half of versus-nnunet (small preset, one minute). Wheels of the packages the machine lacks travel in .whl/ (see docs/results.md).
 # Usage: OUT=/some/folder bash tools/cuda_check.sh
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
@@ -47,3 +48,16 @@ for preset in paper small; do
 done
 run benchmarks.cli train-step -d 999 --preset paper -device cuda --steps 6 \
   -o "$OUT/train_step_paper_cuda.json" | tail -20
+run dataset_conversion.cli demo --num-labels 2 --num-cases 40 -np 8 || exit 1
+run planning.cli -d 998 --preset paper -np 8 2>&1 | tail -4
+start=$(date +%s)
+run training.cli 998 LEAFTrainer_x0 --steps 20 --validate-every 10 -device cuda 2>&1 | tail -6
+echo "nested: train 20 steps incl. validation and after-training prediction: $(( $(date +%s) - start )) s"
+run inference.cli -d 998 -tr LEAFTrainer_x0 -i /tmp/lf/raw/Dataset998_LeafnetDemoNested/imagesTs \
+  -o /tmp/lf/pred998 -device cuda --save_probabilities 2>&1 | tail -2
+ls /tmp/lf/pred998 | head -4
+run evaluation.cli -ref /tmp/lf/raw/Dataset998_LeafnetDemoNested/labelsTs -pred /tmp/lf/pred998 \
+  -djfile /tmp/lf/raw/Dataset998_LeafnetDemoNested/dataset.json -o "$OUT/nested_paper_cuda_summary.json" 2>&1 | tail -6
+run planning.cli -d 999 --preset small -np 8 2>&1 | tail -2
+run benchmarks.cli versus-nnunet -d 999 --minutes 1 --skip-nnunet -device cuda \
+  -o "$OUT/versus_nnunet_cuda" 2>&1 | tail -12
