@@ -1,5 +1,6 @@
 """The benchmarks run end to end and write their JSON (speed itself is never asserted)."""
 
+import importlib.util
 import json
 
 from conftest import make_raw_dataset
@@ -21,8 +22,15 @@ def test_inference_benchmark_writes_its_numbers(tmp_path, capsys):
     benchmark_main(["inference", "--preset", "tiny", "--size", "32", "--repeats", "1",
                     "-o", str(tmp_path / "inference.json")])
     numbers = json.loads((tmp_path / "inference.json").read_text())
-    assert set(numbers["seconds_per_image"]) == {"image_encoder", "unet", "decoder",
-                                                 "whole_prediction"}
+    seconds = numbers["seconds_per_image"]
+    assert {"image_encoder", "unet", "decoder", "fast_decoder", "whole_prediction",
+            "whole_prediction_fast_decoder"} <= set(seconds)
+    if importlib.util.find_spec("onnxruntime") is not None:
+        assert {"onnxruntime", "onnxruntime_fast_decoder"} <= set(seconds)
+        assert max(numbers["onnx_max_abs_difference_vs_torch"].values()) < 1e-4
+    if importlib.util.find_spec("nnunetv2") is not None:
+        assert {"nnunet_2d", "nnunet_2d_mirroring"} <= set(seconds)
+    assert numbers["speedup_vs_torch"]["whole_prediction_fast_decoder"] > 0
     parts = numbers["parameters"]
     assert parts["inference_network_total"] == (parts["image_encoder"] + parts["unet"]
                                                 + parts["autoencoder_frozen"])

@@ -16,7 +16,7 @@ from leafnet.evaluation.cli import main as evaluate_main
 from leafnet.evaluation.evaluate import evaluate_folders, hd95, surface
 from leafnet.imageio import read_image, read_label, write_image
 from leafnet.inference.cli import main as predict_main
-from leafnet.inference.model_discovery import find_model
+from leafnet.model_store.discovery import find_model
 from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.training.registry import find_trainer

@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"raw_format"},
     {"verification", "preprocessing", "diffusion"},
     {"models"},
-    {"dataset_conversion", "planning", "features", "evaluation"},
+    {"dataset_conversion", "planning", "features", "evaluation", "model_store"},
     {"inference"},
     {"training"},
     {"benchmarks", "experiments"},

@@ -36,9 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("-o", "--output", type=Path,
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
     inference = benchmarks.add_parser(
-        "inference", help="parameters and per-image time of the single-step predictor")
+        "inference", help="parameters and per-image time of the single-step predictor: PyTorch "
+        "and onnxruntime, frozen and fast decoder, beside nnU-Net's 2D network")
     inference.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    inference.add_argument("--size", type=int, default=256, help="image side in pixels")
+    inference.add_argument("--size", type=int,
+                           help="image side in pixels (default: the preset's planned size)")
+    inference.add_argument("--no-onnx", action="store_true",
+                           help="leave out the onnxruntime rows (they export two ONNX files)")
     inference.add_argument("--batch", type=int, default=1)
     inference.add_argument("--repeats", type=int, default=3)
     inference.add_argument("-device", "--device", default="cpu")
@@ -102,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         name = f"preprocess_{numbers['dataset']}"
     elif args.benchmark == "inference":
         numbers = benchmark_inference(args.preset, args.size, args.batch, args.repeats,
-                                      args.device)
+                                      args.device, onnx=not args.no_onnx)
         name = f"inference_{args.preset}_{args.device}"
     elif args.benchmark == "train-step":
         numbers = benchmark_train_step(args.dataset, args.preset, args.steps, args.device)

@@ -13,8 +13,8 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
 from leafnet.inference.predict_cases import predict_cases, split_cases
-from leafnet.inference.predictor import LEAFPredictor, exported_model
-from leafnet.models.network import WEIGHTS_FILE
+from leafnet.inference.predictor import LEAFPredictor
+from leafnet.models.network import WEIGHTS_FILE, exported_model
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer
 from leafnet.utilities.json_files import read_json

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from leafnet.errors import LeafnetError, exit_on_user_error
-from leafnet.inference.model_discovery import find_model
+from leafnet.model_store.discovery import find_models
 from leafnet.inference.predict_folder import predict_folder
-from leafnet.inference.predictor import LEAFPredictor
+from leafnet.inference.predictor import BACKENDS, LEAFPredictor
 from leafnet.inference.stability import seed_stability
 from leafnet.utilities.machine import default_device
 
@@ -23,13 +23,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("-d", "--dataset")
     parser.add_argument("-tr", "--trainer")
-    parser.add_argument("-f", "--fold", type=int)
+    parser.add_argument("-f", "--folds", type=int, nargs="+",
+                        help="one fold, or several to ensemble (their probabilities are "
+                        "averaged)")
     parser.add_argument("-p", "--plans")
     parser.add_argument("--preset")
     parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best")
     parser.add_argument("--save_probabilities", action="store_true",
                         help="also write CASE.npz: 'probabilities' (K, H, W), one map per label "
                         "or region at original size, and their names in 'classes'")
+    parser.add_argument("--save_uncertainty", action="store_true",
+                        help="also write CASE_uncertainty.npz: 'uncertainty' (K, H, W), the "
+                        "standard deviation of each class probability over the folds and noise "
+                        "samples (needs several folds or --num_samples >= 2)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="onnxruntime runs the fold's ONNX file (leafnet_export_onnx)")
+    parser.add_argument("--fast-decoder", action="store_true",
+                        help="decode masks with the fold's distilled fast decoder "
+                        "(leafnet_distill_decoder)")
     parser.add_argument("--seed", type=int, default=0, help="fixes the noise")
     parser.add_argument("--num_samples", type=int, default=1,
                         help="average K noise draws before thresholding (default 1, the paper)")
@@ -48,9 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 @exit_on_user_error("leafnet_predict")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    folder = find_model(args.dataset, args.trainer, args.fold, args.plans, args.preset)
-    predictor = LEAFPredictor.from_folder(folder, args.checkpoint,
-                                          args.device or default_device(), args.batch_size)
+    folders = find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset)
+    device = args.device or default_device()
+    if args.backend == "onnxruntime" and device != "cpu":
+        raise LeafnetError("--backend onnxruntime runs on the CPU; add -device cpu")
+    predictor = LEAFPredictor.from_folders(folders, args.checkpoint, device, args.batch_size,
+                                           args.backend, args.fast_decoder)
+    folder = folders[0] if len(folders) == 1 else folders[0].parent
     if args.num_seeds > 1:
         if args.reference is None:
             raise LeafnetError("--num_seeds needs -ref REFERENCE_LABELS to evaluate each seed")
@@ -64,8 +79,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"  {name}: {spread['mean_dice']:.4f} +- {spread['std_dice']:.4f}")
         return
     result = predict_folder(predictor, args.input, args.output, args.seed, args.num_samples,
-                            args.save_probabilities, args.continue_prediction)
-    print(f"model: {folder}")
+                            args.save_probabilities, args.continue_prediction,
+                            save_uncertainty=args.save_uncertainty)
+    print(f"model: {folder}" + (f" (folds {args.folds}, probabilities averaged)"
+                                 if len(folders) > 1 else ""))
     print(f"{len(result.written)} predicted, {len(result.skipped)} skipped (already there), "
           f"written to {args.output}")
     if result.failed:

@@ -95,24 +95,36 @@ def _read(case: InputCase) -> tuple[np.ndarray, ImageProperties]:
 
 def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: Path,
                    seed: int = 0, num_samples: int = 1, save_probabilities: bool = False,
-                   continue_prediction: bool = False, show_progress: bool = True) -> FolderResult:
+                   continue_prediction: bool = False, show_progress: bool = True,
+                   save_uncertainty: bool = False) -> FolderResult:
     """Predict every case of ``input_folder`` into ``output_folder``, in device batches of the
-    predictor's batch size."""
+    predictor's batch size; optionally with ``CASE.npz`` (probabilities) and
+    ``CASE_uncertainty.npz`` (their standard deviation over folds and noise samples)."""
     cases = input_cases(input_folder, predictor.plans.num_channels)
     check_output_folder(input_folder, output_folder, cases)
     output_folder.mkdir(parents=True, exist_ok=True)
     result = FolderResult()
     class_names = [item.name for item in predictor.plans.label_scheme.classes]
+    members = len(predictor.members) * num_samples
+    if save_uncertainty and members < 2:
+        raise LeafnetError("--save_uncertainty needs several members: give several folds "
+                           "(-f 0 1 2 ...) or --num_samples K with K >= 2")
     pending: list[tuple[InputCase, Path, np.ndarray, ImageProperties]] = []
 
     def flush() -> None:
-        predictions = predictor.predict([item[2] for item in pending], seed, num_samples)
+        predictions = predictor.predict([item[2] for item in pending], seed, num_samples,
+                                        uncertainty=save_uncertainty)
         for (case, target, _, properties), prediction in zip(pending, predictions, strict=True):
             write_label(target, prediction.label, properties)
             if save_probabilities:
                 with atomic_path(output_folder / f"{case.case_id}.npz") as temporary:
                     np.savez_compressed(temporary, probabilities=prediction.probability,
                                         classes=np.array(class_names))
+            if save_uncertainty:
+                with atomic_path(output_folder / f"{case.case_id}_uncertainty.npz") as temporary:
+                    np.savez_compressed(temporary, uncertainty=prediction.uncertainty,
+                                        classes=np.array(class_names),
+                                        members=np.array(members))
             result.written.append(target)
         pending.clear()
 

@@ -5,66 +5,127 @@ resampling to the planned size, ``x / 127.5 - 1``; the mask channels' probabilit
 resampled back bilinearly and decoded by the plans' label scheme (thresholds at 0.5). The noise
 of image i, sample k is drawn from a generator seeded with ``seed + k``, so a prediction does
 not depend on the batch it was made in.
+
+A predictor holds one or more members (the folds of an ensemble), each a single-step model run
+by PyTorch or onnxruntime, with the frozen or the fast mask decoder. The probabilities are the
+mean over members and noise samples, as nnU-Net averages its folds; their standard deviation
+is the uncertainty map.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from leafnet.errors import LeafnetError
-from leafnet.models.network import WEIGHTS_FILE, LEAFNetwork, load_network, model_folder
-from leafnet.preprocessing.plans import Plans
+from leafnet.model_store.archive_format import extract_archive
+from leafnet.models.fast_decoder import load_fast_decoder
+from leafnet.models.network import exported_model, load_network
+from leafnet.models.single_step import SingleStep
 from leafnet.preprocessing import (
     normalize_to_uint8,
     resize_image,
     resize_probabilities,
     to_network_input,
 )
+from leafnet.preprocessing.plans import Plans
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+class SingleStepModel(Protocol):
+    """What a member does: image batch and noise in, mask-channel probabilities out."""
+
+    def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]: ...
+
+    def __call__(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
 class Prediction:
     """A label image with the dataset's values and one probability map per class (label or
-    region) ``(K, H, W)``, both at the image's own size."""
+    region) ``(K, H, W)``, both at the image's own size; with several members (folds or noise
+    samples) ``uncertainty`` holds the per-pixel standard deviation of each class probability
+    over them ``(K, H, W)``."""
 
     label: np.ndarray
     probability: np.ndarray
+    uncertainty: np.ndarray | None = None
 
 
-def exported_model(folder: Path, checkpoint: str = "best") -> Path:
-    """The exported inference model ``model_<checkpoint>/`` of a fold folder; without a best
-    model (no validation cases) the final one."""
-    path = model_folder(folder, checkpoint)
-    if not (path / WEIGHTS_FILE).is_file() and checkpoint == "best":
-        path = model_folder(folder, "final")
-    if not (path / WEIGHTS_FILE).is_file():
-        raise LeafnetError(f"{folder} has no exported model ({path.name}/{WEIGHTS_FILE}); "
-                           "finish its training first (leafnet_train ... --c)")
-    return path
+def _same_preprocessing(first: Plans, other: Plans) -> bool:
+    return (first.target_size == other.target_size and first.windows == other.windows
+            and first.num_channels == other.num_channels
+            and first.label_scheme.to_json() == other.label_scheme.to_json())
+
+
+def load_member(fold_folder: Path, checkpoint: str = "best", device: str = "cpu",
+                backend: str = "torch", fast_decoder: bool = False) -> SingleStepModel:
+    """The single-step model of one fold folder: its exported network (safetensors, never a
+    training checkpoint) in PyTorch, or its ONNX file in onnxruntime."""
+    if backend not in BACKENDS:
+        raise LeafnetError(f"backend must be one of {BACKENDS}, got '{backend}'")
+    path = exported_model(fold_folder, checkpoint)
+    if backend == "onnxruntime":
+        from leafnet.inference.onnx_backend import OnnxSingleStep
+
+        return OnnxSingleStep.from_model_folder(path, fast_decoder)
+    decoder = load_fast_decoder(fold_folder, device) if fast_decoder else None
+    return SingleStep(load_network(path, device), decoder).to(device).eval()
 
 
 class LEAFPredictor:
-    """A trained network with the plans it was trained under."""
+    """Trained single-step models (one per fold) with the plans they were trained under."""
 
-    def __init__(self, network: LEAFNetwork, plans: Plans, device: str = "cpu",
-                 batch_size: int = 4) -> None:
-        self.network = network.to(device).eval()
+    def __init__(self, members: SingleStepModel | Sequence[SingleStepModel], plans: Plans,
+                 device: str = "cpu", batch_size: int = 4) -> None:
+        self.members = list(members) if isinstance(members, Sequence) else [members]
+        if not self.members:
+            raise LeafnetError("a predictor needs at least one model")
         self.plans, self.device, self.batch_size = plans, device, batch_size
 
     @classmethod
+    def from_folders(cls, folders: Sequence[Path], checkpoint: str = "best",
+                     device: str = "cpu", batch_size: int = 4, backend: str = "torch",
+                     fast_decoder: bool = False) -> LEAFPredictor:
+        """The exported models ``model_<checkpoint>/`` of one or more fold folders (an
+        ensemble); without a best model (no validation cases) the final one is used. The folds
+        must share their preprocessing and label scheme."""
+        if not folders:
+            raise LeafnetError("no fold folders given")
+        plans = [Plans.load(folder / "plans.json", "the model folder is incomplete; train "
+                            "again") for folder in folders]
+        for folder, other in zip(folders[1:], plans[1:], strict=True):
+            if not _same_preprocessing(plans[0], other):
+                raise LeafnetError(f"{folder} was planned differently from {folders[0]} (size, "
+                                   "intensity windows or labels); ensemble folds of one plan")
+        members = [load_member(folder, checkpoint, device, backend, fast_decoder)
+                   for folder in folders]
+        return cls(members, plans[0], device, batch_size)
+
+    @classmethod
     def from_folder(cls, folder: Path, checkpoint: str = "best", device: str = "cpu",
-                    batch_size: int = 4) -> LEAFPredictor:
-        """Load the exported model ``model_<checkpoint>/`` (EMA weights, safetensors) and
-        ``plans.json`` of a fold folder; without a best model (no validation cases) the final
-        one is used. No training checkpoint is unpickled."""
-        path = exported_model(folder, checkpoint)
-        plans = Plans.load(folder / "plans.json", "the model folder is incomplete; train again")
-        return cls(load_network(path, device).eval(), plans, device, batch_size)
+                    batch_size: int = 4, backend: str = "torch",
+                    fast_decoder: bool = False) -> LEAFPredictor:
+        """One fold folder's model (see :meth:`from_folders`)."""
+        return cls.from_folders([folder], checkpoint, device, batch_size, backend, fast_decoder)
+
+    @classmethod
+    def from_zip(cls, archive: Path, folds: Sequence[int] | None = None,
+                 checkpoint: str = "best", device: str = "cpu", batch_size: int = 4,
+                 backend: str = "torch", fast_decoder: bool = False) -> LEAFPredictor:
+        """A model shared with ``leafnet_export_model``, without installing it: all its folds,
+        or ``folds``. The archive is checked before anything is read."""
+        with tempfile.TemporaryDirectory(prefix="leafnet_zip_") as scratch:
+            model = extract_archive(archive, Path(scratch))
+            return cls.from_folders(model.fold_folders(folds), checkpoint, device, batch_size,
+                                    backend, fast_decoder)
 
     def check_image(self, image: np.ndarray) -> None:
         """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the
@@ -76,32 +137,49 @@ class LEAFPredictor:
 
     def _noise(self, batch: int, seed: int, num_samples: int) -> torch.Tensor:
         height, width = self.plans.target_size
-        shape = self.network.latent_shape((1, 3, height, width))[1:]
+        shape = self.members[0].latent_shape((1, 3, height, width))[1:]
         draws = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + k))
                  for k in range(num_samples)]
         return torch.stack(draws)[:, None].expand(num_samples, batch, *shape)
 
     @torch.no_grad()
-    def predict(self, images: Sequence[np.ndarray], seed: int = 0,
-                num_samples: int = 1) -> list[Prediction]:
-        """Label images and per-class probabilities of ``(C, H, W)`` images."""
+    def _member_probabilities(self, tensor: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
+        """Mask-channel probabilities of every member and noise sample ``(M, B, C, h, w)``."""
+        outputs = [member(tensor, draw.to(self.device)).float().cpu().numpy()
+                   for member in self.members for draw in noise]
+        return np.stack(outputs)
+
+    def predict(self, images: Sequence[np.ndarray], seed: int = 0, num_samples: int = 1,
+                uncertainty: bool = False) -> list[Prediction]:
+        """Label images and per-class probabilities of ``(C, H, W)`` images; with
+        ``uncertainty`` also the standard deviation over members and samples (two or more)."""
         for image in images:
             self.check_image(image)
+        if uncertainty and len(self.members) * num_samples < 2:
+            raise LeafnetError("an uncertainty map needs several members: give several folds "
+                               "(-f 0 1 2 ...) or --num_samples K with K >= 2")
         size = self.plans.target_size
         windows = self.plans.windows
+        scheme = self.plans.label_scheme
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start:start + self.batch_size]
             batch = to_network_input(np.stack([resize_image(normalize_to_uint8(image, windows),
                                                             size) for image in chunk]))
             tensor = torch.from_numpy(batch).to(self.device)
-            noise = self._noise(len(chunk), seed, num_samples)
-            probability = self.network.predict(tensor, num_samples=num_samples, noise=noise)
-            scheme = self.plans.label_scheme
-            for image, maps in zip(chunk, probability.float().cpu().numpy(), strict=True):
-                original = np.stack([resize_probabilities(map_, tuple(image.shape[1:]))
-                                     for map_ in maps])
+            members = self._member_probabilities(tensor, self._noise(len(chunk), seed,
+                                                                     num_samples))
+            for index, image in enumerate(chunk):
+                shape = tuple(image.shape[1:])
+                original = np.stack([resize_probabilities(map_, shape)
+                                     for map_ in members[:, index].mean(axis=0)])
+                spread = None
+                if uncertainty:
+                    per_member = np.stack([scheme.class_probabilities(np.stack(
+                        [resize_probabilities(map_, shape) for map_ in channels]))
+                        for channels in members[:, index]])
+                    spread = per_member.std(axis=0).astype(np.float32)
                 results.append(Prediction(scheme.decode(original),
                                           scheme.class_probabilities(original).astype(
-                                              np.float32)))
+                                              np.float32), spread))
         return results

@@ -67,6 +67,25 @@ class NetworkConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def downsampling(self) -> int:
+        """The autoencoder's spatial factor f (8 for every preset)."""
+        return 2 ** (len(self.autoencoder["block_out_channels"]) - 1)
+
+    def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The latent shape ``(B, 4, H/f, W/f)`` of images of ``image_shape``."""
+        factor = self.downsampling
+        return (image_shape[0], self.autoencoder["latent_channels"], image_shape[2] // factor,
+                image_shape[3] // factor)
+
+    @classmethod
+    def load(cls, folder: Path) -> NetworkConfig:
+        """The config saved in a network folder."""
+        path = folder / CONFIG_FILE
+        if not path.is_file():
+            raise LeafnetError(f"{path} is missing; is {folder} a saved leafnet network?")
+        return cls.from_json(json.loads(path.read_text()))
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
         """Read a saved config; files without a version (before it was recorded) are version 0
@@ -143,9 +162,17 @@ class LEAFNetwork(nn.Module):
 
     def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The latent shape ``(B, 4, H/f, W/f)`` of images of ``image_shape``."""
-        factor = 2 ** (len(self.config.autoencoder["block_out_channels"]) - 1)
-        channels = self.config.autoencoder["latent_channels"]
-        return (image_shape[0], channels, image_shape[2] // factor, image_shape[3] // factor)
+        return self.config.latent_shape(image_shape)
+
+    def estimate_mask_latent(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The single reverse step: z0 estimated from the image and Gaussian noise at t = T-1."""
+        image_latent = self.encode_image(image)
+        noise = noise.to(image_latent.device, image_latent.dtype)
+        timesteps = torch.full((image.shape[0],), self.schedule.last_timestep,
+                               device=image.device, dtype=torch.long)
+        output = self.denoise(image_latent, noise, timesteps)
+        z0 = estimate_z0(self.config.prediction_type, output, noise, timesteps, self.schedule)
+        return z0.to(image_latent.dtype)
 
     @torch.no_grad()
     def predict(self, image: torch.Tensor, generator: torch.Generator | None = None,
@@ -153,22 +180,17 @@ class LEAFNetwork(nn.Module):
         """One reverse step from Gaussian noise at t = T-1; the probability map, averaged
         over ``num_samples`` noise draws (1 = the paper's single sample). ``noise`` of shape
         ``(num_samples, *latent_shape)`` replaces the draws (for per-image seeding)."""
-        image_latent = self.encode_image(image)
-        timesteps = torch.full((image.shape[0],), self.schedule.last_timestep,
-                               device=image.device, dtype=torch.long)
+        shape = self.latent_shape(tuple(image.shape))
         probability = torch.zeros(image.shape[0], self.config.mask_channels, *image.shape[2:],
                                   device=image.device)
         for sample in range(num_samples):
             if noise is not None:
                 draw = noise[sample]
             else:
-                draw = torch.randn(image_latent.shape, generator=generator,
+                draw = torch.randn(shape, generator=generator,
                                    device="cpu" if generator is None else generator.device)
-            noise_sample = draw.to(image_latent.device, image_latent.dtype)
-            output = self.denoise(image_latent, noise_sample, timesteps)
-            z0 = estimate_z0(self.config.prediction_type, output, noise_sample, timesteps,
-                             self.schedule)
-            probability += self.decode_mask(z0.to(image_latent.dtype)).float()
+            z0 = self.estimate_mask_latent(image, draw)
+            probability += self.decode_mask(z0).float()
         return probability / num_samples
 
 
@@ -194,6 +216,18 @@ def model_folder(fold_folder: Path, checkpoint: str) -> Path:
     return fold_folder / f"model_{checkpoint}"
 
 
+def exported_model(fold_folder: Path, checkpoint: str = "best") -> Path:
+    """The exported inference model ``model_<checkpoint>/`` of a fold folder; without a best
+    model (no validation cases) the final one."""
+    path = model_folder(fold_folder, checkpoint)
+    if not (path / WEIGHTS_FILE).is_file() and checkpoint == "best":
+        path = model_folder(fold_folder, "final")
+    if not (path / WEIGHTS_FILE).is_file():
+        raise LeafnetError(f"{fold_folder} has no exported model ({path.name}/{WEIGHTS_FILE}); "
+                           "finish its training first (leafnet_train ... --c)")
+    return path
+
+
 def save_network(network: LEAFNetwork, folder: Path) -> None:
     """Write ``network_config.json`` and ``network.safetensors`` into ``folder``, atomically."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -205,10 +239,6 @@ def save_network(network: LEAFNetwork, folder: Path) -> None:
 
 def load_network(folder: Path, device: str | torch.device = "cpu") -> LEAFNetwork:
     """Rebuild a saved network from its config and load its weights."""
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
-        raise LeafnetError(f"{config_path} is missing; is {folder} a saved leafnet network?")
-    network = build_network(NetworkConfig.from_json(json.loads(config_path.read_text())),
-                            initialise=False)
+    network = build_network(NetworkConfig.load(folder), initialise=False)
     network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device="cpu"))
     return network.to(device)

@@ -12,12 +12,12 @@ from leafnet.raw_format import parse_dataset_id
 
 def trained_models(root: Path | None = None) -> list[Path]:
     """Fold folders of diffusion trainers (first-stage trainers excluded) with an exported
-    final model."""
+    model (``model_final/``, or only ``model_best/`` for an installed archive)."""
     root = results_root() if root is None else root
     folders = []
-    for weights in sorted(root.glob(f"Dataset*/*/fold_*/model_final/{WEIGHTS_FILE}")):
+    for weights in sorted(root.glob(f"Dataset*/*/fold_*/model_*/{WEIGHTS_FILE}")):
         folder = weights.parent.parent
-        if parse_run_folder_name(folder.parent.name) is not None:
+        if parse_run_folder_name(folder.parent.name) is not None and folder not in folders:
             folders.append(folder)
     return folders
 
@@ -51,3 +51,18 @@ def find_model(dataset: str | None = None, trainer: str | None = None, fold: int
     listing = "\n  ".join(_describe(c) for c in candidates)
     raise LeafnetError(f"{len(candidates)} trained models match; choose one with the flags "
                        f"shown:\n  {listing}")
+
+
+def find_models(dataset: str | None = None, trainer: str | None = None,
+                folds: list[int] | None = None, plans: str | None = None,
+                preset: str | None = None) -> list[Path]:
+    """The fold folders of one trained model for ``folds`` (an ensemble), or the single fold
+    the other flags select when ``folds`` is None."""
+    if not folds:
+        return [find_model(dataset, trainer, None, plans, preset)]
+    found = [find_model(dataset, trainer, fold, plans, preset) for fold in folds]
+    runs = sorted({str(folder.parent) for folder in found})
+    if len(runs) > 1:
+        raise LeafnetError("the folds belong to different models; choose one with -d, -tr, -p "
+                           "and --preset:\n  " + "\n  ".join(runs))
+    return found

@@ -1,0 +1,98 @@
+"""``leafnet_export_onnx``: the single-step predictor of a fold as one ONNX graph.
+
+Single-step LEAF inference is a fixed graph (image encoder, U-Net at t = T-1, mask decoder), the
+:class:`SingleStep` module PyTorch prediction runs too. Its inputs are the preprocessed image
+``(B, C, H, W)`` at the planned size and the noise ``(B, 4, H/f, W/f)`` (the predictor draws it
+from the seed, as with PyTorch); its output the mask channels' probabilities. The file is written
+beside the exported weights (``model_best/network.onnx``, ``network_fast.onnx`` with the fast
+decoder) with a JSON record of the check against PyTorch on random inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from leafnet.atomic import atomic_path, write_json
+from leafnet.errors import LeafnetError
+from leafnet.models.fast_decoder import load_fast_decoder
+from leafnet.models.network import exported_model, load_network
+from leafnet.models.single_step import SingleStep
+from leafnet.utilities.json_files import read_json
+
+OPSET = 17
+INPUTS = ("image", "noise")
+OUTPUT = "probability"
+
+
+def onnx_file(model_folder: Path, fast_decoder: bool = False) -> Path:
+    return model_folder / ("network_fast.onnx" if fast_decoder else "network.onnx")
+
+
+def _plans(fold_folder: Path) -> dict[str, Any]:
+    return read_json(fold_folder / "plans.json", "the model folder is incomplete; train again")
+
+
+def write_onnx(module: SingleStep, image: torch.Tensor, noise: torch.Tensor,
+               target: Path) -> float:
+    """Export ``module`` traced on ``(image, noise)`` (batch axis dynamic) to ``target``,
+    atomically; return the largest difference between onnxruntime and PyTorch on them."""
+    import onnxruntime
+
+    axes = {name: {0: "batch"} for name in (*INPUTS, OUTPUT)}
+    with atomic_path(target) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (image, noise), str(temporary), input_names=list(INPUTS),
+                          output_names=[OUTPUT], dynamic_axes=axes, opset_version=OPSET,
+                          dynamo=False)
+        session = onnxruntime.InferenceSession(str(temporary),
+                                               providers=["CPUExecutionProvider"])
+        exported = session.run(None, {"image": image.numpy(), "noise": noise.numpy()})[0]
+    with torch.no_grad():
+        reference = module(image, noise).numpy()
+    return float(np.abs(exported - reference).max())
+
+
+def export_onnx(fold_folder: Path, checkpoint: str = "best", fast_decoder: bool = False,
+                batch: int = 2, seed: int = 0) -> dict[str, Any]:
+    """Write the ONNX file of a fold's exported model and check it against PyTorch on a random
+    batch; return the record (also written as ``<file>.json``)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise LeafnetError("ONNX export needs onnx and onnxruntime: pip install -e '.[onnx]'") \
+            from None
+    folder = exported_model(fold_folder, checkpoint)
+    plans = _plans(fold_folder)
+    height, width = (int(side) for side in plans["target_size"])
+    decoder = load_fast_decoder(fold_folder) if fast_decoder else None
+    module = SingleStep(load_network(folder), decoder).eval()
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.rand(batch, int(plans["num_channels"]), height, width,
+                       generator=generator) * 2 - 1
+    noise = torch.randn(module.latent_shape((batch, 3, height, width)), generator=generator)
+    target = onnx_file(folder, fast_decoder)
+    difference = write_onnx(module, image, noise, target)
+    record = {"file": target.name, "checkpoint": folder.name, "fast_decoder": fast_decoder,
+              "opset": OPSET, "image": [None, int(plans["num_channels"]), height, width],
+              "noise": [None, *module.latent_shape((1, 3, height, width))[1:]],
+              "max_abs_difference_vs_torch": difference,
+              "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
+    write_json(target.with_name(target.name + ".json"), record)
+    return record
+
+
+def onnx_record(model_folder: Path, fast_decoder: bool = False) -> dict[str, Any]:
+    """The record written with a fold's ONNX file; an error naming the export command when
+    there is none."""
+    path = onnx_file(model_folder, fast_decoder)
+    if not path.is_file():
+        flag = " --fast-decoder" if fast_decoder else ""
+        raise LeafnetError(f"{path} is missing; make it with leafnet_export_onnx -d ... -tr ... "
+                           f"-f ...{flag} (needs pip install -e '.[onnx]')")
+    return json.loads(path.with_name(path.name + ".json").read_text())

@@ -1,0 +1,48 @@
+"""``leafnet_distill_decoder -d ID [-tr TRAINER] [-f FOLDS]``: the fast mask decoder of a fold."""
+
+from __future__ import annotations
+
+import argparse
+
+from leafnet.errors import exit_on_user_error
+from leafnet.model_store.discovery import find_models
+from leafnet.training.fast_decoder_distillation import distill_fast_decoder
+from leafnet.utilities.machine import default_device
+
+
+@exit_on_user_error("leafnet_distill_decoder")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="leafnet_distill_decoder",
+        description="Train a small mask decoder that reproduces the frozen decoder's masks of a "
+        "trained fold (on its training cases' mask latents and single-step estimates) and "
+        "save it as FOLD/fast_decoder/; predict with it by leafnet_predict --fast-decoder.")
+    parser.add_argument("-d", "--dataset")
+    parser.add_argument("-tr", "--trainer")
+    parser.add_argument("-f", "--folds", type=int, nargs="+")
+    parser.add_argument("-p", "--plans")
+    parser.add_argument("--preset")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-cases", type=int, default=200,
+                        help="training cases whose latents it learns from (the frozen decoder's "
+                        "targets are the slow part; chosen by the seed)")
+    parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    args = parser.parse_args(argv)
+    for folder in find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset):
+        report = distill_fast_decoder(folder, args.steps, args.batch_size,
+                                      device=args.device or default_device(),
+                                      max_cases=args.max_cases)
+        validation = report.get("validation")
+        summary = "no validation cases to measure it on"
+        if validation:
+            summary = (f"validation ({validation['cases']} cases), fast vs frozen decoder Dice "
+                       f"{validation['estimates_fast_vs_frozen']:.4f} on the single-step "
+                       f"estimates, {validation['masks_fast_vs_frozen']:.4f} on the masks' "
+                       f"latents; Dice of the predictions against the labels: frozen "
+                       f"{validation['estimates_frozen_vs_reference']:.4f}, fast "
+                       f"{validation['estimates_fast_vs_reference']:.4f}")
+        print(f"{folder}/fast_decoder: {report['training_cases']} training cases, "
+              f"{report['steps']} steps in "
+              f"{report['train_seconds']:.0f} s (+{report['prepare_seconds']:.0f} s for the "
+              f"targets); {summary}")

@@ -1,0 +1,190 @@
+"""Distilling the fast mask decoder from a trained fold's frozen decoder.
+
+The fast decoder must reproduce what the frozen decoder makes of the latents it is given at
+prediction: the single-step estimates z0, not only clean mask latents. So it learns from both,
+on the fold's training cases: the frozen encoder's latents of the four flipped views of each
+mask, and the trained network's z0 estimates of the image and its mirror image (noise from the
+seed). Its targets are the frozen decoder's probabilities of those latents (binary cross-entropy
+on them, plus the soft Dice of their 0.5 masks, which is what prediction thresholds). Both
+networks are convolutional, so the fast decoder trains on random crops of the latents and their
+targets, which costs a fraction of whole images. The frozen decoder's targets are the expensive
+part (it is the slow decoder), so at most ``max_cases`` training cases are used, chosen by the
+seed. The validation cases measure agreement, on their single-step estimates (what prediction
+decodes) and on their masks' latents (the round trip): Dice between the two decoders' masks and
+each one's Dice against the reference labels.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers.optimization import get_scheduler
+from tqdm import tqdm
+
+from leafnet.atomic import write_json
+from leafnet.errors import LeafnetError
+from leafnet.evaluation.metrics import dice_and_iou
+from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, FastMaskDecoder, fast_decoder_for
+from leafnet.models.network import LEAFNetwork, exported_model, load_network
+from leafnet.preprocessing.plans import Plans
+from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
+from leafnet.training.locate import preprocessed_dataset
+from leafnet.training.losses import soft_dice_loss
+from leafnet.utilities.json_files import read_json
+
+MASK_VIEWS = ((False, False), (True, False), (False, True), (True, True))
+IMAGE_VIEWS = ((False, False), (False, True))
+
+
+def _fold_data(fold_folder: Path) -> tuple[Plans, dict[str, list[str]], Path]:
+    plans = Plans.load(fold_folder / "plans.json", "the model folder is incomplete; train again")
+    split = read_json(fold_folder / "split.json", "the model folder is incomplete; train again")
+    data = preprocessed_dataset(fold_folder.parent.parent.name) / plans.data_identifier
+    if not data.is_dir():
+        raise LeafnetError(f"{data} is missing: the fast decoder learns from the preprocessed "
+                           f"training cases; run leafnet_plan_and_preprocess -d "
+                           f"{fold_folder.parent.parent.name[7:10]}")
+    return plans, split, data
+
+
+@torch.no_grad()
+def _latents(network: LEAFNetwork, cases: PreprocessedCases, device: str, seed: int,
+             views_of_masks: bool, show_progress: bool, desc: str) -> torch.Tensor:
+    """Mask latents (four flips of each mask) and z0 estimates (the image and its mirror) of
+    ``cases``, or only the unflipped z0 estimates when ``views_of_masks`` is False."""
+    found = []
+    shape = network.latent_shape((1, 3, *cases.image_and_mask(0)[0].shape[1:]))
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
+    for index in tqdm(range(len(cases)), desc=desc, disable=not show_progress):
+        image, mask = cases.image_and_mask(index)
+        if views_of_masks:
+            for flip in MASK_VIEWS:
+                view = torch.from_numpy(apply_flip(mask, np.array(flip)))[None].to(device)
+                found.append(network.encode_mask(view).float().cpu())
+        for flip in IMAGE_VIEWS if views_of_masks else IMAGE_VIEWS[:1]:
+            view = torch.from_numpy(apply_flip(image, np.array(flip)))[None].to(device)
+            found.append(network.estimate_mask_latent(view, noise).float().cpu())
+    return torch.cat(found)
+
+
+@torch.no_grad()
+def _frozen_probabilities(network: LEAFNetwork, latents: torch.Tensor, device: str,
+                          show_progress: bool) -> torch.Tensor:
+    chunks = [network.decode_mask(chunk.to(device)).float().cpu().half()
+              for chunk in tqdm(latents.split(8), desc="frozen decoder targets",
+                                disable=not show_progress)]
+    return torch.cat(chunks)
+
+
+def _agreement(fast: np.ndarray, frozen: np.ndarray, reference: list[np.ndarray],
+               plans: Plans) -> dict[str, float]:
+    """Mean Dice of the fast decoder's labels against the frozen decoder's and of each
+    against the reference labels (over foreground classes and cases)."""
+    scheme = plans.label_scheme
+    scores: dict[str, list[float]] = {"fast_vs_frozen": [], "frozen_vs_reference": [],
+                                      "fast_vs_reference": []}
+    for fast_map, frozen_map, label in zip(fast, frozen, reference, strict=True):
+        fast_label, frozen_label = scheme.decode(fast_map), scheme.decode(frozen_map)
+        for name, (a, b) in {"fast_vs_frozen": (fast_label, frozen_label),
+                             "frozen_vs_reference": (frozen_label, label),
+                             "fast_vs_reference": (fast_label, label)}.items():
+            masks = zip(scheme.class_masks(a), scheme.class_masks(b), strict=True)
+            scores[name].append(float(np.mean([dice_and_iou(p, r)[0] for p, r in masks])))
+    return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def _crops(latents: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, crop: int,
+           factor: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same random ``crop`` x ``crop`` window of each latent and of its target."""
+    height, width = latents.shape[-2:]
+    crop_h, crop_w = min(crop, height), min(crop, width)
+    top = int(torch.randint(height - crop_h + 1, (1,), generator=generator))
+    left = int(torch.randint(width - crop_w + 1, (1,), generator=generator))
+    latent = latents[index, :, top:top + crop_h, left:left + crop_w]
+    target = targets[index, :, top * factor:(top + crop_h) * factor,
+                     left * factor:(left + crop_w) * factor]
+    return latent, target
+
+
+def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int = 32,
+                         learning_rate: float = 2e-3, device: str = "cpu", seed: int = 0,
+                         max_cases: int = 200, crop: int = 8,
+                         show_progress: bool = True) -> dict[str, Any]:
+    """Train the fast decoder of ``fold_folder`` and write it to ``fast_decoder/`` (replacing
+    an older one only when done); return the report, also ``fast_decoder/distillation.json``.
+    ``crop`` is the side of the latent windows trained on."""
+    plans, split, data = _fold_data(fold_folder)
+    network = load_network(exported_model(fold_folder, "best"), device).eval()
+    config = network.config
+    chosen = split["train"]
+    if len(chosen) > max_cases:
+        order = np.random.default_rng(seed).permutation(len(chosen))[:max_cases]
+        chosen = [chosen[i] for i in sorted(order)]
+    train = PreprocessedCases(data, chosen, plans.label_scheme)
+    start = time.perf_counter()
+    latents = _latents(network, train, device, seed, True, show_progress, "latents")
+    targets = _frozen_probabilities(network, latents, device, show_progress)
+    prepare_seconds = time.perf_counter() - start
+    torch.manual_seed(seed)
+    decoder = fast_decoder_for(config.autoencoder["latent_channels"], config.mask_channels,
+                               config.downsampling).to(device).train()
+    optimizer = torch.optim.AdamW(decoder.parameters(), lr=learning_rate)
+    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(50, steps // 10),
+                             num_training_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for _ in tqdm(range(steps), desc="distilling the fast decoder", disable=not show_progress):
+        index = torch.randint(len(latents), (batch_size,), generator=generator)
+        latent, target = _crops(latents, targets, index, crop, config.downsampling, generator)
+        target = target.float().to(device)
+        logits = decoder.logits(latent.to(device))
+        loss = (F.binary_cross_entropy_with_logits(logits, target)
+                + soft_dice_loss(torch.sigmoid(logits), (target > 0.5).float()))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    train_seconds = time.perf_counter() - start
+    decoder.eval()
+    report: dict[str, Any] = {
+        "fold_folder": str(fold_folder), "steps": steps, "batch_size": batch_size,
+        "learning_rate": learning_rate, "crop": crop, "training_cases": len(chosen),
+        "training_latents": len(latents),
+        "prepare_seconds": prepare_seconds, "train_seconds": train_seconds,
+        "final_loss": loss.item(), "config": dict(decoder.config)}
+    if split["val"]:
+        val = PreprocessedCases(data, split["val"], plans.label_scheme)
+        reference = [np.asarray(val.image_and_mask(i)[1]) for i in range(len(val))]
+        labels = [plans.label_scheme.decode(mask) for mask in reference]
+        with torch.no_grad():
+            mask_latents = torch.cat([network.encode_mask(torch.from_numpy(mask)[None].to(
+                device)).float() for mask in reference])
+        report["validation"] = {"cases": len(val)}
+        for name, found in (("estimates", _latents(network, val, device, seed, False, False,
+                                                  "")), ("masks", mask_latents.cpu())):
+            with torch.no_grad():
+                fast = decoder(found.to(device)).float().cpu().numpy()
+            frozen = _frozen_probabilities(network, found, device, False).float().numpy()
+            scores = _agreement(fast, frozen, labels, plans)
+            report["validation"].update({f"{name}_{key}": value
+                                         for key, value in scores.items()})
+    _save(decoder, fold_folder, report)
+    return report
+
+
+def _save(decoder: FastMaskDecoder, fold_folder: Path, report: dict[str, Any]) -> None:
+    """Write into a hidden sibling, then swap it in: no half-written decoder is ever found."""
+    target = fold_folder / FAST_DECODER_FOLDER
+    scratch = Path(tempfile.mkdtemp(prefix=".fast_decoder_", dir=fold_folder))
+    decoder.save_pretrained(str(scratch), safe_serialization=True)
+    write_json(scratch / "distillation.json", report)
+    if target.exists():
+        shutil.rmtree(target)
+    scratch.rename(target)

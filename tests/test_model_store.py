@@ -1,0 +1,220 @@
+"""Sharing trained models: export to a zip and install it, refused archives, fold ensembles and
+uncertainty, ONNX against PyTorch, and the fast mask decoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import zipfile
+
+import numpy as np
+import pytest
+from conftest import planned_tiny_demo, rgb, save
+
+from leafnet.errors import LeafnetError
+from leafnet.inference.cli import main as predict_main
+from leafnet.inference.predict_folder import predict_folder
+from leafnet.inference.predictor import LEAFPredictor, load_member
+from leafnet.model_store.archive_format import MANIFEST, read_archive, sha256
+from leafnet.model_store.cli import export_main, install_main, onnx_main
+from leafnet.model_store.discovery import find_models
+from leafnet.model_store.export_archive import export_model
+from leafnet.model_store.install_archive import install_model
+from leafnet.training.fast_decoder_distillation import distill_fast_decoder
+from leafnet.training.registry import find_trainer
+
+RUN = "LEAFTrainer_x0__leafnetPlans__tiny"
+
+
+@pytest.fixture(scope="module")
+def two_folds(tmp_path_factory):
+    """A tiny model trained for a few steps on two folds of the demo (each fold with its own
+    first stage; fold 0's first stage long enough to code the masks, for the fast decoder)."""
+    root = tmp_path_factory.mktemp("model_store")
+    with planned_tiny_demo(root, num_cases=20):
+        splits_path = next((root / "leafnet_preprocessed").glob("Dataset999_*")) \
+            / "splits_final.json"
+        splits = json.loads(splits_path.read_text())
+        first = splits["folds"][0]
+        cases = sorted(first["train"] + first["val"])
+        second = {"val": cases[:3], "train": cases[3:]}
+        splits["folds"] = [first, second]
+        splits_path.write_text(json.dumps(splits))
+        for fold in (0, 1):
+            find_trainer("LEAFAutoencoderTrainer")(999, fold=fold, num_steps=3 + 150 * (fold == 0),
+                                                   num_workers=0, show_progress=False).run()
+            find_trainer("LEAFTrainer_x0")(999, fold=fold, num_steps=3, num_workers=0,
+                                           show_progress=False).run()
+    return root
+
+
+@pytest.fixture
+def results(two_folds, monkeypatch, tmp_path):
+    shutil.copytree(two_folds / "leafnet_results", tmp_path / "results")
+    monkeypatch.setenv("LEAFNET_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LEAFNET_PREPROCESSED", str(two_folds / "leafnet_preprocessed"))
+    return tmp_path / "results"
+
+
+def _images(folder, count=3):
+    for index in range(count):
+        save(folder / f"case{index}_0000.png", rgb(48 + 8 * index, 64, index))
+    return folder
+
+
+def test_exported_model_installs_into_an_empty_results_folder_and_predicts_without_pth(
+        results, tmp_path, monkeypatch):
+    archive = tmp_path / "model.zip"
+    export_main(["-d", "999", "-tr", "LEAFTrainer_x0", "-f", "0", "1", "-o", str(archive)])
+    names = zipfile.ZipFile(archive).namelist()
+    assert MANIFEST in names and not [n for n in names if n.endswith((".pth", ".pkl"))]
+    assert f"Dataset999_LeafnetDemo/{RUN}/fold_1/model_best/network.safetensors" in names
+    fresh = tmp_path / "fresh_results"
+    monkeypatch.setenv("LEAFNET_RESULTS", str(fresh))
+    install_main([str(archive)])
+    assert not list(fresh.rglob("*.pth"))
+    predict_main(["-i", str(_images(tmp_path / "in")), "-o", str(tmp_path / "out"), "-f", "0",
+                  "1", "-device", "cpu"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "case0.png", "case1.png", "case2.png"]
+    with pytest.raises(SystemExit):
+        install_main([str(archive)])
+
+
+def test_predictor_from_zip_equals_the_installed_folders(results, tmp_path):
+    archive = export_model(find_models("999", folds=[0]), tmp_path / "m.zip")
+    image = np.moveaxis(rgb(40, 52), -1, 0)
+    zipped = LEAFPredictor.from_zip(archive).predict([image], seed=3)[0]
+    folder = LEAFPredictor.from_folders(find_models("999", folds=[0])).predict([image], seed=3)[0]
+    np.testing.assert_array_equal(zipped.probability, folder.probability)
+
+
+def _rewrite(archive, target, change):
+    """Copy ``archive`` to ``target`` with ``change(name, data, bundle)`` writing each entry."""
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(target, "w") as bundle:
+        for info in source.infolist():
+            change(info.filename, source.read(info.filename), bundle)
+    return target
+
+
+def test_archives_reaching_outside_their_folder_are_refused(results, tmp_path):
+    archive = export_model(find_models("999", folds=[0]), tmp_path / "m.zip")
+    manifest = json.loads(zipfile.ZipFile(archive).read(MANIFEST))
+
+    def with_extra(name, data):
+        def change(entry, content, bundle):
+            if entry == MANIFEST:
+                content = json.dumps({**manifest, "files": {
+                    **manifest["files"], name: sha256(data)}}).encode()
+            bundle.writestr(entry, content)
+            if entry == MANIFEST:
+                bundle.writestr(name, data)
+        return change
+
+    for bad in ("../evil.json", "/etc/evil.json", f"Dataset999_LeafnetDemo/{RUN}/../../x.json",
+                "Dataset998_Other/x.json", f"Dataset999_LeafnetDemo/{RUN}/fold_0/x.pth"):
+        broken = _rewrite(archive, tmp_path / "bad.zip", with_extra(bad, b"{}"))
+        with pytest.raises(LeafnetError, match="refused"):
+            install_model(broken, tmp_path / "target")
+        assert not (tmp_path / "target").exists() or not any((tmp_path / "target").iterdir())
+    assert not (tmp_path / "evil.json").exists()
+
+
+def test_links_unlisted_files_and_wrong_checksums_are_refused(results, tmp_path):
+    archive = export_model(find_models("999", folds=[0]), tmp_path / "m.zip")
+    plans = f"Dataset999_LeafnetDemo/{RUN}/fold_0/plans.json"
+
+    def as_link(entry, content, bundle):
+        if entry == plans:
+            info = zipfile.ZipInfo(entry)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            bundle.writestr(info, "/etc/passwd")
+        else:
+            bundle.writestr(entry, content)
+
+    def tampered(entry, content, bundle):
+        bundle.writestr(entry, content + b" " if entry == plans else content)
+
+    with pytest.raises(LeafnetError, match="is a link"):
+        read_archive(_rewrite(archive, tmp_path / "link.zip", as_link))
+    with pytest.raises(LeafnetError, match="checksum"):
+        read_archive(_rewrite(archive, tmp_path / "tampered.zip", tampered))
+    (tmp_path / "not_a_zip.zip").write_text("hello")
+    with pytest.raises(LeafnetError, match="not a readable"):
+        read_archive(tmp_path / "not_a_zip.zip")
+
+
+def test_fold_ensemble_equals_the_mean_of_its_members(results):
+    folders = find_models("999", folds=[0, 1])
+    image = np.moveaxis(rgb(45, 61, 4), -1, 0)
+    singles = [LEAFPredictor.from_folder(folder).predict([image], seed=5)[0]
+               for folder in folders]
+    ensemble = LEAFPredictor.from_folders(folders).predict([image], seed=5,
+                                                           uncertainty=True)[0]
+    np.testing.assert_allclose(ensemble.probability,
+                               np.mean([s.probability for s in singles], axis=0), atol=1e-5)
+    assert ensemble.uncertainty.shape == ensemble.probability.shape
+    spread = np.std([s.probability for s in singles], axis=0)
+    np.testing.assert_allclose(ensemble.uncertainty, spread, atol=1e-4)
+
+
+def test_uncertainty_needs_several_members_and_is_saved_beside_the_labels(results, tmp_path):
+    _images(tmp_path / "in", 2)
+    predictor = LEAFPredictor.from_folders(find_models("999", folds=[0]))
+    with pytest.raises(LeafnetError, match="several members"):
+        predict_folder(predictor, tmp_path / "in", tmp_path / "out", save_uncertainty=True,
+                       show_progress=False)
+    predict_folder(predictor, tmp_path / "in", tmp_path / "out", num_samples=3,
+                   save_uncertainty=True, show_progress=False)
+    saved = np.load(tmp_path / "out" / "case0_uncertainty.npz")
+    assert saved["uncertainty"].shape == (1, 48, 64) and int(saved["members"]) == 3
+    assert float(saved["uncertainty"].max()) > 0
+
+
+def test_folds_planned_differently_are_not_ensembled(results):
+    folders = find_models("999", folds=[0, 1])
+    plans = json.loads((folders[1] / "plans.json").read_text())
+    plans["target_size"] = [32, 32]
+    (folders[1] / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(LeafnetError, match="planned differently"):
+        LEAFPredictor.from_folders(folders)
+
+
+def test_onnx_export_equals_torch_and_predicts_through_the_cli(results, tmp_path):
+    pytest.importorskip("onnxruntime")
+    onnx_main(["-d", "999", "-f", "0"])
+    folder = find_models("999", folds=[0])[0]
+    record = json.loads((folder / "model_best" / "network.onnx.json").read_text())
+    assert record["max_abs_difference_vs_torch"] < 1e-4
+    image = np.moveaxis(rgb(50, 70, 2), -1, 0)
+    torch_run = LEAFPredictor.from_folder(folder).predict([image], seed=1, num_samples=2)[0]
+    onnx_run = LEAFPredictor.from_folder(folder, backend="onnxruntime").predict(
+        [image], seed=1, num_samples=2)[0]
+    assert np.abs(onnx_run.probability - torch_run.probability).max() < 1e-4
+    predict_main(["-i", str(_images(tmp_path / "in", 1)), "-o", str(tmp_path / "out"),
+                  "-f", "0", "--backend", "onnxruntime", "-device", "cpu"])
+    assert (tmp_path / "out" / "case0.png").is_file()
+
+
+def test_missing_onnx_file_names_the_export_command(results):
+    folder = find_models("999", folds=[0])[0]
+    with pytest.raises(LeafnetError, match="leafnet_export_onnx"):
+        load_member(folder, backend="onnxruntime")
+
+
+def test_fast_decoder_reproduces_the_frozen_decoder(results, tmp_path):
+    folder = find_models("999", folds=[0])[0]
+    report = distill_fast_decoder(folder, steps=800, batch_size=16, show_progress=False)
+    assert report["validation"]["masks_fast_vs_frozen"] >= 0.99
+    saved = sorted(p.name for p in (folder / "fast_decoder").iterdir())
+    assert "config.json" in saved and "distillation.json" in saved
+    assert any(name.endswith(".safetensors") for name in saved)
+    image = np.moveaxis(rgb(40, 40, 1), -1, 0)
+    fast = LEAFPredictor.from_folder(folder, fast_decoder=True).predict([image])[0]
+    assert fast.label.shape == (40, 40)
+    archive = export_model([folder], tmp_path / "m.zip")
+    assert any("fast_decoder/" in name for name in zipfile.ZipFile(archive).namelist())
+    assert not [p for p in folder.iterdir() if p.name.startswith(".fast_decoder_")]
+    assert os.access(folder / "fast_decoder" / "config.json", os.R_OK)
