@@ -224,7 +224,8 @@ def exported_model(fold_folder: Path, checkpoint: str = "best") -> Path:
         path = model_folder(fold_folder, "final")
     if not (path / WEIGHTS_FILE).is_file():
         raise LeafnetError(f"{fold_folder} has no exported model ({path.name}/{WEIGHTS_FILE}); "
-                           "finish its training first (leafnet_train ... --c)")
+                           "finish its training first (leafnet_train ... --c), or, for an "
+                           "installed model, ask for an archive made with -chk best final")
     return path
 
 
