@@ -12,7 +12,8 @@ from leafnet.model_store.install_archive import install_model
 from leafnet.model_store.onnx_export import export_onnx
 
 
-def _model_flags(parser: argparse.ArgumentParser) -> None:
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """-d, -tr, -f (several), -p and --preset: which trained model and folds."""
     parser.add_argument("-d", "--dataset")
     parser.add_argument("-tr", "--trainer")
     parser.add_argument("-f", "--folds", type=int, nargs="+",
@@ -28,7 +29,7 @@ def export_main(argv: list[str] | None = None) -> None:
         description="Write a trained model (one or more folds) as a zip to share: safetensors "
         "weights, JSON configs, plans, dataset.json and the validation/test summaries; no "
         "pickles. Install it elsewhere with leafnet_install_model.")
-    _model_flags(parser)
+    add_model_flags(parser)
     parser.add_argument("-o", "--output", type=Path, required=True, help="the .zip to write")
     parser.add_argument("-chk", "--checkpoints", nargs="+", choices=("best", "final"),
                         default=["best"])
@@ -63,7 +64,7 @@ def onnx_main(argv: list[str] | None = None) -> None:
         description="Write the single-step predictor (image and noise in, probabilities out) "
         "of each fold as ONNX beside its exported weights, checked against PyTorch; predict "
         "with it by leafnet_predict --backend onnxruntime. Needs pip install -e '.[onnx]'.")
-    _model_flags(parser)
+    add_model_flags(parser)
     parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best")
     parser.add_argument("--fast-decoder", action="store_true",
                         help="with the fast mask decoder (leafnet_distill_decoder)")

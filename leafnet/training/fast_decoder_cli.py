@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from leafnet.errors import exit_on_user_error
+from leafnet.model_store.cli import add_model_flags
 from leafnet.model_store.discovery import find_models
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
 from leafnet.utilities.machine import default_device
@@ -17,11 +18,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Train a small mask decoder that reproduces the frozen decoder's masks of a "
         "trained fold (on its training cases' mask latents and single-step estimates) and "
         "save it as FOLD/fast_decoder/; predict with it by leafnet_predict --fast-decoder.")
-    parser.add_argument("-d", "--dataset")
-    parser.add_argument("-tr", "--trainer")
-    parser.add_argument("-f", "--folds", type=int, nargs="+")
-    parser.add_argument("-p", "--plans")
-    parser.add_argument("--preset")
+    add_model_flags(parser)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-cases", type=int, default=200,
