@@ -23,7 +23,7 @@ from leafnet.errors import LeafnetError
 from leafnet.models.fast_decoder import load_fast_decoder
 from leafnet.models.network import exported_model, load_network
 from leafnet.models.single_step import SingleStep
-from leafnet.utilities.json_files import read_json
+from leafnet.preprocessing.plans import Plans
 
 OPSET = 17
 INPUTS = ("image", "noise")
@@ -32,10 +32,6 @@ OUTPUT = "probability"
 
 def onnx_file(model_folder: Path, fast_decoder: bool = False) -> Path:
     return model_folder / ("network_fast.onnx" if fast_decoder else "network.onnx")
-
-
-def _plans(fold_folder: Path) -> dict[str, Any]:
-    return read_json(fold_folder / "plans.json", "the model folder is incomplete; train again")
 
 
 def write_onnx(module: SingleStep, image: torch.Tensor, noise: torch.Tensor,
@@ -68,18 +64,18 @@ def export_onnx(fold_folder: Path, checkpoint: str = "best", fast_decoder: bool 
         raise LeafnetError("ONNX export needs onnx and onnxruntime: pip install -e '.[onnx]'") \
             from None
     folder = exported_model(fold_folder, checkpoint)
-    plans = _plans(fold_folder)
-    height, width = (int(side) for side in plans["target_size"])
+    plans = Plans.load(fold_folder / "plans.json", "the model folder is incomplete; train again")
+    height, width = plans.target_size
     decoder = load_fast_decoder(fold_folder) if fast_decoder else None
     module = SingleStep(load_network(folder), decoder).eval()
     generator = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch, int(plans["num_channels"]), height, width,
+    image = torch.rand(batch, plans.num_channels, height, width,
                        generator=generator) * 2 - 1
     noise = torch.randn(module.latent_shape((batch, 3, height, width)), generator=generator)
     target = onnx_file(folder, fast_decoder)
     difference = write_onnx(module, image, noise, target)
     record = {"file": target.name, "checkpoint": folder.name, "fast_decoder": fast_decoder,
-              "opset": OPSET, "image": [None, int(plans["num_channels"]), height, width],
+              "opset": OPSET, "image": [None, plans.num_channels, height, width],
               "noise": [None, *module.latent_shape((1, 3, height, width))[1:]],
               "max_abs_difference_vs_torch": difference,
               "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
