@@ -29,7 +29,9 @@ def test_inference_benchmark_writes_its_numbers(tmp_path, capsys):
         assert {"onnxruntime", "onnxruntime_fast_decoder"} <= set(seconds)
         assert max(numbers["onnx_max_abs_difference_vs_torch"].values()) < 1e-4
     if importlib.util.find_spec("nnunetv2") is not None:
-        assert {"nnunet_2d", "nnunet_2d_mirroring"} <= set(seconds)
+        assert {"nnunet_2d", "nnunet_2d_mirroring", "nnunet_predictor",
+                "nnunet_predictor_mirroring"} <= set(seconds)
+        assert numbers["nnunet_predictor"]["patch_size"] == [32, 32]
     assert numbers["speedup_vs_torch"]["whole_prediction_fast_decoder"] > 0
     parts = numbers["parameters"]
     assert parts["inference_network_total"] == (parts["image_encoder"] + parts["unet"]

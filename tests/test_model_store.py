@@ -11,6 +11,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 from conftest import planned_tiny_demo, rgb, save
 
 from leafnet.errors import LeafnetError
@@ -22,6 +23,8 @@ from leafnet.model_store.cli import export_main, install_main, onnx_main
 from leafnet.model_store.discovery import find_models
 from leafnet.model_store.export_archive import export_model
 from leafnet.model_store.install_archive import install_model
+from leafnet.models.fast_decoder import load_fast_decoder
+from leafnet.training import fast_decoder_distillation as distillation
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
 from leafnet.training.registry import find_trainer
 
@@ -223,3 +226,41 @@ def test_fast_decoder_reproduces_the_frozen_decoder(results, tmp_path):
     assert any("fast_decoder/" in name for name in zipfile.ZipFile(archive).namelist())
     assert not [p for p in folder.iterdir() if p.name.startswith(".fast_decoder_")]
     assert os.access(folder / "fast_decoder" / "config.json", os.R_OK)
+
+
+def _fast_weights(folder):
+    decoder = load_fast_decoder(folder)
+    return {name: value.clone() for name, value in decoder.state_dict().items()}
+
+
+def test_interrupted_distillation_continues_to_the_same_decoder(results, monkeypatch):
+    """Stopped after 25 of 40 steps (checkpoints every 10) and continued with resume=True, the
+    decoder equals one distilled straight through; the work folder is gone at the end, and a
+    continuation with other settings is refused."""
+    folder = find_models("999", folds=[0])[0]
+    settings = dict(steps=40, batch_size=4, max_cases=6, checkpoint_every=10,
+                    show_progress=False)
+    distill_fast_decoder(folder, **settings)
+    straight = _fast_weights(folder)
+    shutil.rmtree(folder / "fast_decoder")
+
+    real_step, calls = distillation._distillation_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 25:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(distillation, "_distillation_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        distill_fast_decoder(folder, **settings)
+    monkeypatch.setattr(distillation, "_distillation_step", real_step)
+    assert not (folder / "fast_decoder").exists()
+    with pytest.raises(LeafnetError, match="without --c"):
+        distill_fast_decoder(folder, **{**settings, "steps": 50}, resume=True)
+    report = distill_fast_decoder(folder, **settings, resume=True)
+    assert report["continued_from_step"] == 20
+    resumed = _fast_weights(folder)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    assert not (folder / distillation.WORK_FOLDER).exists()

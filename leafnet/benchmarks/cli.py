@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
     inference = benchmarks.add_parser(
         "inference", help="parameters and per-image time of the single-step predictor: PyTorch "
-        "and onnxruntime, frozen and fast decoder, beside nnU-Net's 2D network")
+        "and onnxruntime, frozen and fast decoder, beside nnU-Net's 2D network and its whole "
+        "predictor")
     inference.add_argument("--preset", default="small", choices=sorted(PRESETS))
     inference.add_argument("--size", type=int,
                            help="image side in pixels (default: the preset's planned size)")

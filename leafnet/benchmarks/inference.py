@@ -6,14 +6,20 @@ Random weights (timing only): the fast decoder's speed does not depend on its tr
 its Dice is measured by ``leafnet_distill_decoder`` on trained models. nnU-Net's row is the
 network nnU-Net plans for a 2D image of this size (dynamic_network_architectures' PlainConvUNet:
 7 stages of 32..512 features, two convolutions each, instance norm), run on one tile the size
-of the image, once and with its four mirrorings averaged: its predictor's network cost, without
-its pre- and post-processing.
+of the image, once and with its four mirrorings averaged: the network's share. The
+``nnunet_predictor`` rows are nnU-Net's whole ``nnUNetPredictor`` on the same images, planned by
+nnU-Net itself for their size (``nnunet_predictor_half``): preprocessing, sliding window, export
+to the original size.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,11 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from leafnet.atomic import write_json
+from leafnet.errors import LeafnetError
+from leafnet.imageio import write_image, write_label
 from leafnet.model_store.onnx_export import write_onnx
 from leafnet.models.fast_decoder import fast_decoder_for
 from leafnet.models.network import build_network, network_config
 from leafnet.models.presets import get_preset
 from leafnet.models.single_step import SingleStep
+
+NNUNET_PLANNING_CASES = 4
 
 
 def _median_seconds(function: Callable[[], object], repeats: int) -> float:
@@ -66,6 +77,47 @@ def _mirrored(network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
     for axes in ((2,), (3,), (2, 3)):
         total = total + torch.flip(network(torch.flip(image, axes)), axes)
     return total / 4
+
+
+def nnunet_predictor_seconds(images: torch.Tensor, repeats: int,
+                             device: str) -> dict[str, Any]:
+    """nnU-Net v2's whole predictor on ``images`` (``(B, 3, H, W)`` in [-1, 1], saved as 8-bit
+    PNG), planned by nnU-Net for this size, random weights; run by ``nnunet_predictor_half``
+    in its own process on a scratch dataset."""
+    size = tuple(images.shape[-2:])
+    pixels = ((images.cpu().numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        folder = root / "raw" / "Dataset001_Timing"
+        for subset in ("imagesTr", "labelsTr", "imagesTs"):
+            (folder / subset).mkdir(parents=True)
+        label = np.zeros(size, dtype=np.uint8)
+        label[size[0] // 4:3 * size[0] // 4, size[1] // 4:3 * size[1] // 4] = 1
+        for index in range(NNUNET_PLANNING_CASES):
+            write_image(folder / "imagesTr" / f"train{index}_0000.png",
+                        rng.integers(0, 256, (3, *size), dtype=np.uint8))
+            write_label(folder / "labelsTr" / f"train{index}.png", label)
+        for index, image in enumerate(pixels):
+            write_image(folder / "imagesTs" / f"case{index}_0000.png", image)
+        write_json(folder / "dataset.json", {
+            "channel_names": {"0": "R", "1": "G", "2": "B"},
+            "labels": {"background": 0, "foreground": 1},
+            "numTraining": NNUNET_PLANNING_CASES, "file_ending": ".png"})
+        env = {**os.environ, "nnUNet_raw": str(root / "raw"),
+               "nnUNet_preprocessed": str(root / "preprocessed"),
+               "nnUNet_results": str(root / "results")}
+        report = root / "report.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "leafnet.benchmarks.nnunet_predictor_half",
+             "--dataset-id", "1", "--test-images", str(folder / "imagesTs"),
+             "--output", str(root / "predictions"), "--report", str(report),
+             "--repeats", str(repeats), "--device", device],
+            env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LeafnetError(f"timing nnU-Net's predictor failed (exit {result.returncode}): "
+                               f"{result.stderr[-2000:]}")
+        return json.loads(report.read_text())
 
 
 def _onnx_timings(modules: dict[str, SingleStep], image: torch.Tensor, noise: torch.Tensor,
@@ -116,6 +168,12 @@ def benchmark_inference(preset: str, size: int | None = None, batch: int = 1, re
             seconds["nnunet_2d"] = _median_seconds(lambda: nnunet(image), repeats) / batch
             seconds["nnunet_2d_mirroring"] = _median_seconds(
                 lambda: _mirrored(nnunet, image), repeats) / batch
+    predictor: dict[str, Any] | str = "skipped: nnunetv2 is not installed (pip install -e " \
+        "'.[bench]')"
+    if importlib.util.find_spec("nnunetv2") is not None:
+        predictor = nnunet_predictor_seconds(image, repeats, device)
+        seconds["nnunet_predictor"] = predictor["seconds_per_image"]["no_mirroring"]
+        seconds["nnunet_predictor_mirroring"] = predictor["seconds_per_image"]["mirroring"]
     report: dict[str, Any] = {
         "preset": preset, "image_size": size, "batch": batch, "device": device,
         "torch_threads": torch.get_num_threads(), "weights": "random (timing only)",
@@ -133,6 +191,7 @@ def benchmark_inference(preset: str, size: int | None = None, batch: int = 1, re
         / seconds["whole_prediction"],
         "nnunet": "nnU-Net v2 default 2D network" if nnunet is not None
         else "skipped: dynamic_network_architectures (nnunetv2) is not installed",
+        "nnunet_predictor": predictor,
     }
     if onnx and device == "cpu" and importlib.util.find_spec("onnxruntime") is not None:
         onnx_seconds, differences = _onnx_timings(modules, image.cpu(), noise.cpu(), repeats)
@@ -146,5 +205,6 @@ def benchmark_inference(preset: str, size: int | None = None, batch: int = 1, re
     report["speedup_vs_torch"] = {
         name: whole / seconds[name] for name in (
             "whole_prediction_fast_decoder", "onnxruntime", "onnxruntime_fast_decoder",
-            "nnunet_2d", "nnunet_2d_mirroring") if name in seconds}
+            "nnunet_2d", "nnunet_2d_mirroring", "nnunet_predictor",
+            "nnunet_predictor_mirroring") if name in seconds}
     return report

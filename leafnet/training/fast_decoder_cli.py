@@ -8,6 +8,7 @@ from leafnet.errors import exit_on_user_error
 from leafnet.model_store.cli import add_model_flags
 from leafnet.model_store.discovery import find_models
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
+from leafnet.training.progress import log_to_console
 from leafnet.utilities.machine import default_device
 
 
@@ -25,11 +26,15 @@ def main(argv: list[str] | None = None) -> None:
                         help="training cases whose latents it learns from (the frozen decoder's "
                         "targets are the slow part; chosen by the seed)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    parser.add_argument("--c", action="store_true",
+                        help="continue an interrupted distillation (same settings) from its last "
+                        "checkpoint in FOLD/.fast_decoder_work/")
     args = parser.parse_args(argv)
+    log_to_console()
     for folder in find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset):
         report = distill_fast_decoder(folder, args.steps, args.batch_size,
                                       device=args.device or default_device(),
-                                      max_cases=args.max_cases)
+                                      max_cases=args.max_cases, resume=args.c)
         validation = report.get("validation")
         summary = "no validation cases to measure it on"
         if validation:

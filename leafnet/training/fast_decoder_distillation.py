@@ -12,10 +12,16 @@ part (it is the slow decoder), so at most ``max_cases`` training cases are used,
 seed. The validation cases measure agreement, on their single-step estimates (what prediction
 decodes) and on their masks' latents (the round trip): Dice between the two decoders' masks and
 each one's Dice against the reference labels.
+
+A distillation resumes (``--c``): the targets and, every 250 steps, the decoder, optimiser,
+schedule and sampling generator are kept in the fold's ``.fast_decoder_work/``, removed when the
+decoder is saved; a continued run ends with the same weights as one never interrupted. It only
+continues a run of the same settings and the same exported model (size and time of its weights).
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import time
@@ -26,21 +32,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
+from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from leafnet.atomic import write_json
+from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, FastMaskDecoder, fast_decoder_for
-from leafnet.models.network import LEAFNetwork, exported_model, load_network
+from leafnet.models.network import WEIGHTS_FILE, LEAFNetwork, exported_model, load_network
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
+from leafnet.training.checkpointing import load_checkpoint, save_checkpoint
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.losses import soft_dice_loss
 from leafnet.utilities.json_files import read_json
 
+WORK_FOLDER = ".fast_decoder_work"
+CHECKPOINT_FILE = "checkpoint.pth"
 MASK_VIEWS = ((False, False), (True, False), (False, True), (True, True))
 IMAGE_VIEWS = ((False, False), (False, True))
+logger = logging.getLogger(__name__)
 
 
 def _fold_data(fold_folder: Path) -> tuple[Plans, dict[str, list[str]], Path]:
@@ -113,24 +124,92 @@ def _crops(latents: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, cr
     return latent, target
 
 
+def _model_identity(model: Path) -> dict[str, Any]:
+    """What tells a retrained model from the one a resumed distillation started on."""
+    weights = model / WEIGHTS_FILE
+    return {"model": model.name, "model_bytes": weights.stat().st_size,
+            "model_mtime_ns": weights.stat().st_mtime_ns}
+
+
+def _prepared(network: LEAFNetwork, train: PreprocessedCases, work: Path, device: str, seed: int,
+              show_progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The latents and the frozen decoder's targets, computed once and kept in ``work`` so that
+    a resumed distillation does not pay for them again."""
+    path = work / "targets.safetensors"
+    if path.is_file():
+        tensors = load_file(str(path))
+        return tensors["latents"], tensors["targets"]
+    latents = _latents(network, train, device, seed, True, show_progress, "latents")
+    targets = _frozen_probabilities(network, latents, device, show_progress)
+    with atomic_path(path) as temporary:
+        save_file({"latents": latents.contiguous(), "targets": targets.contiguous()},
+                  str(temporary))
+    return latents, targets
+
+
+def _distillation_step(decoder: FastMaskDecoder, optimizer: torch.optim.Optimizer,
+                       schedule: torch.optim.lr_scheduler.LRScheduler, latents: torch.Tensor,
+                       targets: torch.Tensor, batch_size: int, crop: int, factor: int,
+                       generator: torch.Generator, device: str) -> float:
+    """One optimiser step on random crops of a random batch; returns the loss."""
+    index = torch.randint(len(latents), (batch_size,), generator=generator)
+    latent, target = _crops(latents, targets, index, crop, factor, generator)
+    target = target.float().to(device)
+    logits = decoder.logits(latent.to(device))
+    loss = (F.binary_cross_entropy_with_logits(logits, target)
+            + soft_dice_loss(torch.sigmoid(logits), (target > 0.5).float()))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item()
+
+
+def _resume_state(work: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    """The checkpoint to continue from, or None to start over (after clearing ``work``)."""
+    checkpoint = work / CHECKPOINT_FILE
+    if resume and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        if state["settings"] != settings:
+            raise LeafnetError(
+                f"{work} holds a distillation with other settings or of another model "
+                f"({state['settings']}, now {settings}); continue it with its settings, or "
+                "run without --c to start over")
+        logger.info("continuing the fast decoder's distillation at step %d of %d",
+                    state["step"], settings["steps"])
+        return state
+    if work.exists():
+        logger.info("%s: %s", work, "no checkpoint yet, starting over" if resume
+                    else "an earlier unfinished distillation, started over (--c continues one)")
+        shutil.rmtree(work)
+    work.mkdir()
+    return None
+
+
 def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int = 32,
                          learning_rate: float = 2e-3, device: str = "cpu", seed: int = 0,
-                         max_cases: int = 200, crop: int = 8,
-                         show_progress: bool = True) -> dict[str, Any]:
+                         max_cases: int = 200, crop: int = 8, show_progress: bool = True,
+                         resume: bool = False, checkpoint_every: int = 250) -> dict[str, Any]:
     """Train the fast decoder of ``fold_folder`` and write it to ``fast_decoder/`` (replacing
     an older one only when done); return the report, also ``fast_decoder/distillation.json``.
-    ``crop`` is the side of the latent windows trained on."""
+    ``crop`` is the side of the latent windows trained on. The frozen decoder's targets and,
+    every ``checkpoint_every`` steps, the state of the run are kept in ``.fast_decoder_work/``:
+    ``resume`` continues from there exactly as if never interrupted."""
     plans, split, data = _fold_data(fold_folder)
-    network = load_network(exported_model(fold_folder, "best"), device).eval()
+    model = exported_model(fold_folder, "best")
+    network = load_network(model, device).eval()
     config = network.config
     chosen = split["train"]
     if len(chosen) > max_cases:
         order = np.random.default_rng(seed).permutation(len(chosen))[:max_cases]
         chosen = [chosen[i] for i in sorted(order)]
+    settings = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
+                "seed": seed, "max_cases": max_cases, "crop": crop, **_model_identity(model)}
+    work = fold_folder / WORK_FOLDER
+    state = _resume_state(work, settings, resume)
     train = PreprocessedCases(data, chosen, plans.label_scheme)
     start = time.perf_counter()
-    latents = _latents(network, train, device, seed, True, show_progress, "latents")
-    targets = _frozen_probabilities(network, latents, device, show_progress)
+    latents, targets = _prepared(network, train, work, device, seed, show_progress)
     prepare_seconds = time.perf_counter() - start
     torch.manual_seed(seed)
     decoder = fast_decoder_for(config.autoencoder["latent_channels"], config.mask_channels,
@@ -139,26 +218,32 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
     schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(50, steps // 10),
                              num_training_steps=steps)
     generator = torch.Generator().manual_seed(seed)
-    start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="distilling the fast decoder", disable=not show_progress):
-        index = torch.randint(len(latents), (batch_size,), generator=generator)
-        latent, target = _crops(latents, targets, index, crop, config.downsampling, generator)
-        target = target.float().to(device)
-        logits = decoder.logits(latent.to(device))
-        loss = (F.binary_cross_entropy_with_logits(logits, target)
-                + soft_dice_loss(torch.sigmoid(logits), (target > 0.5).float()))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    first, train_seconds, loss = 0, 0.0, float("nan")
+    if state is not None:
+        decoder.load_state_dict(state["decoder"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        first, train_seconds, loss = state["step"], state["train_seconds"], state["loss"]
+    start = time.perf_counter() - train_seconds
+    for step in tqdm(range(first, steps), desc="distilling the fast decoder", initial=first,
+                     total=steps, disable=not show_progress):
+        loss = _distillation_step(decoder, optimizer, schedule, latents, targets, batch_size,
+                                  crop, config.downsampling, generator, device)
+        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
+            save_checkpoint(work / CHECKPOINT_FILE, {
+                "trainer": "fast_decoder_distillation", "settings": settings, "step": step + 1,
+                "decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                "train_seconds": time.perf_counter() - start, "loss": loss})
     train_seconds = time.perf_counter() - start
     decoder.eval()
     report: dict[str, Any] = {
         "fold_folder": str(fold_folder), "steps": steps, "batch_size": batch_size,
         "learning_rate": learning_rate, "crop": crop, "training_cases": len(chosen),
-        "training_latents": len(latents),
+        "training_latents": len(latents), "continued_from_step": first,
         "prepare_seconds": prepare_seconds, "train_seconds": train_seconds,
-        "final_loss": loss.item(), "config": dict(decoder.config)}
+        "final_loss": loss, "config": dict(decoder.config)}
     if split["val"]:
         val = PreprocessedCases(data, split["val"], plans.label_scheme)
         reference = [np.asarray(val.image_and_mask(i)[1]) for i in range(len(val))]
@@ -176,6 +261,7 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
             report["validation"].update({f"{name}_{key}": value
                                          for key, value in scores.items()})
     _save(decoder, fold_folder, report)
+    shutil.rmtree(work)
     return report
 
 
