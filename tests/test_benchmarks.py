@@ -32,6 +32,7 @@ def test_inference_benchmark_writes_its_numbers(tmp_path, capsys):
         assert {"nnunet_2d", "nnunet_2d_mirroring", "nnunet_predictor",
                 "nnunet_predictor_mirroring"} <= set(seconds)
         assert numbers["nnunet_predictor"]["patch_size"] == [32, 32]
+        assert numbers["nnunet_predictor"]["mirroring_axes"] == [0, 1]
     assert numbers["speedup_vs_torch"]["whole_prediction_fast_decoder"] > 0
     parts = numbers["parameters"]
     assert parts["inference_network_total"] == (parts["image_encoder"] + parts["unet"]

@@ -27,7 +27,8 @@ from leafnet.benchmarks.nnunet_half import PLANS, plan_and_preprocess, predict
 
 def untrained_trainer(dataset_id: int, device: torch.device) -> nnUNetTrainer:
     """nnU-Net's default plans for the scratch dataset (its trainer also wants the 2D
-    preprocessing) and its default trainer's 2D network, randomly initialised."""
+    preprocessing) and its default trainer's 2D network, randomly initialised, with the
+    mirroring axes nnU-Net's trainer sets when training starts (both axes in 2D)."""
     plan_and_preprocess(dataset_id, num_processes=1)
     folder = Path(nnUNet_preprocessed) / maybe_convert_to_dataset_name(dataset_id)
     plans = json.loads((folder / f"{PLANS}.json").read_text())
@@ -36,6 +37,7 @@ def untrained_trainer(dataset_id: int, device: torch.device) -> nnUNetTrainer:
     trainer = nnUNetTrainer(plans=plans, configuration="2d", fold=0, dataset_json=dataset_json,
                             device=device)
     trainer.initialize()
+    trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     trainer.network.eval()
     return trainer
 
@@ -46,8 +48,10 @@ def time_predictor(dataset_id: int, test_images: Path, output: Path, repeats: in
     predicted ``repeats`` times after one untimed warm-up pass)."""
     trainer = untrained_trainer(dataset_id, device)
     images = sorted(test_images.iterdir())
-    report: dict[str, object] = {"patch_size": list(trainer.configuration_manager.patch_size),
-                                 "seconds_per_image": {}}
+    report: dict[str, object] = {
+        "patch_size": list(trainer.configuration_manager.patch_size),
+        "mirroring_axes": list(trainer.inference_allowed_mirroring_axes),
+        "seconds_per_image": {}}
     for mirroring in (False, True):
         key = "mirroring" if mirroring else "no_mirroring"
         predict(trainer, images[:1], output / key, mirroring, device)
