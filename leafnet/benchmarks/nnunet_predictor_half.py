@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 from nnunetv2.paths import nnUNet_preprocessed
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -58,7 +59,7 @@ def time_predictor(dataset_id: int, test_images: Path, output: Path, repeats: in
         seconds = []
         for _ in range(repeats):
             seconds += predict(trainer, images, output / key, mirroring, device)
-        report["seconds_per_image"][key] = sorted(seconds)[len(seconds) // 2]
+        report["seconds_per_image"][key] = float(np.median(seconds))
     return report
 
 
