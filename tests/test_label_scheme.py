@@ -55,6 +55,16 @@ def test_binary_codes_one_channel_replicated_to_rgb_as_before():
     assert torch.allclose(rgb_to_mask(decoded), ((decoded + 1) / 2).mean(1, keepdim=True))
 
 
+def test_two_channels_repeat_the_last_in_the_spare_rgb_channel_and_decode_its_mean():
+    mask = torch.tensor([[[[0.0, 1.0]], [[1.0, 0.0]]]])
+    np.testing.assert_array_equal(mask_to_rgb(mask)[0, :, 0].numpy(),
+                                  [[-1, 1], [1, -1], [1, -1]])
+    decoded = torch.tensor([[[[0.2, -0.9]], [[0.4, -0.7]], [[0.0, -1.0]]]])
+    expected = torch.stack([(decoded[:, 0] + 1) / 2, ((decoded[:, 1:] + 1) / 2).mean(1)], 1)
+    assert torch.allclose(rgb_to_mask(decoded, 2), expected)
+    np.testing.assert_array_equal(mask_to_rgb(torch.ones(1, 3, 1, 1))[0, :, 0, 0], [1, 1, 1])
+
+
 def test_nested_regions_get_a_channel_each_painted_in_order_and_scored_as_regions():
     scheme = LabelScheme.for_dataset(LABELS, {"disc": [1, 2], "cup": [2]})
     assert scheme.num_channels == 2 and scheme.coding["coding"] == "channels"

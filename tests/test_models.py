@@ -116,3 +116,16 @@ def test_network_configs_without_a_version_load_and_newer_ones_are_refused():
     assert NetworkConfig.from_json(older).unet == saved["unet"]
     with pytest.raises(LeafnetError, match="newer leafnet"):
         NetworkConfig.from_json({**saved, "version": NETWORK_CONFIG_VERSION + 1})
+
+
+def test_two_channel_networks_from_before_the_repeated_spare_channel_are_refused():
+    from leafnet.errors import LeafnetError
+    from leafnet.models.network import NetworkConfig, network_config
+
+    saved = network_config("tiny", mask_channels=2).to_json()
+    assert NetworkConfig.from_json(saved).mask_channels == 2
+    for old in (1, 0):
+        with pytest.raises(LeafnetError, match="spare RGB channel at -1"):
+            NetworkConfig.from_json({**saved, "version": old})
+    binary = network_config("tiny").to_json()
+    assert NetworkConfig.from_json({**binary, "version": 1}).mask_channels == 1

@@ -196,6 +196,23 @@ def test_a_first_stage_of_several_classes_adds_the_masks_dice_to_its_loss(nested
     assert ", dice " in (folder / "training_log.txt").read_text()
 
 
+def test_a_two_class_first_stage_without_the_repeated_spare_channel_is_refused(nested_env):
+    record = (nested_env / "leafnet_results" / "Dataset998_LeafnetDemoNested"
+              / "LEAFAutoencoderTrainer__leafnetPlans__tiny" / "fold_0" / "autoencoder"
+              / "latent_scale.json")
+    saved = record.read_text()
+    assert json.loads(saved)["rgb_layout"] == [0, 1, 1]
+    try:
+        record.write_text(json.dumps({k: v for k, v in json.loads(saved).items()
+                                      if k != "rgb_layout"}))
+        with pytest.raises(LeafnetError, match=r"\[0, 1, -1\] .* not as \[0, 1, 1\]; train it "
+                                               "again"):
+            find_trainer("LEAFTrainer_x0")(NESTED, num_steps=1, num_workers=0,
+                                           show_progress=False).run()
+    finally:
+        record.write_text(saved)
+
+
 def test_a_first_stage_trained_on_other_labels_is_refused(nested_env):
     plan_and_preprocess(NESTED, num_processes=1, label_names=["core"], show_progress=False)
     with pytest.raises(LeafnetError, match="trained on other label classes .* train it again"):

@@ -3,9 +3,12 @@
 # (exported model, safetensors), prediction and evaluation, the same for the nested two-label demo
 # (kl-f8 codes the two region channels as an RGB image), leafnet_benchmark inference and
 # train-step, and leafnet's half of versus-nnunet (small preset, one minute). Wheels of the packages the machine lacks travel in .whl/ (see docs/results.md).
-# Usage: OUT=/some/folder bash tools/cuda_check.sh
+# Usage: OUT=/some/folder [PARTS='binary benchmarks nested versus'] bash tools/cuda_check.sh
+# PARTS picks sections (all by default), so a short device budget can rerun one of them.
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
+PARTS=${PARTS:-binary benchmarks nested versus}
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target /tmp/site .whl/*.whl || exit 1
@@ -32,6 +35,7 @@ UNet2DModel(**preset.unet).save_pretrained(folder / "unet", safe_serialization=T
 print("torch", torch.__version__, "cuda", torch.cuda.is_available())
 PY
 run dataset_conversion.cli demo --num-cases 60 -np 8 || exit 1
+if part binary; then
 run planning.cli -d 999 --preset paper -np 8 || exit 1
 start=$(date +%s)
 run training.cli 999 LEAFTrainer_x0 --steps 30 --validate-every 15 -device cuda 2>&1 | tail -8
@@ -42,12 +46,16 @@ run inference.cli -d 999 -tr LEAFTrainer_x0 -i /tmp/lf/raw/Dataset999_LeafnetDem
   -o /tmp/lf/pred -device cuda 2>&1 | tail -3
 echo "predict imagesTs: $(( $(date +%s) - start )) s"
 run evaluation.cli -ref /tmp/lf/raw/Dataset999_LeafnetDemo/labelsTs -pred /tmp/lf/pred 2>&1 | tail -4
+fi
+if part benchmarks; then
 for preset in paper small; do
   run benchmarks.cli inference --preset $preset -device cuda --batch 4 --repeats 10 \
     -o "$OUT/inference_${preset}_cuda.json" | tail -25
 done
 run benchmarks.cli train-step -d 999 --preset paper -device cuda --steps 6 \
   -o "$OUT/train_step_paper_cuda.json" | tail -20
+fi
+if part nested; then
 run dataset_conversion.cli demo --num-labels 2 --num-cases 40 -np 8 || exit 1
 run planning.cli -d 998 --preset paper -np 8 2>&1 | tail -4
 start=$(date +%s)
@@ -58,6 +66,9 @@ run inference.cli -d 998 -tr LEAFTrainer_x0 -i /tmp/lf/raw/Dataset998_LeafnetDem
 ls /tmp/lf/pred998 | head -4
 run evaluation.cli -ref /tmp/lf/raw/Dataset998_LeafnetDemoNested/labelsTs -pred /tmp/lf/pred998 \
   -djfile /tmp/lf/raw/Dataset998_LeafnetDemoNested/dataset.json -o "$OUT/nested_paper_cuda_summary.json" 2>&1 | tail -6
+fi
+if part versus; then
 run planning.cli -d 999 --preset small -np 8 2>&1 | tail -2
 run benchmarks.cli versus-nnunet -d 999 --minutes 1 --skip-nnunet -device cuda \
   -o "$OUT/versus_nnunet_cuda" 2>&1 | tail -12
+fi

@@ -29,28 +29,39 @@ class ImageEncoder(nn.Module):
         return mean * self.latent_scale
 
 
-def mask_to_rgb(mask: torch.Tensor) -> torch.Tensor:
-    """Target masks ``(B, C, H, W)`` in {0, 1} (the label scheme's coding, C = 1 to 3) -> the
-    autoencoder's input space: three channels in [-1, 1]. One mask channel is replicated (a
-    gray mask image); two or three fill the first RGB channels and the rest stay at -1."""
-    channels = mask.shape[1]
+def rgb_layout(channels: int) -> list[int]:
+    """Which mask channel each of the autoencoder's three RGB channels carries: one channel is
+    replicated (a gray mask image), three fill R, G, B, and with two the spare B channel repeats
+    the last one. For regions the last channel is the innermost (nnU-Net's
+    ``regions_class_order`` paints it last), the one a first stage codes worst: repeated, it
+    counts twice in the first stage's loss and its decoding averages two channels. On the
+    nested demo (1.5 + 5 minutes) this lifted the core from 0.819 to 0.843 and the lesion from
+    0.903 to 0.916 against an unused channel at -1 (docs/results.md)."""
     if not 1 <= channels <= 3:
         raise ValueError(f"masks with {channels} channels cannot be coded (1 to 3)")
+    return [min(index, channels - 1) for index in range(3)]
+
+
+def mask_to_rgb(mask: torch.Tensor) -> torch.Tensor:
+    """Target masks ``(B, C, H, W)`` in {0, 1} (the label scheme's coding, C = 1 to 3) -> the
+    autoencoder's input space: three channels in [-1, 1], laid out by :func:`rgb_layout`."""
     coded = mask.float() * 2 - 1
-    if channels == 1:
+    if coded.shape[1] == 1:
         return coded.expand(-1, 3, -1, -1)
-    filler = torch.full_like(coded[:, :1], -1.0).expand(-1, 3 - channels, -1, -1)
-    return torch.cat([coded, filler], dim=1)
+    return coded[:, rgb_layout(coded.shape[1])]
 
 
 def rgb_to_mask(decoded: torch.Tensor, channels: int = 1) -> torch.Tensor:
-    """The inverse of :func:`mask_to_rgb` for a decoded image: clamp to [-1, 1] and map to
-    [0, 1]; one channel is the mean of the three, more are the first ``channels``. Returns the
-    probabilities ``(B, channels, H, W)``."""
+    """The inverse of :func:`mask_to_rgb` for a decoded image: clamp to [-1, 1], map to [0, 1]
+    and average the RGB channels that carry the same mask channel. Returns the probabilities
+    ``(B, channels, H, W)``."""
     probability = (decoded.clamp(-1, 1) + 1) / 2
     if channels == 1:
         return probability.mean(dim=1, keepdim=True)
-    return probability[:, :channels]
+    layout = rgb_layout(channels)
+    copies = [[rgb for rgb, carried in enumerate(layout) if carried == channel]
+              for channel in range(channels)]
+    return torch.stack([probability[:, rgb].mean(dim=1) for rgb in copies], dim=1)
 
 
 def encode_mask(autoencoder: AutoencoderKL, mask: torch.Tensor,

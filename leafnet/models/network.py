@@ -36,7 +36,7 @@ from leafnet.models.weights.store import (
 )
 
 CONFIG_FILE = "network_config.json"
-NETWORK_CONFIG_VERSION = 1
+NETWORK_CONFIG_VERSION = 2
 WEIGHTS_FILE = "network.safetensors"
 
 
@@ -89,11 +89,19 @@ class NetworkConfig:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NetworkConfig:
         """Read a saved config; files without a version (before it was recorded) are version 0
-        and load as they are; a file of a newer leafnet is refused rather than misread."""
+        and load as they are, except two-channel networks from before version 2, whose spare
+        RGB channel meant something else; a file of a newer leafnet is refused rather than
+        misread."""
         version = int(data.get("version", 0))
         if version > NETWORK_CONFIG_VERSION:
             raise LeafnetError(f"network config version {version} was written by a newer leafnet "
                                f"(this one reads up to {NETWORK_CONFIG_VERSION}); upgrade leafnet")
+        if version < 2 and data.get("mask_channels", 1) == 2:
+            raise LeafnetError(
+                f"this network codes two mask channels with the spare RGB channel at -1 (network "
+                f"config version {version}); this leafnet repeats the last channel there "
+                "(rgb_layout in models/autoencoder.py) and would decode it wrongly: train the "
+                "model again")
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 

@@ -25,7 +25,13 @@ from torch import nn
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
-from leafnet.models.autoencoder import decode_mask, encode_mask, mask_to_rgb, rgb_to_mask
+from leafnet.models.autoencoder import (
+    decode_mask,
+    encode_mask,
+    mask_to_rgb,
+    rgb_layout,
+    rgb_to_mask,
+)
 from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import (
     RunContext,
@@ -139,5 +145,6 @@ class AutoencoderTask(TrainingTask):
         folder = run.output / "autoencoder"
         self.autoencoder.save_pretrained(folder, safe_serialization=True)
         write_json(folder / "latent_scale.json", {
-            "latent_scale": scale, "label_handling": run.plans.label_scheme.coding})
+            "latent_scale": scale, "label_handling": run.plans.label_scheme.coding,
+            "rgb_layout": rgb_layout(self.mask_channels)})
         run.log(f"first stage saved to {folder} (latent scale {scale:.4f})")

@@ -22,6 +22,7 @@ from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
 from leafnet.inference.predict_cases import predict_cases
 from leafnet.inference.predictor import LEAFPredictor
+from leafnet.models.autoencoder import rgb_layout
 from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
 from leafnet.paths import trainer_output
@@ -103,6 +104,14 @@ class DiffusionTask(TrainingTask):
                 f"({coded or 'one mask channel'}) than the plans now ask for "
                 f"({scheme.describe()}); train it again: leafnet_train {dataset} "
                 f"{self.first_stage} -f {run.fold} --preset {run.preset.name}")
+        layout = rgb_layout(scheme.num_channels)
+        if record.get("rgb_layout", layout if scheme.num_channels != 2 else None) != layout:
+            raise LeafnetError(
+                f"the first stage in {folder} lays the mask channels out in RGB as "
+                f"{record.get('rgb_layout', '[0, 1, -1] (unrecorded, older leafnet)')}, not as "
+                f"{layout}; train it again: "
+                f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
+                f"--preset {run.preset.name}")
         return network_config(run.preset.name, self.prediction_type, str(folder),
                               record["latent_scale"], scheme.num_channels)
 
