@@ -190,6 +190,24 @@ def test_soft_dice_loss_is_zero_for_a_perfect_or_empty_mask_and_near_one_for_a_m
     assert soft_dice_loss(1 - mask[:, :1], mask[:, :1]).item() == pytest.approx(1, abs=0.02)
 
 
+def test_the_first_stage_dice_counts_the_repeated_inner_region_twice():
+    from leafnet.models.autoencoder import mask_to_rgb
+    from leafnet.training.tasks.autoencoder import rgb_dice_loss
+
+    masks = torch.zeros(1, 2, 8, 8)
+    masks[0, 0, 1:7, 1:7] = 1
+    masks[0, 1, 3:5, 3:5] = 1
+    inputs = mask_to_rgb(masks)
+    lesion_missed, core_missed = masks.clone(), masks.clone()
+    lesion_missed[0, 0] = masks[0, 1]
+    core_missed[0, 1] = 0
+    lesion_loss = rgb_dice_loss(mask_to_rgb(lesion_missed), inputs).item()
+    core_loss = rgb_dice_loss(mask_to_rgb(core_missed), inputs).item()
+    assert rgb_dice_loss(inputs, inputs).item() == pytest.approx(0)
+    assert core_loss == pytest.approx(2 / 3 * (1 - 1 / 5), abs=1e-6)
+    assert core_loss > lesion_loss > 0
+
+
 def test_a_first_stage_of_several_classes_adds_the_masks_dice_to_its_loss(nested_env):
     folder = (nested_env / "leafnet_results" / "Dataset998_LeafnetDemoNested"
               / "LEAFAutoencoderTrainer__leafnetPlans__tiny" / "fold_0")

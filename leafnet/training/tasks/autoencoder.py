@@ -3,10 +3,12 @@
 
 L1 reconstruction plus ``kl_weight`` x KL on random crops, validated by the Dice of the
 reconstructed validation masks. Masks of several classes add ``dice_weight`` x the soft Dice
-loss of each mask channel: with L1 alone a first stage codes one binary mask (three equal
+loss of each RGB channel: with L1 alone a first stage codes one binary mask (three equal
 channels) in 130 steps but had not started on two region channels (validation Dice 0.17 on the
-nested demo), with the Dice term it reached 0.90 / 0.85 in the same steps. One class keeps L1
-alone, so binary first stages train exactly as before.
+nested demo), with the Dice term it reached 0.90 / 0.85 in the same steps. Like the L1, the
+Dice term counts the channel that two masks repeat in B twice (``rgb_layout``): on the nested
+demo this moved the test Dice from 0.925 / 0.850 (lesion / core) to 0.906 / 0.859, towards the
+weaker region. One class keeps L1 alone, so binary first stages train exactly as before.
 
 The export, at the end only, is the EMA autoencoder and the latent scale 1 / std of the
 training masks' latents, where the diffusion task of the same dataset, plans, preset and fold
@@ -39,6 +41,13 @@ from leafnet.training.tasks.task import (
     mean_dice_and_iou,
     step_generator,
 )
+
+
+def rgb_dice_loss(reconstruction: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """Soft Dice loss of each RGB channel of reconstructed masks against the coded masks
+    (both in [-1, 1]): a mask channel that ``rgb_layout`` repeats counts as often as it is
+    repeated, as in the L1 term."""
+    return soft_dice_loss(rgb_to_mask(reconstruction, 3), rgb_to_mask(inputs, 3))
 
 
 class Reconstruction(nn.Module):
@@ -101,8 +110,7 @@ class AutoencoderTask(TrainingTask):
         losses = {"reconstruction": reconstruction_loss, "kl": kl.float(),
                   "loss": reconstruction_loss + self.kl_weight * kl.float()}
         if self.dice_weight:
-            dice = soft_dice_loss(rgb_to_mask(reconstruction[:num_masks], self.mask_channels),
-                                  rgb_to_mask(inputs[:num_masks], self.mask_channels))
+            dice = rgb_dice_loss(reconstruction[:num_masks], inputs[:num_masks])
             losses["dice"] = dice
             losses["loss"] = losses["loss"] + self.dice_weight * dice
         return losses
