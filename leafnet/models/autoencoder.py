@@ -42,6 +42,13 @@ def rgb_layout(channels: int) -> list[int]:
     return [min(index, channels - 1) for index in range(3)]
 
 
+def unrecorded_rgb_layout(channels: int) -> list[int]:
+    """The layout of first stages and networks saved before leafnet recorded one: the same as
+    :func:`rgb_layout` except that two channels left B at -1 (written ``-1`` here). The one
+    place that knows which saved models the layout change made unreadable."""
+    return [0, 1, -1] if channels == 2 else rgb_layout(channels)
+
+
 def mask_to_rgb(mask: torch.Tensor) -> torch.Tensor:
     """Target masks ``(B, C, H, W)`` in {0, 1} (the label scheme's coding, C = 1 to 3) -> the
     autoencoder's input space: three channels in [-1, 1], laid out by :func:`rgb_layout`."""

@@ -26,7 +26,13 @@ from leafnet.diffusion.schedule import (
     NUM_TRAIN_TIMESTEPS,
 )
 from leafnet.errors import LeafnetError
-from leafnet.models.autoencoder import ImageEncoder, decode_mask, encode_mask
+from leafnet.models.autoencoder import (
+    ImageEncoder,
+    decode_mask,
+    encode_mask,
+    rgb_layout,
+    unrecorded_rgb_layout,
+)
 from leafnet.models.backbone import Backbone, UNet2DBackbone, widen_conv_in
 from leafnet.models.presets import get_preset
 from leafnet.models.weights.store import (
@@ -96,7 +102,8 @@ class NetworkConfig:
         if version > NETWORK_CONFIG_VERSION:
             raise LeafnetError(f"network config version {version} was written by a newer leafnet "
                                f"(this one reads up to {NETWORK_CONFIG_VERSION}); upgrade leafnet")
-        if version < 2 and data.get("mask_channels", 1) == 2:
+        channels = data.get("mask_channels", 1)
+        if version < 2 and unrecorded_rgb_layout(channels) != rgb_layout(channels):
             raise LeafnetError(
                 f"this network codes two mask channels with the spare RGB channel at -1 (network "
                 f"config version {version}); this leafnet repeats the last channel there "

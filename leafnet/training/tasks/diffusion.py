@@ -22,7 +22,7 @@ from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
 from leafnet.inference.predict_cases import predict_cases
 from leafnet.inference.predictor import LEAFPredictor
-from leafnet.models.autoencoder import rgb_layout
+from leafnet.models.autoencoder import rgb_layout, unrecorded_rgb_layout
 from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
 from leafnet.paths import trainer_output
@@ -105,11 +105,11 @@ class DiffusionTask(TrainingTask):
                 f"({scheme.describe()}); train it again: leafnet_train {dataset} "
                 f"{self.first_stage} -f {run.fold} --preset {run.preset.name}")
         layout = rgb_layout(scheme.num_channels)
-        if record.get("rgb_layout", layout if scheme.num_channels != 2 else None) != layout:
+        recorded = record.get("rgb_layout", unrecorded_rgb_layout(scheme.num_channels))
+        if recorded != layout:
             raise LeafnetError(
-                f"the first stage in {folder} lays the mask channels out in RGB as "
-                f"{record.get('rgb_layout', '[0, 1, -1] (unrecorded, older leafnet)')}, not as "
-                f"{layout}; train it again: "
+                f"the first stage in {folder} lays the mask channels out in RGB as {recorded} "
+                f"(-1: B left at -1), not as {layout}; train it again: "
                 f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
                 f"--preset {run.preset.name}")
         return network_config(run.preset.name, self.prediction_type, str(folder),
