@@ -2,12 +2,15 @@
 # The CUDA path on a GPU machine with the paper preset and random weights: a bf16 training run
 # (exported model, safetensors), prediction and evaluation, the same for the nested two-label demo
 # (kl-f8 codes the two region channels as an RGB image), leafnet_benchmark inference and
-# train-step, and leafnet's half of versus-nnunet (small preset, one minute). Wheels of the packages the machine lacks travel in .whl/ (see docs/results.md).
-# Usage: OUT=/some/folder [PARTS='binary benchmarks nested versus'] bash tools/cuda_check.sh
-# PARTS picks sections (all by default), so a short device budget can rerun one of them.
+# train-step, the fast mask decoder (distilled from the binary run's model, then predicting with
+# it), and leafnet's half of versus-nnunet (small preset, one minute). Wheels of the packages
+# the machine lacks travel in .whl/ (see docs/results.md).
+# Usage: OUT=/some/folder [PARTS='binary fastdecoder benchmarks nested versus'] bash tools/cuda_check.sh
+# PARTS picks sections (all by default), so a short device budget can rerun one of them;
+# fastdecoder needs binary before it.
 set -uo pipefail
 OUT=${OUT:-$(mktemp -d)}
-PARTS=${PARTS:-binary benchmarks nested versus}
+PARTS=${PARTS:-binary fastdecoder benchmarks nested versus}
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -46,6 +49,18 @@ run inference.cli -d 999 -tr LEAFTrainer_x0 -i /tmp/lf/raw/Dataset999_LeafnetDem
   -o /tmp/lf/pred -device cuda 2>&1 | tail -3
 echo "predict imagesTs: $(( $(date +%s) - start )) s"
 run evaluation.cli -ref /tmp/lf/raw/Dataset999_LeafnetDemo/labelsTs -pred /tmp/lf/pred 2>&1 | tail -4
+fi
+if part fastdecoder; then
+start=$(date +%s)
+run training.fast_decoder_cli -d 999 -tr LEAFTrainer_x0 -f 0 --steps 300 -device cuda 2>&1 | tail -2
+echo "distil the fast decoder (targets and 300 steps): $(( $(date +%s) - start )) s"
+cp /tmp/lf/results/Dataset999_LeafnetDemo/LEAFTrainer_x0__leafnetPlans__paper/fold_0/fast_decoder/distillation.json \
+  "$OUT/fast_decoder_distillation_paper_cuda.json"
+start=$(date +%s)
+run inference.cli -d 999 -tr LEAFTrainer_x0 -i /tmp/lf/raw/Dataset999_LeafnetDemo/imagesTs \
+  -o /tmp/lf/pred_fast -device cuda --fast-decoder 2>&1 | tail -2
+echo "predict imagesTs with the fast decoder: $(( $(date +%s) - start )) s"
+run evaluation.cli -ref /tmp/lf/raw/Dataset999_LeafnetDemo/labelsTs -pred /tmp/lf/pred_fast 2>&1 | tail -4
 fi
 if part benchmarks; then
 for preset in paper small; do

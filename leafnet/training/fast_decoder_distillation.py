@@ -4,14 +4,19 @@ The fast decoder must reproduce what the frozen decoder makes of the latents it 
 prediction: the single-step estimates z0, not only clean mask latents. So it learns from both,
 on the fold's training cases: the frozen encoder's latents of the four flipped views of each
 mask, and the trained network's z0 estimates of the image and its mirror image (noise from the
-seed). Its targets are the frozen decoder's probabilities of those latents (binary cross-entropy
-on them, plus the soft Dice of their 0.5 masks, which is what prediction thresholds). Both
-networks are convolutional, so the fast decoder trains on random crops of the latents and their
-targets, which costs a fraction of whole images. The frozen decoder's targets are the expensive
-part (it is the slow decoder), so at most ``max_cases`` training cases are used, chosen by the
-seed. The validation cases measure agreement, on their single-step estimates (what prediction
-decodes) and on their masks' latents (the round trip): Dice between the two decoders' masks and
-each one's Dice against the reference labels.
+seed). Its targets are the frozen decoder's probabilities of those latents: binary cross-entropy
+on them, plus the soft Dice of their 0.5 masks and a margin term that pushes each logit at least
+1 to the side of 0.5 the frozen decoder chose, as prediction thresholds at 0.5. Both networks are
+convolutional, so the fast decoder trains on random windows of the latents and their targets,
+which costs a fraction of whole images. Each window is decoded with ``context`` latent pixels of
+its neighbours around it and the loss taken inside only: without them a window's cut edges were
+learnt with zero padding where the frozen decoder had seen the neighbours, and the fast decoder
+learnt to shrink masks wherever they meet the image border (on the binary demo the round trip
+rose from 0.985 to 0.991 with them, 0.993 with the margin term too; issue 15). The frozen
+decoder's targets are the expensive part (it is the slow decoder), so at most ``max_cases``
+training cases are used, chosen by the seed. The validation cases measure agreement, on their
+single-step estimates (what prediction decodes) and on their masks' latents (the round trip):
+Dice between the two decoders' masks and each one's Dice against the reference labels.
 
 A distillation resumes (``--c``): the targets and, every 250 steps, the decoder, optimiser,
 schedule and sampling generator are kept in the fold's ``.fast_decoder_work/``, removed when the
@@ -112,16 +117,23 @@ def _agreement(fast: np.ndarray, frozen: np.ndarray, reference: list[np.ndarray]
 
 
 def _crops(latents: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, crop: int,
-           factor: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same random ``crop`` x ``crop`` window of each latent and of its target."""
+           context: int, factor: int, generator: torch.Generator
+           ) -> tuple[torch.Tensor, torch.Tensor, tuple[slice, slice]]:
+    """The same random ``crop`` x ``crop`` window of each latent, widened by up to ``context``
+    latent pixels on each side within the image, and of its target; with the slices of the
+    decoded widened window that cover the target."""
     height, width = latents.shape[-2:]
     crop_h, crop_w = min(crop, height), min(crop, width)
     top = int(torch.randint(height - crop_h + 1, (1,), generator=generator))
     left = int(torch.randint(width - crop_w + 1, (1,), generator=generator))
-    latent = latents[index, :, top:top + crop_h, left:left + crop_w]
+    outer_top, outer_left = max(0, top - context), max(0, left - context)
+    latent = latents[index, :, outer_top:min(height, top + crop_h + context),
+                     outer_left:min(width, left + crop_w + context)]
     target = targets[index, :, top * factor:(top + crop_h) * factor,
                      left * factor:(left + crop_w) * factor]
-    return latent, target
+    rows = slice((top - outer_top) * factor, (top - outer_top + crop_h) * factor)
+    columns = slice((left - outer_left) * factor, (left - outer_left + crop_w) * factor)
+    return latent, target, (rows, columns)
 
 
 def _model_identity(model: Path) -> dict[str, Any]:
@@ -147,17 +159,25 @@ def _prepared(network: LEAFNetwork, train: PreprocessedCases, work: Path, device
     return latents, targets
 
 
+def distillation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy on the frozen decoder's probabilities ``target``, the soft Dice of
+    its 0.5 masks, and a hinge that asks each logit to lie at least 1 on the frozen decoder's
+    side of 0.5: the soft targets alone leave boundary pixels near 0.5 free to flip."""
+    side = (target > 0.5).float()
+    return (F.binary_cross_entropy_with_logits(logits, target)
+            + soft_dice_loss(torch.sigmoid(logits), side)
+            + F.relu(1.0 - logits * (2.0 * side - 1.0)).mean())
+
+
 def _distillation_step(decoder: FastMaskDecoder, optimizer: torch.optim.Optimizer,
                        schedule: torch.optim.lr_scheduler.LRScheduler, latents: torch.Tensor,
-                       targets: torch.Tensor, batch_size: int, crop: int, factor: int,
-                       generator: torch.Generator, device: str) -> float:
-    """One optimiser step on random crops of a random batch; returns the loss."""
+                       targets: torch.Tensor, batch_size: int, crop: int, context: int,
+                       factor: int, generator: torch.Generator, device: str) -> float:
+    """One optimiser step on random windows of a random batch; returns the loss."""
     index = torch.randint(len(latents), (batch_size,), generator=generator)
-    latent, target = _crops(latents, targets, index, crop, factor, generator)
-    target = target.float().to(device)
-    logits = decoder.logits(latent.to(device))
-    loss = (F.binary_cross_entropy_with_logits(logits, target)
-            + soft_dice_loss(torch.sigmoid(logits), (target > 0.5).float()))
+    latent, target, inside = _crops(latents, targets, index, crop, context, factor, generator)
+    logits = decoder.logits(latent.to(device))[..., inside[0], inside[1]]
+    loss = distillation_loss(logits, target.float().to(device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -188,11 +208,13 @@ def _resume_state(work: Path, settings: dict[str, Any], resume: bool) -> dict[st
 
 def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int = 32,
                          learning_rate: float = 2e-3, device: str = "cpu", seed: int = 0,
-                         max_cases: int = 200, crop: int = 8, show_progress: bool = True,
-                         resume: bool = False, checkpoint_every: int = 250) -> dict[str, Any]:
+                         max_cases: int = 200, crop: int = 8, context: int = 2,
+                         show_progress: bool = True, resume: bool = False,
+                         checkpoint_every: int = 250) -> dict[str, Any]:
     """Train the fast decoder of ``fold_folder`` and write it to ``fast_decoder/`` (replacing
     an older one only when done); return the report, also ``fast_decoder/distillation.json``.
-    ``crop`` is the side of the latent windows trained on. The frozen decoder's targets and,
+    ``crop`` is the side of the latent windows trained on, ``context`` the latent pixels of
+    their neighbours decoded with them. The frozen decoder's targets and,
     every ``checkpoint_every`` steps, the state of the run are kept in ``.fast_decoder_work/``:
     ``resume`` continues from there exactly as if never interrupted."""
     plans, split, data = _fold_data(fold_folder)
@@ -204,7 +226,8 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
         order = np.random.default_rng(seed).permutation(len(chosen))[:max_cases]
         chosen = [chosen[i] for i in sorted(order)]
     settings = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
-                "seed": seed, "max_cases": max_cases, "crop": crop, **_model_identity(model)}
+                "seed": seed, "max_cases": max_cases, "crop": crop, "context": context,
+                **_model_identity(model)}
     work = fold_folder / WORK_FOLDER
     state = _resume_state(work, settings, resume)
     train = PreprocessedCases(data, chosen, plans.label_scheme)
@@ -229,7 +252,7 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
     for step in tqdm(range(first, steps), desc="distilling the fast decoder", initial=first,
                      total=steps, disable=not show_progress):
         loss = _distillation_step(decoder, optimizer, schedule, latents, targets, batch_size,
-                                  crop, config.downsampling, generator, device)
+                                  crop, context, config.downsampling, generator, device)
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             save_checkpoint(work / CHECKPOINT_FILE, {
                 "trainer": "fast_decoder_distillation", "settings": settings, "step": step + 1,
@@ -240,8 +263,9 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
     decoder.eval()
     report: dict[str, Any] = {
         "fold_folder": str(fold_folder), "steps": steps, "batch_size": batch_size,
-        "learning_rate": learning_rate, "crop": crop, "training_cases": len(chosen),
-        "training_latents": len(latents), "continued_from_step": first,
+        "learning_rate": learning_rate, "crop": crop, "context": context,
+        "training_cases": len(chosen), "training_latents": len(latents),
+        "continued_from_step": first,
         "prepare_seconds": prepare_seconds, "train_seconds": train_seconds,
         "final_loss": loss, "config": dict(decoder.config)}
     if split["val"]:
