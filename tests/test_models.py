@@ -9,6 +9,8 @@ from leafnet.models.autoencoder import decode_mask, encode_mask
 from leafnet.models.backbone import UNet2DBackbone, widen_conv_in
 from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import (
+    NETWORK_CONFIG_VERSION,
+    NetworkConfig,
     build_network,
     load_network,
     network_config,
@@ -107,9 +109,6 @@ def test_paper_preset_is_the_ldm_kl8_churches_configuration():
 
 
 def test_network_configs_without_a_version_load_and_newer_ones_are_refused():
-    from leafnet.errors import LeafnetError
-    from leafnet.models.network import NETWORK_CONFIG_VERSION, NetworkConfig, network_config
-
     saved = network_config("tiny").to_json()
     assert saved["version"] == NETWORK_CONFIG_VERSION
     older = {key: value for key, value in saved.items() if key != "version"}
@@ -119,9 +118,6 @@ def test_network_configs_without_a_version_load_and_newer_ones_are_refused():
 
 
 def test_two_channel_networks_from_before_the_repeated_spare_channel_are_refused():
-    from leafnet.errors import LeafnetError
-    from leafnet.models.network import NetworkConfig, network_config
-
     saved = network_config("tiny", mask_channels=2).to_json()
     assert NetworkConfig.from_json(saved).mask_channels == 2
     for old in (1, 0):

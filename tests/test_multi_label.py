@@ -16,12 +16,14 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_folders
 from leafnet.imageio import read_label
 from leafnet.inference.cli import main as predict_main
+from leafnet.models.autoencoder import mask_to_rgb
 from leafnet.planning import plan_and_preprocess
 from leafnet.planning.cli import main as plan_main
 from leafnet.preprocessing.label_scheme import LabelClass
 from leafnet.raw_format import load_dataset_json, write_dataset_json
 from leafnet.training.registry import find_trainer
 from leafnet.training.losses import soft_dice_loss
+from leafnet.training.tasks.autoencoder import rgb_dice_loss
 
 NESTED = 998
 DISC, CUP = LabelClass("disc", (1, 2), 1), LabelClass("cup", (2,), 2)
@@ -191,9 +193,6 @@ def test_soft_dice_loss_is_zero_for_a_perfect_or_empty_mask_and_near_one_for_a_m
 
 
 def test_the_first_stage_dice_counts_the_repeated_inner_region_twice():
-    from leafnet.models.autoencoder import mask_to_rgb
-    from leafnet.training.tasks.autoencoder import rgb_dice_loss
-
     masks = torch.zeros(1, 2, 8, 8)
     masks[0, 0, 1:7, 1:7] = 1
     masks[0, 1, 3:5, 3:5] = 1
