@@ -257,3 +257,75 @@ def test_target_size_follows_the_preset_unless_given(leafnet_folders):
     assert switched.plans.target_size == (256, 256) and switched.processed == 6
     given = plan_and_preprocess(10, preset="small", target_size=(64, 64), **QUIET)
     assert given.plans.target_size == (64, 64) and given.plans.preset == "small"
+
+
+def test_fingerprint_measures_each_labels_largest_object(leafnet_folders):
+    images, labels = [], []
+    for index in range(4):
+        label = np.zeros((40, 80), np.uint8)
+        label[2:12, 3:23] = 1           # 10 x 20, the largest piece of label 1
+        label[30:33, 60:63] = 1         # a speck that must not count
+        label[20:20 + 4 + index, 40:46] = 2
+        images.append(np.full((40, 80), 100, np.uint8))
+        labels.append(label)
+    gray_dataset(leafnet_folders["LEAFNET_RAW"], images, labels,
+                 labels_json={"background": 0, "big": 1, "small": 2})
+    result = plan_and_preprocess(20, preset="small", target_size=(64, 64), **QUIET)
+    fingerprint = json.loads((result.folder / "dataset_fingerprint.json").read_text())
+    big, small = fingerprint["labels"]["big"], fingerprint["labels"]["small"]
+    assert big["object_extent_hw_median"] == [10, 20]
+    assert big["object_fraction_hw_median"] == [0.25, 0.25]
+    assert small["object_extent_hw_median"] == [5.5, 6]
+    assert "given with --target-size" in result.plans.json["target_size_rule"]["decision"]
+
+
+def test_planning_enlarges_the_target_size_for_a_small_cup_and_says_why(leafnet_folders,
+                                                                        capsys):
+    from leafnet.dataset_conversion.fundus import convert_fundus
+    from leafnet.planning.target_size import MIN_OBJECT_PIXELS
+
+    convert_fundus(num_cases=12, size=256, num_processes=1, show_progress=False)
+    plan_main(["-d", "997", "--preset", "small", "-np", "1"])
+    printed = capsys.readouterr().out
+    plans = json.loads((leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
+                        / "leafnet_plans.json").read_text())
+    rule = plans["target_size_rule"]
+    assert plans["target_size"] == [256, 256] and rule["smallest_class"] == "cup"
+    assert rule["extent_at_preset_px"] < MIN_OBJECT_PIXELS <= rule["extent_at_target_px"]
+    assert "size: target size 256x256 instead of the preset's" in printed
+    assert (leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
+            / "leafnetPlans_256x256").is_dir()
+    disc_only = plan_and_preprocess(997, clean=True, preset="small", label_names=["disc"],
+                                    **QUIET)
+    assert disc_only.plans.target_size == (128, 128)
+    assert "the preset's" in disc_only.plans.json["target_size_rule"]["decision"]
+
+
+def test_a_structure_too_small_for_any_allowed_size_gets_the_largest_and_a_warning():
+    from leafnet.planning.target_size import MIN_OBJECT_PIXELS, choose_target_size
+    from leafnet.preprocessing.label_scheme import LabelScheme
+
+    labels, regions = {"background": 0, "disc": 1, "cup": 2}, {"disc": [1, 2], "cup": [2]}
+    scheme = LabelScheme.for_dataset(labels, regions)
+    fingerprint = {"labels": {
+        "disc": {"value": 1, "object_fraction_hw_median": [0.2, 0.15]},
+        "cup": {"value": 2, "object_fraction_hw_median": [0.02, 0.03]}}}
+    decision = choose_target_size(fingerprint, scheme, (128, 128))
+    assert decision.target_size == (256, 256) and decision.smallest_class == "cup"
+    assert decision.extent_at_target == pytest.approx(5.1)
+    assert decision.extent_at_target < MIN_OBJECT_PIXELS
+    assert "still 5.1 px at 256x256" in decision.explanation()
+    fits = choose_target_size(fingerprint, LabelScheme.for_dataset(labels, regions, ["disc"]),
+                              (128, 128))
+    assert fits.target_size == (128, 128) and fits.extent_at_preset == pytest.approx(19.2)
+
+
+def test_demo_sets_keep_the_presets_size(leafnet_folders):
+    from leafnet.dataset_conversion import convert_demo
+
+    convert_demo(num_cases=20, size=256, num_processes=1, show_progress=False)
+    convert_demo(dataset_id=998, num_cases=20, size=256, num_processes=1, show_progress=False,
+                 num_labels=2)
+    for dataset in (999, 998):
+        plans = plan_and_preprocess(dataset, preset="small", **QUIET).plans
+        assert plans.target_size == (128, 128), plans.json["target_size_rule"]

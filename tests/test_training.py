@@ -96,7 +96,8 @@ def test_resumed_training_ends_with_the_weights_of_an_uninterrupted_run(env):
                   / "LEAFTrainer_x0_distill__leafnetPlans__tiny")
     train("LEAFTrainer_x0_distill", 3, every=3, workers=2)
     resumed = find_trainer("LEAFTrainer_x0_distill")(999, num_steps=6, validate_every=3,
-                                                     num_workers=1, show_progress=False)
+                                                     num_workers=1, show_progress=False,
+                                                     extend=True)
     resumed.run(continue_training=True)
     assert load_checkpoint(resumed.output / "checkpoint_final.pth")["step"] == 6
     for key, value in _state(resumed).items():
@@ -313,7 +314,9 @@ def test_minutes_budget_stops_saves_and_continues_with_steps(env, capsys):
     assert state["step"] == 1 and trainer.history["train_seconds"] > 6e-3
     assert "minute budget is spent after 1 steps" in (trainer.output / "training_log.txt"
                                                         ).read_text()
-    resumed = train("LEAFTrainer_x0", 3, every=50, continue_training=True)
+    with pytest.raises(LeafnetError, match="minutes: 0.0001 -> None"):
+        train("LEAFTrainer_x0", 3, every=50, continue_training=True)
+    resumed = train("LEAFTrainer_x0", 3, every=50, continue_training=True, extend=True)
     assert load_checkpoint(resumed.output / "checkpoint_final.pth")["step"] == 3
     assert resumed.history["train_step"] == [0, 1, 2]
 
@@ -380,3 +383,64 @@ def test_cached_mask_latents_equal_the_frozen_encoder_for_every_view():
             assert torch.equal(cache(network, views, np.arange(len(masks)), flips),
                                first[tuple(state)])
     assert cache.encoded == len(masks) * len(FLIP_STATES)
+
+
+class FakeClock:
+    """``time`` for the loop: each reading advances the clock by ``slow`` seconds for the first
+    ``slow_calls`` readings and by ``fast`` after, a pace that changes during the run as on a
+    shared machine (what made the LR fitted to the budget jump upward)."""
+
+    def __init__(self, slow_calls: int, slow: float, fast: float) -> None:
+        self.now, self.calls = 0.0, 0
+        self.slow_calls, self.slow, self.fast = slow_calls, slow, fast
+
+    def perf_counter(self) -> float:
+        self.calls += 1
+        self.now += self.slow if self.calls <= self.slow_calls else self.fast
+        return self.now
+
+
+def test_budget_lr_decays_smoothly_to_zero_when_the_pace_changes(env, monkeypatch):
+    import types
+
+    from leafnet.training import loop
+
+    clock = FakeClock(slow_calls=15, slow=0.5, fast=0.1)
+    monkeypatch.setattr(loop, "time", types.SimpleNamespace(perf_counter=clock.perf_counter))
+    trainer = train("LEAFTrainer_x0_cpu", None, every=20, minutes=0.5)
+    lr = np.array(trainer.history["lr"])
+    peak = int(lr.argmax())
+    assert len(lr) > trainer.warmup_steps + 20 and peak > 0
+    assert np.all(np.diff(lr[:peak + 1]) >= 0), "the LR fell during the warm-up"
+    assert np.all(np.diff(lr[peak:]) <= 1e-12), "the LR went up after it began to fall"
+    assert lr[-1] == pytest.approx(0.0, abs=lr.max() * 0.02)
+
+
+def test_continuing_with_other_settings_is_refused_naming_the_difference(env):
+    train("LEAFTrainer_x0_distill", 2, every=2)
+    with pytest.raises(LeafnetError, match=r"distill_lambda: 0\.75 -> 0\.5"):
+        train("LEAFTrainer_x0_distill", 2, every=2, lam=0.5, continue_training=True)
+    with pytest.raises(LeafnetError, match=r"seed: 12345 -> 7"):
+        train("LEAFTrainer_x0_distill", 2, every=2, seed=7, continue_training=True)
+    with pytest.raises(LeafnetError, match=r"first_stage: 'LEAFAutoencoderTrainer' -> "):
+        train("LEAFTrainer_x0_distill", 2, every=2, first_stage="LEAFAutoencoderTrainer_masks",
+              continue_training=True)
+    with pytest.raises(LeafnetError, match=r"steps: 2 -> 4.*--extend"):
+        train("LEAFTrainer_x0_distill", 4, every=2, continue_training=True)
+    extended = train("LEAFTrainer_x0_distill", 4, every=2, continue_training=True, extend=True)
+    assert load_checkpoint(extended.output / "checkpoint_final.pth")["step"] == 4
+    recorded = json.loads((extended.output / "run_settings.json").read_text())
+    assert (recorded["steps"], recorded["seed"], recorded["distill_lambda"]) == (4, 12345, 0.75)
+    plans = env / "leafnet_preprocessed" / "Dataset999_LeafnetDemo" / "leafnet_plans.json"
+    plans.write_text(plans.read_text().replace("\n", " \n", 1))
+    with pytest.raises(LeafnetError, match="plans_sha256"):
+        train("LEAFTrainer_x0_distill", 4, every=2, continue_training=True)
+
+
+def test_train_cli_refuses_a_changed_lambda_on_continue(env, capsys):
+    train_main(["999", "LEAFTrainer_x0_distill", "--steps", "1", "--validate-every", "1",
+                "--workers", "0", "--lam", "0.75"])
+    with pytest.raises(SystemExit):
+        train_main(["999", "LEAFTrainer_x0_distill", "--steps", "1", "--workers", "0",
+                    "--lam", "0.5", "--c"])
+    assert "distill_lambda: 0.75 -> 0.5" in capsys.readouterr().err

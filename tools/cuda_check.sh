@@ -84,6 +84,6 @@ run evaluation.cli -ref /tmp/lf/raw/Dataset998_LeafnetDemoNested/labelsTs -pred 
 fi
 if part versus; then
 run planning.cli -d 999 --preset small -np 8 2>&1 | tail -2
-run benchmarks.cli versus-nnunet -d 999 --minutes 1 --skip-nnunet -device cuda \
+run benchmarks.cli versus-nnunet -d 999 --minutes 1 --rows unet -device cuda \
   -o "$OUT/versus_nnunet_cuda" 2>&1 | tail -12
 fi

@@ -15,6 +15,7 @@ from leafnet.benchmarks.versus_nnunet import (
     DEFAULT_FIRST_STAGE,
     DEFAULT_TRAINER,
     FIRST_STAGE_SHARE,
+    ROWS,
     VALIDATE_EVERY,
     benchmark_folder,
     benchmark_versus_nnunet,
@@ -24,6 +25,16 @@ from leafnet.errors import exit_on_user_error
 from leafnet.models.presets import PRESETS
 from leafnet.raw_format import find_dataset
 from leafnet.utilities.machine import machine
+
+
+def parse_rows(text: str) -> tuple[str, ...]:
+    """``--rows unet,nnunet``: baseline rows, each one of ``ROWS``."""
+    rows = tuple(row.strip() for row in text.split(",") if row.strip())
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown row(s) {', '.join(unknown)}; choose from "
+                                         f"{', '.join(ROWS)}")
+    return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     train_step.add_argument("-o", "--output", type=Path,
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
     versus = benchmarks.add_parser(
-        "versus-nnunet", help="leafnet and nnU-Net v2 2D trained for the same minutes each on "
-        "the same split, scored on the same test images")
+        "versus-nnunet", help="leafnet, nnU-Net v2 2D (its own plans, and on leafnet's "
+        "resized images) and a plain U-Net trained for the same minutes each on the same split, "
+        "scored on the same test images")
     versus.add_argument("-d", "--dataset", required=True)
     versus.add_argument("--minutes", type=float, required=True,
                         help="training minutes of each method (leafnet's first stage included)")
@@ -69,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of leafnet's minutes for its first stage (default: "
                         "%(default)s)")
     versus.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
-    versus.add_argument("--skip-nnunet", action="store_true", help="train and score leafnet only")
+    versus.add_argument("--rows", type=parse_rows, default=ROWS,
+                        help="the baseline rows to train beside leafnet, comma-separated "
+                        f"(default: all, {','.join(ROWS)})")
     versus.add_argument("-np", "--num-processes", type=int, default=2,
                         help="nnU-Net's preprocessing and augmentation processes")
     versus.add_argument("--mirroring-cases", type=int,
@@ -90,7 +104,7 @@ def versus_nnunet(args: argparse.Namespace) -> None:
     numbers = benchmark_versus_nnunet(
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
-        skip_nnunet=args.skip_nnunet, num_processes=args.num_processes,
+        rows=args.rows, num_processes=args.num_processes,
         mirroring_cases=args.mirroring_cases, folder=folder, device=args.device)
     path = write_report("versus_nnunet", numbers, folder / "versus_nnunet.json")
     table = markdown_table({**numbers, "machine": machine()})

@@ -32,6 +32,7 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
 from leafnet.atomic import write_json
+from leafnet.preprocessing import resize_probabilities
 
 ITERATIONS_PER_EPOCH = 20
 VALIDATION_ITERATIONS_PER_EPOCH = 4
@@ -147,9 +148,21 @@ def image_case_id(path: Path, ending: str) -> str:
     return path.name[: -len(f"_0000{ending}")]
 
 
+def to_original_size(predictor: nnUNetPredictor, probabilities: np.ndarray,
+                     size: tuple[int, int]) -> np.ndarray:
+    """nnU-Net's class probabilities ``(K, 1, h, w)`` resized bilinearly to ``size`` as
+    leafnet resizes its own, then made a segmentation ``(1, H, W)`` by nnU-Net's label manager
+    (argmax, or its regions' thresholds)."""
+    resized = np.stack([resize_probabilities(channel[0], size) for channel in probabilities])
+    return predictor.label_manager.convert_probabilities_to_segmentation(resized[:, None])
+
+
 def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirroring: bool,
-            device: torch.device) -> list[float]:
-    """Predict ``images`` (one file each) into ``output``; seconds per image, file IO excluded."""
+            device: torch.device,
+            original_sizes: dict[str, list[int]] | None = None) -> list[float]:
+    """Predict ``images`` (one file each) into ``output``; seconds per image, file IO excluded.
+    With ``original_sizes`` (case -> (H, W)) the images were resized for nnU-Net and each
+    prediction is mapped back to its case's size."""
     trainer.set_deep_supervision_enabled(False)
     predictor = nnUNetPredictor(use_mirroring=mirroring,
                                 perform_everything_on_device=device.type == "cuda",
@@ -163,11 +176,17 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
     output.mkdir(parents=True, exist_ok=True)
     seconds = []
     for path in images:
+        case_id = image_case_id(path, ending)
         data, properties = reader.read_images([str(path)])
         started = time.perf_counter()
-        segmentation = predictor.predict_single_npy_array(data, properties)
+        if original_sizes is None:
+            segmentation = predictor.predict_single_npy_array(data, properties)
+        else:
+            _, probabilities = predictor.predict_single_npy_array(
+                data, properties, save_or_return_probabilities=True)
+            segmentation = to_original_size(predictor, probabilities,
+                                            tuple(original_sizes[case_id]))
         seconds.append(time.perf_counter() - started)
-        case_id = image_case_id(path, ending)
         reader.write_seg(np.asarray(segmentation), str(output / f"{case_id}{ending}"),
                          properties)
     return seconds
@@ -175,10 +194,12 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
 
 def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_images: Path,
         output: Path, num_processes: int, device: torch.device,
-        mirroring_cases: int | None = None) -> dict[str, Any]:
+        mirroring_cases: int | None = None,
+        original_sizes: dict[str, list[int]] | None = None) -> dict[str, Any]:
     """Plan, train and predict on ``device`` (with mirroring only the first
-    ``mirroring_cases`` images when given: on a CPU it costs four passes per image); the
-    numbers for the benchmark's report."""
+    ``mirroring_cases`` images when given: on a CPU it costs four passes per image; with
+    ``original_sizes``, predictions mapped back to them); the numbers for the benchmark's
+    report."""
     plan_and_preprocess(dataset_id, num_processes)
     trainer = train(dataset_id, minutes, split, device)
     images = sorted(test_images.iterdir())
@@ -188,13 +209,16 @@ def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_image
         "iterations": int(trainer.ledger_entry("iterations", 0)),
         "batch_size": trainer.configuration_manager.batch_size,
         "patch_size": list(trainer.configuration_manager.patch_size),
+        "input_size": [int(side) for side in
+                       trainer.plans_manager.get_configuration("2d").median_image_size_in_voxels
+                       [-2:]],
         "predictions": {}, "seconds_per_image": {}, "cases": {},
     }
     ending = trainer.dataset_json["file_ending"]
     for mirroring in (False, True):
         key = "mirroring" if mirroring else "no_mirroring"
         chosen = images[:mirroring_cases] if mirroring and mirroring_cases else images
-        seconds = predict(trainer, chosen, output / key, mirroring, device)
+        seconds = predict(trainer, chosen, output / key, mirroring, device, original_sizes)
         report["predictions"][key] = str(output / key)
         report["seconds_per_image"][key] = float(np.median(seconds))
         report["cases"][key] = [image_case_id(path, ending) for path in chosen]
@@ -212,10 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-np", "--num-processes", type=int, default=2)
     parser.add_argument("--mirroring-cases", type=int)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--original-sizes", type=Path,
+                        help="JSON: case -> (H, W) the resized images' predictions go back to")
     args = parser.parse_args(argv)
+    sizes = json.loads(args.original_sizes.read_text()) if args.original_sizes else None
     report = run(args.dataset_id, args.minutes, json.loads(args.split.read_text()),
                  args.test_images, args.output, args.num_processes, torch.device(args.device),
-                 args.mirroring_cases)
+                 args.mirroring_cases, sizes)
     write_json(args.report, report)
 
 

@@ -1,23 +1,32 @@
-"""``leafnet_benchmark versus-nnunet``: leafnet and nnU-Net v2 2D trained for the same wall-clock
-minutes each, on the same train/validation/test split, predicting the same test images at their
-original size, scored by leafnet's evaluation, with the prediction time per image of each.
+"""``leafnet_benchmark versus-nnunet``: leafnet and its baselines trained for the same
+wall-clock minutes each, on the same train/validation/test split, predicting the same test images
+at their original size, scored by leafnet's evaluation (Dice, IoU, HD95), with the samples each
+saw, its pace and its prediction time per image.
 
-leafnet's minutes include its first stage (the mask autoencoder), which gets
-``first_stage_share`` of them. nnU-Net uses its default plans and 2D configuration and the
-budget trainer of ``nnunet_half``; nnunetv2 is an optional extra (``pip install -e ".[bench]"``)
-and its half is skipped, with the reason in the report, when it is not installed. Prediction
-times exclude reading and writing files and include everything else (resizing and normalising
-the image, the network, resizing back); nnU-Net is timed with and without test-time mirroring.
+The rows: leafnet (its first stage, the mask autoencoder, gets ``first_stage_share`` of the
+minutes); nnU-Net v2 2D with its own plans on the raw images (its default patch); nnU-Net v2 2D
+on exactly the images leafnet trains on (each image and label as leafnet's plans preprocess it:
+intensity window, resized to the plans' size), its probabilities resized back to each original
+size as leafnet's are; and a plain 2D U-Net (plain_unet.py) trained by leafnet's own loop on
+leafnet's batches. The like-for-like question (what does a U-Net reach on the same 128 px
+images in the same time?) is answered by the last two; the first answers what nnU-Net does
+left to itself. nnunetv2 (which brings dynamic_network_architectures) is the optional extra
+``pip install -e ".[bench]"``; rows that need it are skipped, with the reason in the report,
+when it is not installed. Prediction times exclude reading and writing files and include
+everything else (resizing and normalising the image, the network, resizing back; for nnU-Net on
+leafnet's images the resizing to the plans' size happens when its raw copy is written and is
+not timed, a few milliseconds an image); nnU-Net is timed with and without test-time mirroring.
 
-Everything lives in one benchmark folder (leafnet's runs, nnU-Net's folders, the predictions,
-``versus_nnunet.json`` and ``versus_nnunet.md``). Both halves resume: running the same command
-again continues the trainings where they stopped and redoes only what is missing.
+Everything lives in one benchmark folder (the leafnet and U-Net runs, nnU-Net's folders, the
+predictions, ``versus_nnunet.json`` and ``versus_nnunet.md``). Every row resumes: running the
+same command again continues the trainings where they stopped and redoes only what is missing.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -30,6 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 from leafnet.atomic import write_json
+from leafnet.benchmarks.plain_unet import PlainUNetTrainer, unet_predictor
 from leafnet.benchmarks.scratch_environment import environment
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
@@ -37,20 +47,33 @@ from leafnet.imageio import read_image, write_image, write_label
 from leafnet.inference.predict_cases import split_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.paths import results_root
+from leafnet.preprocessing import normalize_to_uint8, resize_image, resize_label
 from leafnet.preprocessing.label_scheme import LabelScheme
-from leafnet.raw_format import find_dataset, load_dataset_json, read_case
+from leafnet.preprocessing.plans import Plans
+from leafnet.raw_format import CaseFiles, find_dataset, load_dataset_json, read_case
 from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.registry import find_trainer
+from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import default_device
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
 DEFAULT_FIRST_STAGE = "LEAFAutoencoderTrainer_cpu"
 FIRST_STAGE_SHARE = 0.15
 VALIDATE_EVERY = 250
+ROWS = ("leafnet", "unet", "nnunet", "nnunet_same_size")
+NNUNET_ROWS = {"nnunet": "nnU-Net v2 2D, its own plans",
+               "nnunet_same_size": "nnU-Net v2 2D, leafnet's images"}
+
+
+MISSING_BENCH_EXTRA = "nnunetv2 is not installed (pip install -e \".[bench]\")"
 
 
 def nnunet_available() -> bool:
     return importlib.util.find_spec("nnunetv2") is not None
+
+
+def unet_available() -> bool:
+    return importlib.util.find_spec("dynamic_network_architectures") is not None
 
 
 def benchmark_folder(dataset_name: str, minutes: float) -> Path:
@@ -72,29 +95,58 @@ def _place(source: Path, target: Path, ending: str) -> None:
     write_image(target, image, properties)
 
 
-def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path) -> Path:
+def _place_as_planned(case: CaseFiles, image_targets: list[Path], label_target: Path | None,
+                      plans: Plans) -> tuple[int, int]:
+    """Write what leafnet's preprocessing makes of ``case`` (the plans' intensity window to
+    uint8, resized to the plans' size) as nnU-Net's files; return the original (H, W)."""
+    image, label, properties = read_case(case)
+    if all(path.exists() for path in image_targets) and (
+            label_target is None or label_target.exists()):
+        return int(image.shape[1]), int(image.shape[2])
+    planned = resize_image(normalize_to_uint8(image, plans.windows), plans.target_size)
+    per_file = np.split(planned, len(image_targets)) if len(image_targets) > 1 else [planned]
+    for target, array in zip(image_targets, per_file, strict=True):
+        write_image(target, array)
+    if label_target is not None:
+        write_label(label_target, resize_label(label, plans.target_size))
+    return int(image.shape[1]), int(image.shape[2])
+
+
+def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path,
+                     plans: Plans | None = None) -> tuple[Path, dict[str, list[int]]]:
     """nnU-Net's raw copy of ``raw``: train and validation cases in imagesTr/labelsTr, the test
-    cases in imagesTs (what is predicted), one dataset.json; return the dataset folder."""
+    cases in imagesTs (what is predicted), one dataset.json. With ``plans``, every image and
+    label as leafnet trains on it (resized to the plans' size, PNG). Return the dataset folder
+    and the test images' original sizes (what predictions are mapped back to)."""
     description = load_dataset_json(raw)
-    ending = description.file_ending
+    ending = ".png" if plans is not None else description.file_ending
     folder = root / raw.name
     cases = split_cases(raw, split["train"] + split["val"] + split["test"])
+    sizes: dict[str, list[int]] = {}
     for subset, ids in (("Tr", split["train"] + split["val"]), ("Ts", split["test"])):
         (folder / f"images{subset}").mkdir(parents=True, exist_ok=True)
         if subset == "Tr":
             (folder / "labelsTr").mkdir(exist_ok=True)
         for case_id in tqdm(ids, desc=f"nnU-Net raw copy, images{subset}"):
-            for channel, image in enumerate(cases[case_id].images):
-                _place(image, folder / f"images{subset}" / f"{case_id}_{channel:04d}{ending}",
-                       ending)
-            if subset == "Tr":
-                _place(cases[case_id].label, folder / "labelsTr" / f"{case_id}{ending}", ending)
+            case = cases[case_id]
+            images = [folder / f"images{subset}" / f"{case_id}_{channel:04d}{ending}"
+                      for channel in range(len(case.images))]
+            label = folder / "labelsTr" / f"{case_id}{ending}" if subset == "Tr" else None
+            if plans is not None:
+                size = _place_as_planned(case, images, label, plans)
+                if subset == "Ts":
+                    sizes[case_id] = list(size)
+                continue
+            for source, target in zip(case.images, images, strict=True):
+                _place(source, target, ending)
+            if label is not None:
+                _place(case.label, label, ending)
     written = description.to_json()
     write_json(folder / "dataset.json", {
         "channel_names": description.channel_names, "labels": written["labels"],
         "numTraining": len(split["train"]) + len(split["val"]), "file_ending": ending,
         **{key: written[key] for key in ("regions_class_order",) if key in written}})
-    return folder
+    return folder, sizes
 
 
 def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage: str,
@@ -116,33 +168,31 @@ def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage:
     return diffusion
 
 
-def predict_leafnet(trainer: Any, raw: Path, case_ids: list[str],
-                    output: Path) -> list[float]:
-    """The best model's test predictions at original size; seconds per image, file IO
-    excluded."""
-    predictor = LEAFPredictor.from_folder(trainer.output, "best", trainer.device)
+def predict_test_images(predictor: LEAFPredictor, raw: Path, case_ids: list[str],
+                        output: Path, seed: int, what: str) -> list[float]:
+    """The test predictions at original size; seconds per image, file IO excluded."""
     description = load_dataset_json(raw)
     cases = split_cases(raw, case_ids)
     output.mkdir(parents=True, exist_ok=True)
     seconds = []
-    for case_id in tqdm(case_ids, desc="leafnet predicting the test images"):
+    for case_id in tqdm(case_ids, desc=f"{what} predicting the test images"):
         image, _, properties = read_case(cases[case_id])
         started = time.perf_counter()
-        label = predictor.predict([image], seed=trainer.seed)[0].label
+        label = predictor.predict([image], seed=seed)[0].label
         seconds.append(time.perf_counter() - started)
         write_label(output / f"{case_id}{description.file_ending}", label, properties[0])
     return seconds
 
 
 def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]:
-    """leafnet's evaluation of one prediction folder (summary.json beside the masks): every
-    label, or every region of a region dataset, and their mean."""
+    """leafnet's evaluation of one prediction folder (summary.json beside the masks): Dice, IoU
+    and HD95 of every label, or every region of a region dataset, and their mean."""
     description = load_dataset_json(raw)
     cases = split_cases(raw, case_ids)
     pairs = [(cases[case_id].label, predictions / f"{case_id}{description.file_ending}")
              for case_id in case_ids]
     scheme = LabelScheme.for_dataset(description.labels, description.regions)
-    summary = evaluate_pairs(pairs, scheme.foreground_values,
+    summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=True,
                              classes=list(scheme.classes))
     write_summary(summary, predictions / "summary.json")
     return {key: float(value) for key, value in summary["foreground_mean"].items()}
@@ -150,70 +200,120 @@ def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]
 
 def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list[str]],
                folder: Path, num_processes: int, device: str,
-               mirroring_cases: int | None = None) -> dict[str, Any]:
-    """The nnU-Net half in its own process (nnunetv2 reads its folders at import)."""
-    nnunet = folder / "nnunet"
-    dataset_folder = write_nnunet_raw(raw, split, nnunet / "raw")
-    split_file = nnunet / "split.json"
+               mirroring_cases: int | None = None,
+               plans: Plans | None = None) -> dict[str, Any]:
+    """One nnU-Net row in its own process (nnunetv2 reads its folders at import), in
+    ``folder``: on the raw images with its own plans, or, with ``plans``, on the images as
+    leafnet's plans preprocess them, its predictions mapped back to the original sizes."""
+    dataset_folder, sizes = write_nnunet_raw(raw, split, folder / "raw", plans)
+    split_file = folder / "split.json"
     write_json(split_file, {"train": split["train"], "val": split["val"]})
-    report = nnunet / "report.json"
-    env = {**os.environ, "nnUNet_raw": str(nnunet / "raw"),
-           "nnUNet_preprocessed": str(nnunet / "preprocessed"),
-           "nnUNet_results": str(nnunet / "results"), "nnUNet_n_proc_DA": str(num_processes)}
+    report = folder / "report.json"
+    previous = read_json(report)
+    if previous is not None and previous.get("minutes") == minutes and previous.get(
+            "mirroring_cases") == mirroring_cases and all(
+            Path(path).is_dir() for path in previous["predictions"].values()):
+        return previous
+    env = {**os.environ, "nnUNet_raw": str(folder / "raw"),
+           "nnUNet_preprocessed": str(folder / "preprocessed"),
+           "nnUNet_results": str(folder / "results"), "nnUNet_n_proc_DA": str(num_processes)}
     command = [sys.executable, "-m", "leafnet.benchmarks.nnunet_half",
                "--dataset-id", str(dataset_id), "--minutes", str(minutes),
                "--split", str(split_file), "--test-images", str(dataset_folder / "imagesTs"),
-               "--output", str(nnunet / "predictions"), "--report", str(report),
+               "--output", str(folder / "predictions"), "--report", str(report),
                "-np", str(num_processes), "--device", device]
     if mirroring_cases:
         command += ["--mirroring-cases", str(mirroring_cases)]
+    if plans is not None:
+        write_json(folder / "original_sizes.json", sizes)
+        command += ["--original-sizes", str(folder / "original_sizes.json")]
     result = subprocess.run(command, env=env)
     if result.returncode != 0:
-        raise LeafnetError(f"the nnU-Net half failed (exit {result.returncode}); its log is in "
-                           f"{nnunet / 'results'}. Run the same command again to continue")
+        raise LeafnetError(f"the nnU-Net run in {folder} failed (exit {result.returncode}); its "
+                           f"log is in {folder / 'results'}. Run the same command again to "
+                           "continue")
     numbers = json.loads(report.read_text())
     numbers["scores"] = {key: score(raw, numbers["cases"][key], Path(path))
                          for key, path in numbers["predictions"].items()}
+    numbers.update(minutes=minutes, mirroring_cases=mirroring_cases)
+    write_json(report, numbers)
     return numbers
 
 
+def _size(size: Any) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def leafnet_row(trainer: Any, seconds: list[float], scores: dict[str, float]) -> dict[str, Any]:
+    steps, batch = trainer.num_steps, trainer.global_batch
+    diffusion_seconds = trainer.history["train_seconds"]
+    return {"method": f"leafnet {trainer.name}", "input": _size(trainer.plans.target_size),
+            "training": f"{trainer.first_stage_steps} first-stage + {steps} steps of batch "
+                        f"{batch}",
+            "train_seconds": trainer.first_stage_seconds + diffusion_seconds,
+            "samples_seen": steps * batch, "seconds_per_step": diffusion_seconds / max(steps, 1),
+            "seconds_per_image": float(np.median(seconds)), "scores": scores}
+
+
+def unet_row(trainer: Any, seconds: list[float], scores: dict[str, float]) -> dict[str, Any]:
+    steps, batch = trainer.num_steps, trainer.global_batch
+    spent = trainer.history["train_seconds"]
+    return {"method": "plain 2D U-Net (PlainConvUNet, leafnet's loop)",
+            "input": _size(trainer.plans.target_size),
+            "training": f"{steps} steps of batch {batch}", "train_seconds": spent,
+            "samples_seen": steps * batch, "seconds_per_step": spent / max(steps, 1),
+            "seconds_per_image": float(np.median(seconds)), "scores": scores}
+
+
+def nnunet_rows(numbers: dict[str, Any], name: str, num_test_cases: int) -> list[dict[str, Any]]:
+    """The rows of one nnU-Net run: without and with test-time mirroring."""
+    iterations, batch = numbers["iterations"], numbers["batch_size"]
+    rows = []
+    for key, how in (("no_mirroring", "without mirroring"), ("mirroring", "mirroring")):
+        cases = len(numbers["cases"][key])
+        if cases != num_test_cases:
+            how += f" (first {cases} test images)"
+        rows.append({
+            "method": f"{name}, {how}", "input": _size(numbers["input_size"]),
+            "training": f"{iterations} iterations of batch {batch}, patch "
+                        f"{_size(numbers['patch_size'])}",
+            "train_seconds": numbers["train_seconds"], "samples_seen": iterations * batch,
+            "seconds_per_step": numbers["train_seconds"] / max(iterations, 1),
+            "seconds_per_image": numbers["seconds_per_image"][key],
+            "scores": numbers["scores"][key]})
+    return rows
+
+
 def markdown_table(report: dict[str, Any]) -> str:
-    """The report (with its ``machine``) as a markdown table: Dice, IoU, training and
-    prediction time, ratios."""
-    leaf, nnunet, machine = report["leafnet"], report["nnunet"], report["machine"]
-    lines = [f"# leafnet vs nnU-Net v2 2D, {report['dataset']}, {report['minutes']:g} minutes "
-             f"of training each, both on {report.get('device', 'cpu')}",
+    """The report (with its ``machine``) as a markdown table: one row per method, with
+    training, samples seen, pace, Dice, IoU, HD95 and prediction time."""
+    machine = report["machine"]
+    lines = [f"# leafnet against nnU-Net v2 2D and a plain U-Net, {report['dataset']}, "
+             f"{report['minutes']:g} minutes of training each, all on "
+             f"{report.get('device', 'cpu')}",
              "",
              f"Test set: {report['num_test_cases']} images at original size, scored by "
              f"leafnet's evaluation. Machine: {machine['processor']}, {machine['cpu_count']} "
              f"cores, GPU: {machine['gpu'] or 'none'}, torch {machine['torch']}.",
              "",
-             "| method | training | test Dice | test IoU | s / image |",
-             "|---|---|---|---|---|"]
-    lines.append(
-        f"| leafnet {leaf['trainer']} | {leaf['first_stage_steps']} first-stage + "
-        f"{leaf['steps']} steps, {leaf['train_seconds'] / 60:.1f} min | "
-        f"{leaf['scores']['Dice']:.3f} | {leaf['scores']['IoU']:.3f} | "
-        f"{leaf['seconds_per_image']:.3f} |")
-    if "skipped" in nnunet:
-        lines.append(f"| nnU-Net v2 2D | skipped: {nnunet['skipped']} | | | |")
-    else:
-        for key, name in (("no_mirroring", "without mirroring"), ("mirroring", "mirroring")):
-            cases = len(nnunet["cases"][key])
-            if cases != report["num_test_cases"]:
-                name += f" (first {cases} test images)"
-            scores = nnunet["scores"][key]
-            lines.append(
-                f"| nnU-Net v2 2D, {name} | {nnunet['iterations']} iterations of batch "
-                f"{nnunet['batch_size']}, patch {nnunet['patch_size'][0]}x"
-                f"{nnunet['patch_size'][1]}, {nnunet['train_seconds'] / 60:.1f} min | "
-                f"{scores['Dice']:.3f} | {scores['IoU']:.3f} | "
-                f"{nnunet['seconds_per_image'][key]:.3f} |")
-        ratios = report["ratios"]
-        lines += ["", f"leafnet / nnU-Net: test Dice {ratios['dice_vs_no_mirroring']:.2f}x "
-                  f"(without mirroring, same images), prediction time per image "
-                  f"{ratios['seconds_per_image_vs_no_mirroring']:.2f}x without and "
-                  f"{ratios['seconds_per_image_vs_mirroring']:.2f}x with mirroring."]
+             "| method | input | training | min | samples seen | s / step | test Dice | "
+             "test IoU | HD95 (px) | s / image |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        scores = row["scores"]
+        lines.append(
+            f"| {row['method']} | {row['input']} | {row['training']} | "
+            f"{row['train_seconds'] / 60:.1f} | {row['samples_seen']} | "
+            f"{row['seconds_per_step']:.2f} | {scores['Dice']:.3f} | {scores['IoU']:.3f} | "
+            f"{scores.get('HD95', float('nan')):.1f} | {row['seconds_per_image']:.3f} |")
+    for skipped, reason in report["skipped"].items():
+        lines.append(f"| {skipped} | skipped: {reason} | | | | | | | | |")
+    best = max(report["rows"][1:], key=lambda row: row["scores"]["Dice"], default=None)
+    if best is not None:
+        leaf = report["rows"][0]["scores"]["Dice"]
+        verdict = "leads" if leaf > best["scores"]["Dice"] else "does not lead"
+        lines += ["", f"leafnet {verdict}: test Dice {leaf:.3f} against the best baseline's "
+                  f"{best['scores']['Dice']:.3f} ({best['method']})."]
     return "\n".join(lines) + "\n"
 
 
@@ -221,51 +321,61 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
                             trainer: str = DEFAULT_TRAINER,
                             first_stage: str = DEFAULT_FIRST_STAGE,
                             first_stage_share: float = FIRST_STAGE_SHARE,
-                            validate_every: int = VALIDATE_EVERY, skip_nnunet: bool = False,
+                            validate_every: int = VALIDATE_EVERY, rows: tuple[str, ...] = ROWS,
                             num_processes: int = 2, mirroring_cases: int | None = None,
                             folder: Path | None = None,
                             device: str | None = None) -> dict[str, Any]:
-    """Train and score both on the same ``device`` (default: leafnet's, the GPU when there is
-    one); write ``versus_nnunet.json`` and ``.md`` in the benchmark folder and return the
-    report."""
+    """Train and score every row on the same ``device`` (default: leafnet's, the GPU when
+    there is one) for the same minutes: leafnet (always); of ``rows``, a plain U-Net in leafnet's
+    loop (``unet``), nnU-Net on the raw images with its own plans (``nnunet``) and nnU-Net on
+    the images leafnet sees (``nnunet_same_size``). Return the report."""
     device = device or default_device()
-    if minutes <= 0:
-        raise LeafnetError(f"--minutes must be positive, got {minutes}")
+    if not math.isfinite(minutes) or minutes <= 0:
+        raise LeafnetError(f"--minutes must be a positive number, got {minutes}")
+    unknown = sorted(set(rows) - set(ROWS))
+    if unknown:
+        raise LeafnetError(f"--rows: unknown row(s) {', '.join(unknown)}; choose from "
+                           f"{', '.join(ROWS)}")
     if not 0 < first_stage_share < 1:
         raise LeafnetError(f"--first-stage-share must be between 0 and 1, got "
                            f"{first_stage_share}")
     raw = find_dataset(dataset)
     folder = folder or benchmark_folder(raw.name, minutes)
     folder.mkdir(parents=True, exist_ok=True)
+    table: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
     with environment(LEAFNET_RESULTS=str(folder / "leafnet_results")):
         diffusion = train_leafnet(dataset, minutes, trainer, first_stage, first_stage_share,
                                   validate_every, device)
-        split = dict(diffusion.split)
+        split, plans = dict(diffusion.split), diffusion.plans
         if not split["test"]:
             raise LeafnetError(f"{raw.name} has no test cases in its split; versus-nnunet scores "
                                "the test set (add imagesTs/labelsTs or a test fraction)")
-        seconds = predict_leafnet(diffusion, raw, split["test"], folder / "leafnet_predictions")
-    leaf = {"trainer": trainer, "first_stage": first_stage,
-            "first_stage_steps": diffusion.first_stage_steps, "steps": diffusion.num_steps,
-            "train_seconds": diffusion.first_stage_seconds + diffusion.history["train_seconds"],
-            "seconds_per_image": float(np.median(seconds)),
-            "scores": score(raw, split["test"], folder / "leafnet_predictions")}
-    if skip_nnunet:
-        nnunet: dict[str, Any] = {"skipped": "--skip-nnunet was given"}
-    elif not nnunet_available():
-        nnunet = {"skipped": "nnunetv2 is not installed (pip install -e \".[bench]\")"}
-    else:
-        nnunet = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder,
-                            num_processes, device, mirroring_cases)
-    report: dict[str, Any] = {"dataset": raw.name, "minutes": minutes, "device": device,
-                              "num_test_cases": len(split["test"]),
-                              "leafnet": leaf, "nnunet": nnunet}
-    if "skipped" not in nnunet:
-        report["ratios"] = {
-            "dice_vs_no_mirroring":
-                leaf["scores"]["Dice"] / max(nnunet["scores"]["no_mirroring"]["Dice"], 1e-9),
-            "seconds_per_image_vs_mirroring":
-                leaf["seconds_per_image"] / nnunet["seconds_per_image"]["mirroring"],
-            "seconds_per_image_vs_no_mirroring":
-                leaf["seconds_per_image"] / nnunet["seconds_per_image"]["no_mirroring"]}
-    return report
+        output = folder / "leafnet_predictions"
+        seconds = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best",
+                                                                device),
+                                      raw, split["test"], output, diffusion.seed, "leafnet")
+        table.append(leafnet_row(diffusion, seconds, score(raw, split["test"], output)))
+        if "unet" not in rows:
+            skipped["plain 2D U-Net"] = "not in --rows"
+        elif unet_available():
+            unet = PlainUNetTrainer(dataset, minutes=minutes, validate_every=validate_every,
+                                    device=device)
+            unet.run(continue_training=True)
+            output = folder / "unet_predictions"
+            seconds = predict_test_images(unet_predictor(unet.output, device), raw,
+                                          split["test"], output, unet.seed, "plain U-Net")
+            table.append(unet_row(unet, seconds, score(raw, split["test"], output)))
+        else:
+            skipped["plain 2D U-Net"] = MISSING_BENCH_EXTRA
+    for key, name in NNUNET_ROWS.items():
+        if key not in rows or not nnunet_available():
+            skipped[name] = "not in --rows" if key not in rows else MISSING_BENCH_EXTRA
+            continue
+        numbers = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder / key,
+                             num_processes, device, mirroring_cases,
+                             plans if key == "nnunet_same_size" else None)
+        table += nnunet_rows(numbers, name, len(split["test"]))
+    return {"dataset": raw.name, "minutes": minutes, "device": device,
+            "num_test_cases": len(split["test"]), "plans_target_size": list(plans.target_size),
+            "rows": table, "skipped": skipped}

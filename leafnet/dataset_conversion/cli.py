@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from leafnet.dataset_conversion import PUBLIC_SOURCES, demo, folder
+from leafnet.dataset_conversion import PUBLIC_SOURCES, demo, folder, fundus
 from leafnet.errors import exit_on_user_error
 from leafnet.utilities.parallel import default_num_processes
 
@@ -42,6 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     generator.add_argument("--num-labels", type=int, default=1, choices=(1, 2),
                            help="2: each blob has a core, nested regions lesion {1, 2} and "
                            "core {2} (dataset LeafnetDemoNested; give it its own -d)")
+    synthetic_fundus = sources.add_parser(
+        "fundus", help="generate a synthetic REFUGE2-like fundus set (optic disc and a small cup "
+        "in large images, nested regions)")
+    _common(synthetic_fundus, fundus.DEFAULT_ID)
+    synthetic_fundus.add_argument("--seed", type=int, default=0)
+    synthetic_fundus.add_argument("--num-cases", type=int, default=fundus.DEFAULT_NUM_CASES)
+    synthetic_fundus.add_argument("--test-fraction", type=float,
+                                  default=fundus.DEFAULT_TEST_FRACTION)
+    synthetic_fundus.add_argument("--size", type=int, default=fundus.DEFAULT_SIZE,
+                                  help="image side in pixels")
     for name, public in PUBLIC_SOURCES.items():
         sub = sources.add_parser(
             name, help=public.title, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -94,6 +104,9 @@ def convert(args: argparse.Namespace) -> tuple[Path, object]:
         return demo.convert_demo(seed=args.seed, num_cases=args.num_cases,
                                  test_fraction=args.test_fraction, size=args.size,
                                  num_labels=args.num_labels, **common)
+    if args.source == "fundus":
+        return fundus.convert_fundus(seed=args.seed, num_cases=args.num_cases,
+                                     test_fraction=args.test_fraction, size=args.size, **common)
     if args.source == "folder":
         masks = folder.named_option(args.masks, "--masks")
         return folder.convert_folder(

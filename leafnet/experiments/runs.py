@@ -48,13 +48,16 @@ class Run:
 
 
 def make_trainer(name: str, settings: RunSettings, steps: int | None = None) -> Trainer:
+    """The trainer of one row; a table trains its rows further when asked for more steps, so
+    a changed target is an extension (other changed settings are still refused)."""
     trainer_class = find_trainer(name)
     options = ({"first_stage": settings.first_stage} if issubclass(trainer_class, LEAFTrainer)
                else {})
     return trainer_class(
         settings.dataset, fold=settings.fold, plans_name=settings.plans, preset=settings.preset,
         device=settings.device, seed=settings.seed, num_steps=steps,
-        validate_every=settings.validate_every, show_progress=settings.show_progress, **options)
+        validate_every=settings.validate_every, show_progress=settings.show_progress,
+        extend=True, **options)
 
 
 def missing_teacher(trainer: LEAFTrainer) -> str | None:

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "existing plans say)")
     parser.add_argument("--target-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="size the images are resampled to (default: the preset's, 256 256 for "
-                        "paper, 128 128 for small; kept from existing plans unless the preset "
+                        "paper, 128 128 for small, doubled when the smallest trained structure "
+                        "would be under 16 px across; kept from existing plans unless the preset "
                         "changes)")
     parser.add_argument("--labels", nargs="+", metavar="NAME",
                         help="train only these labels (or regions) of dataset.json, e.g. cup "
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  plans: {result.folder / 'leafnet_plans.json'} (preset "
               f"{result.plans.preset}, target size {list(result.plans.target_size)})")
         print(f"  labels: {result.plans.label_scheme.describe()}")
+        rule = result.plans.json.get("target_size_rule")
+        if rule:
+            print(f"  size: {rule['decision']}")
         print(f"  data:  {result.folder / result.plans.data_identifier}")
         for note in result.notes:
             print(f"  note: {note}")

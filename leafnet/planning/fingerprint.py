@@ -1,4 +1,6 @@
-"""The dataset fingerprint: sizes, channels, intensity statistics and label frequencies.
+"""The dataset fingerprint: sizes, channels, intensity statistics, label frequencies and the
+size of each label's objects (the bounding box of its largest connected piece in each case, as a
+fraction of the image's sides: what planning needs to know whether resizing keeps it).
 
 Computed over imagesTr. For 8-bit images every statistic, percentiles included, is exact (from
 per-case histograms). For other types, means and standard deviations are exact (running sums)
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from leafnet.raw_format import CaseFiles, DatasetDescription, read_case
 
+FINGERPRINT_VERSION = 2
 SAMPLES_PER_CASE = 10_000
 PERCENTILES = {"percentile_00_5": 0.5, "percentile_99_5": 99.5}
 
@@ -44,6 +48,7 @@ class CaseStatistics:
     overall: list[ChannelSummary]
     foreground: list[ChannelSummary]
     label_counts: list[int]
+    object_extents: list[tuple[int, int] | None]
 
 
 def summarise_channel(values: np.ndarray, rng: np.random.Generator) -> ChannelSummary:
@@ -76,6 +81,16 @@ def summarise_channel(values: np.ndarray, rng: np.random.Generator) -> ChannelSu
     )
 
 
+def largest_object_extent(mask: np.ndarray) -> tuple[int, int] | None:
+    """Height and width of the bounding box of the largest 8-connected piece of ``mask``."""
+    pieces, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if not count:
+        return None
+    largest = int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1
+    rows, columns = ndimage.find_objects((pieces == largest).astype(np.int32))[0]
+    return rows.stop - rows.start, columns.stop - columns.start
+
+
 def _case_seed(case_id: str) -> int:
     return int.from_bytes(hashlib.sha256(case_id.encode()).digest()[:8], "little")
 
@@ -99,6 +114,8 @@ class CaseStatisticsTask:
             overall=[summarise_channel(channel, rng) for channel in channels],
             foreground=[summarise_channel(channel[foreground], rng) for channel in channels],
             label_counts=np.bincount(label.ravel(), minlength=self.num_labels).tolist(),
+            object_extents=[largest_object_extent(label == value)
+                            for value in range(self.num_labels)],
         )
 
 
@@ -142,6 +159,19 @@ def _size_distribution(shapes: np.ndarray) -> dict[str, list[float]]:
     }
 
 
+def _object_size(statistics: list[CaseStatistics], value: int) -> dict[str, list[float]]:
+    """Median over the cases holding label ``value`` of its largest piece's bounding box, in
+    pixels and as fractions of the image's height and width."""
+    found = [(s.object_extents[value], s.shape) for s in statistics
+             if s.object_extents[value] is not None]
+    if not found:
+        return {}
+    extents = np.array([extent for extent, _ in found], dtype=np.float64)
+    fractions = extents / np.array([shape for _, shape in found], dtype=np.float64)
+    return {"object_extent_hw_median": np.median(extents, axis=0).tolist(),
+            "object_fraction_hw_median": np.median(fractions, axis=0).tolist()}
+
+
 def build_fingerprint(
     description: DatasetDescription,
     statistics: list[CaseStatistics],
@@ -161,6 +191,7 @@ def build_fingerprint(
             "cases_with_label": int(present.sum()),
             "case_fraction": float(present.mean()),
             "mean_fraction_per_case": float((counts[:, value] / per_case_pixels).mean()),
+            **_object_size(statistics, value),
         }
     intensities = {
         str(channel): {
@@ -171,6 +202,7 @@ def build_fingerprint(
         for channel in range(description.num_channels)
     }
     return {
+        "version": FINGERPRINT_VERSION,
         "num_cases": {"training": len(statistics), "test": num_test_cases},
         "image_size_hw": _size_distribution(shapes),
         "num_channels": description.num_channels,

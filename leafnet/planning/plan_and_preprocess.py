@@ -23,15 +23,21 @@ import numpy as np
 from leafnet.atomic import copy_file, write_json
 from leafnet.models.presets import PRESETS
 from leafnet.paths import preprocessed_root
-from leafnet.planning.fingerprint import CaseStatisticsTask, build_fingerprint
+from leafnet.planning.fingerprint import (
+    FINGERPRINT_VERSION,
+    CaseStatisticsTask,
+    build_fingerprint,
+)
 from leafnet.planning.plans import (
     DEFAULT_PRESET,
     PLANS_FILE,
     SPLITS_FILE,
     check_plan_options,
     check_plans_match,
+    given_size_rule,
     make_plans,
 )
+from leafnet.planning.target_size import choose_target_size
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
 from leafnet.preprocessing.plans import Plans
@@ -136,7 +142,8 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
 
     signature = _digest({case_id: source_signature(case) for case_id, case in training.items()})
     fingerprint = read_json(folder / FINGERPRINT_FILE)
-    if fingerprint is None or fingerprint.get("source_signature") != signature:
+    if fingerprint is None or fingerprint.get("source_signature") != signature or (
+            fingerprint.get("version") != FINGERPRINT_VERSION):
         statistics = parallel_map(CaseStatisticsTask(len(description.labels)), training.values(),
                                   num_processes, f"fingerprinting {raw_folder.name}",
                                   show_progress)
@@ -149,11 +156,15 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         check_plans_match(existing, description, folder / PLANS_FILE)
         content = dict(existing.json)
     else:
-        chosen = preset or DEFAULT_PRESET
-        content = make_plans(raw_folder.name, description, fingerprint, chosen,
-                             target_size or PRESETS[chosen].target_size, label_names)
-    if preset is not None and preset != content["preset"] and target_size is None:
-        target_size = PRESETS[preset].target_size
+        content = make_plans(raw_folder.name, description, fingerprint,
+                             preset or DEFAULT_PRESET, target_size, label_names)
+    if existing is not None and target_size is not None:
+        content["target_size_rule"] = given_size_rule(target_size)
+    elif existing is not None and preset is not None and preset != content["preset"]:
+        decision = choose_target_size(fingerprint, existing.label_scheme,
+                                      PRESETS[preset].target_size)
+        target_size = decision.target_size
+        content["target_size_rule"] = decision.to_json()
     if preset is not None:
         content["preset"] = preset
     if target_size is not None:

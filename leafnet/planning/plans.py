@@ -16,6 +16,7 @@ from leafnet.paths import plain_name
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.models.presets import PRESETS
+from leafnet.planning.target_size import choose_target_size
 from leafnet.raw_format import DatasetDescription
 
 PLANS_NAME = DEFAULT_PLANS_NAME
@@ -59,25 +60,31 @@ def make_plans(
     label_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """The default plans for a dataset, from its dataset.json and fingerprint; the image size
-    is the preset's unless ``target_size`` is given, and every label (or region) is trained
-    unless ``label_names`` chooses some."""
+    is ``target_size`` if given, else the preset's or larger where the smallest trained
+    structure needs it (target_size.py), and every label (or region) is trained unless
+    ``label_names`` chooses some."""
     check_plan_options(preset, target_size)
-    target_size = target_size or PRESETS[preset].target_size
     if description.num_channels not in (1, 3):
         raise LeafnetError(
             f"{dataset_name} has {description.num_channels} channels; leafnet handles 1 "
             "(gray, replicated to RGB) or 3 (RGB) because the autoencoder takes RGB images"
         )
-    height, width = target_size
     try:
         scheme = LabelScheme.for_dataset(description.labels, description.regions, label_names)
     except LeafnetError as error:
         raise LeafnetError(f"{dataset_name}: {error}") from None
+    if target_size is None:
+        decision = choose_target_size(fingerprint, scheme, PRESETS[preset].target_size)
+        target_size, size_rule = decision.target_size, decision.to_json()
+    else:
+        size_rule = given_size_rule(target_size)
+    height, width = target_size
     return {
         "plans_name": PLANS_NAME,
         "dataset_name": dataset_name,
         "data_identifier": f"{PLANS_NAME}_{height}x{width}",
         "target_size": [height, width],
+        "target_size_rule": size_rule,
         "num_channels": description.num_channels,
         "channel_names": description.channel_names,
         "network_input_channels": 3,
@@ -95,6 +102,13 @@ def make_plans(
         "preset": preset,
         "preprocessing_version": PREPROCESSING_VERSION,
     }
+
+
+def given_size_rule(target_size: tuple[int, int]) -> dict[str, Any]:
+    """The plans' record of a target size the user chose."""
+    return {"chosen": list(target_size),
+            "decision": f"target size {target_size[0]}x{target_size[1]}, given with "
+                        "--target-size"}
 
 
 def check_plan_options(preset: str, target_size: tuple[int, int] | None) -> None:

@@ -30,8 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--minutes", type=float,
                         help="wall-clock budget: stop at the first step boundary after M minutes "
                         "of training (over all sittings), save the final checkpoint; a decaying "
-                        "LR schedule is fitted to the budget")
-    parser.add_argument("--c", action="store_true", help="continue from checkpoint_latest")
+                        "LR schedule follows the spent fraction of the budget")
+    parser.add_argument("--c", action="store_true",
+                        help="continue from checkpoint_latest (refused when the run's recorded "
+                        "settings differ: seed, --lam, --first-stage, preset, plans, target)")
+    parser.add_argument("--extend", action="store_true",
+                        help="with --c: continue to a changed --steps/--minutes target")
     parser.add_argument("--val", action="store_true",
                         help="only validate checkpoint_final (EMA weights)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
@@ -83,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         args.dataset, fold=args.fold, plans_name=args.plans, preset=args.preset,
         device=args.device, seed=args.seed, num_steps=args.steps,
         validate_every=args.validate_every, num_workers=args.workers, minutes=args.minutes,
-        **task_options)
+        extend=args.extend, **task_options)
     if args.val:
         print(trainer.validate_checkpoint())
         return

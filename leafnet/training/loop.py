@@ -1,10 +1,12 @@
 """The training loop every trainer shares; what it trains is the trainer's task.
 
-AdamW, linear warm-up then a constant learning rate, gradient clipping, EMA weights (validated,
-checkpointed and exported), DistributedDataParallel when started by torchrun, validation and
-checkpoints every ``validate_every`` steps, checkpoint_best by validation Dice, the training log
-and progress.png. Batches are a function of (seed, step) (data_loading.py) and so is every random
-draw of a task's step, so ``--c`` resumes exactly.
+AdamW, linear warm-up then diffusers' LR schedule (constant, cosine or linear decay over the
+steps, or, with a ``--minutes`` budget, over the spent fraction of the budget), gradient
+clipping, EMA weights (validated, checkpointed and exported), DistributedDataParallel when
+started by torchrun, validation and checkpoints every ``validate_every`` steps, checkpoint_best
+by validation Dice, the training log and progress.png. Batches are a function of (seed, step)
+(data_loading.py) and so is every random draw of a task's step, so ``--c`` resumes exactly; the
+run's settings are recorded and a continuation with other ones is refused (run_identity.py).
 
 A trainer is a subclass that sets class attributes and builds its task in :meth:`make_task`;
 trainers are found by class name (registry.py).
@@ -47,13 +49,14 @@ from leafnet.training.distributed import (
 )
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.progress import LOGGER, plot_progress, training_log
+from leafnet.training.lr_schedule import budget_schedule
+from leafnet.training.run_identity import check_continuation, file_digest, record_run_settings
 from leafnet.training.tasks.task import RunContext, TrainingTask
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import cpu_has_bf16, default_device
 
 PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
 UNBOUNDED_STEPS = 10**9
-CALIBRATION_STEP = 10
 
 
 class Trainer(ABC):
@@ -77,7 +80,7 @@ class Trainer(ABC):
                  preset: str | None = None, device: str | None = None, seed: int = 12345,
                  num_steps: int | None = None, validate_every: int | None = None,
                  num_workers: int | None = None, show_progress: bool = True,
-                 minutes: float | None = None) -> None:
+                 minutes: float | None = None, extend: bool = False) -> None:
         self.device = device or default_device()
         self.context = init_distributed(self.device)
         if self.context.enabled and self.device.startswith("cuda"):
@@ -95,7 +98,7 @@ class Trainer(ABC):
                                f"{', '.join(AUGMENTATIONS)}")
         if minutes is not None and minutes <= 0:
             raise LeafnetError(f"--minutes must be positive, got {minutes}")
-        self.minutes = minutes
+        self.minutes, self.extend = minutes, extend
         if num_steps is not None:
             self.num_steps = num_steps
         elif minutes is not None:
@@ -175,7 +178,7 @@ class Trainer(ABC):
         learning_rate = self.learning_rate or self.preset.learning_rate
         self.optimizer = torch.optim.AdamW(self.parameters, lr=learning_rate,
                                            weight_decay=self.weight_decay)
-        self.schedule_steps = self.num_steps
+        self.budget_spent = 0.0
         self.scheduler = self._lr_scheduler()
         module = self.task.trained_module()
         if self.context.enabled:
@@ -184,13 +187,31 @@ class Trainer(ABC):
                 else None)
         self.module = module
 
-    def _lr_scheduler(self, last_step: int = -1) -> torch.optim.lr_scheduler.LambdaLR:
-        """diffusers' schedule ``lr_schedule`` (warm-up, then constant, cosine or linear decay)
-        over ``schedule_steps``; a cosine is one half period, down to zero at the end."""
-        return get_scheduler(self.lr_schedule, self.optimizer,
-                             num_warmup_steps=self.warmup_steps,
-                             num_training_steps=self.schedule_steps, num_cycles=0.5,
-                             last_epoch=last_step)
+    def _lr_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
+        """diffusers' schedule ``lr_schedule`` (warm-up, then constant, cosine or linear decay;
+        a cosine is one half period, down to zero at the end) over ``num_steps``; with
+        ``--minutes``, the decay follows the spent fraction of the budget (or of the steps,
+        whichever is further), so the LR falls smoothly to the end of the budget."""
+        if self.minutes is None:
+            return get_scheduler(self.lr_schedule, self.optimizer,
+                                 num_warmup_steps=self.warmup_steps,
+                                 num_training_steps=self.num_steps, num_cycles=0.5)
+        return budget_schedule(self.lr_schedule, self.optimizer, self.warmup_steps,
+                               self._progress)
+
+    def _progress(self, step: int) -> float:
+        """How far the run is at ``step``: the spent fraction of the budget, or of the steps
+        when they are bounded and further."""
+        steps = 0.0 if self.num_steps == UNBOUNDED_STEPS else step / self.num_steps
+        return max(self.budget_spent, steps)
+
+    def run_settings(self) -> dict[str, Any]:
+        """What makes this run's weights what they are: compared by ``--c`` (run_identity.py)."""
+        return {"trainer": self.name, "fold": self.fold, "plans": self.plans_name,
+                "plans_sha256": file_digest(self.plans_path), "preset": self.preset.name,
+                "seed": self.seed,
+                "steps": None if self.num_steps == UNBOUNDED_STEPS else self.num_steps,
+                "minutes": self.minutes, **self.task.settings()}
 
     def log(self, message: str) -> None:
         """A line in the training log (rank 0 only)."""
@@ -255,28 +276,38 @@ class Trainer(ABC):
         False writes no checkpoints or models: timing runs (the paper preset's checkpoint is
         1.8 GB) need only the log."""
         self.save = save
+        note = ""
+        if continue_training and (self.output / "checkpoint_latest.pth").is_file():
+            note = check_continuation(self.output, self.run_settings(), self.extend,
+                                      write=self.context.is_main and save)
+        settings = self.run_settings()
         self._prepare()
         self.output.mkdir(parents=True, exist_ok=True)
         with self._log_file():
-            self._run(continue_training)
+            if note:
+                self.log(note)
+            self._run(continue_training, settings)
         self.context.barrier()
         shutdown_distributed(self.context)
         return self.output
 
-    def _run(self, continue_training: bool) -> None:
+    def _run(self, continue_training: bool, settings: dict[str, Any]) -> None:
         start = 0
         latest = self.output / "checkpoint_latest.pth"
         if continue_training and latest.is_file():
             start = self.restore(load_checkpoint(latest))
+            self.budget_spent = self._spent_fraction()
             self.log(f"resumed from {latest} at step {start}")
         elif self.context.is_main:
             self._copy_inputs()
+            if self.save:
+                record_run_settings(self.output, settings)
             self.log(f"{self.name} on {self.folder.name} fold {self.fold}, preset "
                      f"{self.preset.name}, {len(self.train_cases)} train / "
                      f"{len(self.val_cases)} val cases, device {self.device}, "
                      f"{self.context.world_size} process(es), {self._target()}, "
                      f"{self._precision()}")
-        if start and self._out_of_time():
+        if start and self.budget_spent >= 1:
             self.num_steps = start
             self.log(f"the {self.minutes:g} minute budget was already spent")
         transform = (full_augmentation(self.plans.target_size)
@@ -296,12 +327,13 @@ class Trainer(ABC):
                 losses["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
                 self.optimizer.step()
+                self.history["train_seconds"] = before + time.perf_counter() - started
+                self.budget_spent = self._spent_fraction()
                 self.scheduler.step()
                 self.ema.step(self.ema_parameters)
                 self._record(step, losses, time.perf_counter() - step_started)
                 done = step + 1
-                self.history["train_seconds"] = before + time.perf_counter() - started
-                out_of_time = self._out_of_time()
+                out_of_time = self.budget_spent >= 1
                 if out_of_time:
                     self.num_steps = done
                     self.log(f"the {self.minutes:g} minute budget is spent after {done} steps")
@@ -310,9 +342,6 @@ class Trainer(ABC):
                         done - self.history["val_step"][-1] < self.validate_every // 2)
                     self._end_of_interval(done, time.perf_counter() - started,
                                           validate=not (out_of_time and recent))
-                if self.minutes is not None and (done - start == CALIBRATION_STEP
-                                                 or done % self.validate_every == 0):
-                    self._fit_schedule_to_budget(done, start, time.perf_counter() - started)
                 if out_of_time:
                     break
         finally:
@@ -337,24 +366,14 @@ class Trainer(ABC):
         budget = "" if self.minutes is None else f"{self.minutes:g} minutes"
         return " or ".join(part for part in (steps, budget) if part)
 
-    def _out_of_time(self) -> bool:
-        """Whether the ``--minutes`` budget (training time over all sittings) is spent; every
-        process follows rank 0's clock, so DDP processes stop at the same step."""
+    def _spent_fraction(self) -> float:
+        """The spent fraction of the ``--minutes`` budget (training time over all sittings; 0
+        without one); every process follows rank 0's clock, so DDP processes keep the same LR
+        and stop at the same step."""
         if self.minutes is None:
-            return False
-        spent = self.history.get("train_seconds", 0.0) >= self.minutes * 60
-        return bool(rank0_value(self.context, float(spent), self.device))
-
-    def _fit_schedule_to_budget(self, done: int, start: int, seconds: float) -> None:
-        """With ``--minutes``, end the LR schedule where the budget is expected to end: the
-        steps that fit in the remaining time at this sitting's pace (validation included),
-        never past ``num_steps``. Rank 0 decides, so every process keeps the same schedule."""
-        remaining = self.minutes * 60 - self.history["train_seconds"]
-        fitting = done + max(1, int(remaining * (done - start) / max(seconds, 1e-9)))
-        horizon = int(rank0_value(self.context, min(self.num_steps, fitting), self.device))
-        if horizon != self.schedule_steps:
-            self.schedule_steps = horizon
-            self.scheduler = self._lr_scheduler(last_step=done - 1)
+            return 0.0
+        spent = self.history.get("train_seconds", 0.0) / (self.minutes * 60)
+        return float(rank0_value(self.context, spent, self.device))
 
     def _record(self, step: int, losses: dict[str, torch.Tensor], seconds: float) -> None:
         self.history["train_step"].append(step)

@@ -30,20 +30,13 @@ from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import export_model, trainable_parameters
 from leafnet.training.tasks.alignment import FeatureAlignment
 from leafnet.training.tasks.mask_latents import MaskLatentCache
-from leafnet.training.losses import soft_dice_loss
+from leafnet.training.losses import dice_bce_loss
 from leafnet.training.tasks.task import (
     RunContext,
     TrainingTask,
     mean_dice_and_iou,
     step_generator,
 )
-
-
-def pixel_loss(probability: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Soft Dice + BCE between the decoded mask probability and the target mask, per image
-    and channel, at full resolution: the task loss of single-step fine-tuning."""
-    probability = probability.clamp(1e-6, 1 - 1e-6)
-    return soft_dice_loss(probability, mask) + F.binary_cross_entropy(probability, mask)
 
 
 class DiffusionStep(nn.Module):
@@ -159,7 +152,7 @@ class DiffusionTask(TrainingTask):
         if self.pixel_loss_weight:
             with run.autocast():
                 probability = self.network.decode_mask(z0).float()
-            losses["pixel"] = pixel_loss(probability, mask)
+            losses["pixel"] = dice_bce_loss(probability, mask)
             total = total + self.pixel_loss_weight * losses["pixel"]
         if projected is not None:
             losses["distill"] = self.alignment.loss(batch, image, projected)
@@ -193,7 +186,8 @@ class DiffusionTask(TrainingTask):
             self.alignment.load_state(state["projector"])
 
     def settings(self) -> dict[str, Any]:
-        return {"distill_lambda": self.alignment.weight if self.alignment is not None else 0.0}
+        return {"distill_lambda": self.alignment.weight if self.alignment is not None else 0.0,
+                "first_stage": self.first_stage}
 
     def export(self, checkpoint: str) -> None:
         """``model_best/`` or ``model_final/``: what prediction loads, so that it never unpickles

@@ -1,0 +1,36 @@
+"""The LR schedule of a run with a wall-clock budget: warm-up over steps, then the decay of
+diffusers' schedule as a function of how far the run is (0 to 1), not of a step count.
+
+A step horizon guessed from the pace has to be re-guessed as the pace changes, and each new guess
+moves the LR (upward, when steps got faster): the sawtooth that progress.png showed. The spent
+fraction of the budget only grows, so the LR follows diffusers' curve once, smoothly, to the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from diffusers.optimization import get_scheduler
+
+RESOLUTION = 100_000
+
+
+def decay_shape(name: str) -> Callable[[float], float]:
+    """diffusers' schedule ``name`` without warm-up as a factor of the progress in [0, 1] (a
+    cosine is one half period: 1 at the start, 0 at the end)."""
+    probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    factor = get_scheduler(name, probe, num_warmup_steps=0, num_training_steps=RESOLUTION,
+                           num_cycles=0.5).lr_lambdas[0]
+    return lambda progress: float(factor(round(min(max(progress, 0.0), 1.0) * RESOLUTION)))
+
+
+def budget_schedule(name: str, optimizer: torch.optim.Optimizer, warmup_steps: int,
+                    progress: Callable[[int], float]) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_steps`` times ``name``'s decay at ``progress(step)``."""
+    shape = decay_shape(name)
+
+    def factor(step: int) -> float:
+        return min(1.0, step / max(1, warmup_steps)) * shape(progress(step))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
