@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from leafnet.atomic import write_json
+from leafnet.benchmarks.plain_unet import build_unet, unet_config
 from leafnet.errors import LeafnetError
 from leafnet.imageio import write_image, write_label
 from leafnet.model_store.onnx_export import write_onnx
@@ -56,19 +57,11 @@ def _parameters(module: torch.nn.Module) -> int:
 
 
 def nnunet_network(size: int, channels: int = 3, classes: int = 2) -> torch.nn.Module | None:
-    """nnU-Net v2's default 2D network for ``size`` x ``size`` images, or None without
-    dynamic_network_architectures (installed with nnunetv2)."""
+    """nnU-Net v2's default 2D network for ``size`` x ``size`` images (plain_unet.py), or None
+    without dynamic_network_architectures (installed with nnunetv2)."""
     if importlib.util.find_spec("dynamic_network_architectures") is None:
         return None
-    from dynamic_network_architectures.architectures.unet import PlainConvUNet
-
-    stages = min(7, int(np.log2(size / 4)) + 1)
-    features = [min(32 * 2 ** i, 512) for i in range(stages)]
-    return PlainConvUNet(channels, stages, features, torch.nn.Conv2d, 3,
-                         [1] + [2] * (stages - 1), 2, classes, 2, conv_bias=True,
-                         norm_op=torch.nn.InstanceNorm2d,
-                         norm_op_kwargs={"eps": 1e-5, "affine": True},
-                         nonlin=torch.nn.LeakyReLU, nonlin_kwargs={"inplace": True})
+    return build_unet(unet_config(channels, classes, (size, size)))
 
 
 def _mirrored(network: torch.nn.Module, image: torch.Tensor) -> torch.Tensor:
