@@ -39,69 +39,6 @@ def test_inference_benchmark_writes_its_numbers(tmp_path, capsys):
                                                 + parts["autoencoder_frozen"])
 
 
-def test_versus_nnunet_trains_every_row_for_the_budget_and_scores_the_same_test_images(
-        leafnet_folders, tmp_path, capsys):
-    from leafnet.benchmarks.versus_nnunet import nnunet_available
-    from leafnet.dataset_conversion import convert_demo
-    from leafnet.imageio import read_image, read_label
-    from leafnet.planning import plan_and_preprocess
-
-    # 64 px images planned at 32 px: the rows on leafnet's images map predictions back.
-    convert_demo(num_cases=30, size=64, num_processes=1, show_progress=False)
-    plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(32, 32),
-                        show_progress=False)
-    folder = tmp_path / "versus"
-    minutes = 0.2
-    arguments = ["versus-nnunet", "-d", "999", "--minutes", str(minutes), "--validate-every",
-                 "20", "--mirroring-cases", "2", "-device", "cpu", "-o", str(folder)]
-    benchmark_main(arguments)
-    report = json.loads((folder / "versus_nnunet.json").read_text())
-    assert report["device"] == "cpu" and report["plans_target_size"] == [32, 32]
-    rows = {row["method"]: row for row in report["rows"]}
-    leaf = rows["leafnet LEAFTrainer_x0_cpu"]
-    unet = rows["plain 2D U-Net (PlainConvUNet, leafnet's loop)"]
-    budget = minutes * 60
-    for row in (leaf, unet):
-        assert budget <= row["train_seconds"] < budget + 20
-        assert row["input"] == "32x32" and row["samples_seen"] > 0
-        assert 0 <= row["scores"]["Dice"] <= 1 and row["seconds_per_image"] > 0
-        assert "HD95" in row["scores"]
-    labels = leafnet_folders["LEAFNET_RAW"] / "Dataset999_LeafnetDemo" / "labelsTs"
-    tested = sorted(path.name for path in labels.iterdir())
-    assert report["num_test_cases"] == len(tested) > 0
-    predicted = [(folder / "leafnet_predictions", tested), (folder / "unet_predictions", tested)]
-    if nnunet_available():
-        own = rows["nnU-Net v2 2D, its own plans, without mirroring"]
-        same = rows["nnU-Net v2 2D, leafnet's images, without mirroring"]
-        assert own["input"] == "64x64" and same["input"] == "32x32"
-        assert "patch 32x32" in same["training"]
-        for row in (own, same):
-            assert budget <= row["train_seconds"] < budget + 60 and row["samples_seen"] > 0
-        mirrored = rows["nnU-Net v2 2D, leafnet's images, mirroring (first 2 test images)"]
-        assert mirrored["seconds_per_image"] > 0
-        resized = folder / "nnunet_same_size" / "raw" / "Dataset999_LeafnetDemo"
-        image, _ = read_image(next((resized / "imagesTs").iterdir()))
-        assert image.shape[1:] == (32, 32)
-        for key in ("nnunet", "nnunet_same_size"):
-            predicted += [(folder / key / "predictions" / "no_mirroring", tested),
-                          (folder / key / "predictions" / "mirroring", tested[:2])]
-    else:
-        assert "nnunetv2 is not installed" in report["skipped"]["nnU-Net v2 2D, its own plans"]
-    for prediction, names in predicted:
-        assert sorted(p.name for p in prediction.glob("*.png")) == names
-        for name in names:
-            assert read_label(prediction / name)[0].shape == read_label(labels / name)[0].shape
-    table = (folder / "versus_nnunet.md").read_text()
-    assert "| leafnet LEAFTrainer_x0_cpu | 32x32 |" in table and "all on cpu" in table
-    assert "samples seen" in table and ("leafnet leads" in table or "does not lead" in table)
-
-    benchmark_main(arguments)
-    again = json.loads((folder / "versus_nnunet.json").read_text())
-    assert [row["samples_seen"] for row in again["rows"]] == [
-        row["samples_seen"] for row in report["rows"]]
-    assert again["rows"][0]["scores"] == leaf["scores"]
-
-
 def test_versus_nnunet_refuses_an_unknown_row(leafnet_folders, capsys):
     import pytest
 

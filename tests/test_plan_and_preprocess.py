@@ -276,29 +276,10 @@ def test_fingerprint_measures_each_labels_largest_object(leafnet_folders):
     assert big["object_extent_hw_median"] == [10, 20]
     assert big["object_fraction_hw_median"] == [0.25, 0.25]
     assert small["object_extent_hw_median"] == [5.5, 6]
+    structure = fingerprint["foreground_structure"]
+    assert structure["object_extent_hw_median"] == [10, 20]
+    assert structure["single_structure_case_fraction"] == 0.0   # 200 of 233-251 pixels
     assert "given with --target-size" in result.plans.json["target_size_rule"]["decision"]
-
-
-def test_planning_enlarges_the_target_size_for_a_small_cup_and_says_why(leafnet_folders,
-                                                                        capsys):
-    from leafnet.dataset_conversion.fundus import convert_fundus
-    from leafnet.planning.target_size import MIN_OBJECT_PIXELS
-
-    convert_fundus(num_cases=12, size=256, num_processes=1, show_progress=False)
-    plan_main(["-d", "997", "--preset", "small", "-np", "1"])
-    printed = capsys.readouterr().out
-    plans = json.loads((leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
-                        / "leafnet_plans.json").read_text())
-    rule = plans["target_size_rule"]
-    assert plans["target_size"] == [256, 256] and rule["smallest_class"] == "cup"
-    assert rule["extent_at_preset_px"] < MIN_OBJECT_PIXELS <= rule["extent_at_target_px"]
-    assert "size: target size 256x256 instead of the preset's" in printed
-    assert (leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
-            / "leafnetPlans_256x256").is_dir()
-    disc_only = plan_and_preprocess(997, clean=True, preset="small", label_names=["disc"],
-                                    **QUIET)
-    assert disc_only.plans.target_size == (128, 128)
-    assert "the preset's" in disc_only.plans.json["target_size_rule"]["decision"]
 
 
 def test_a_structure_too_small_for_any_allowed_size_gets_the_largest_and_a_warning():

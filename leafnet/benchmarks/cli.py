@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from leafnet.atomic import write_text
 from leafnet.benchmarks.inference import benchmark_inference
 from leafnet.benchmarks.preprocess import benchmark_preprocess
 from leafnet.benchmarks.report import write_report
+from leafnet.benchmarks.roi_cascade import COARSE_SHARE, benchmark_roi_crop, roi_benchmark_folder
+from leafnet.benchmarks.roi_cascade import ROWS as ROI_ROWS
+from leafnet.benchmarks.roi_cascade import roi_markdown_table
 from leafnet.benchmarks.train_step import benchmark_train_step
 from leafnet.benchmarks.versus_nnunet import (
     DEFAULT_FIRST_STAGE,
@@ -24,17 +28,19 @@ from leafnet.benchmarks.versus_nnunet import (
 from leafnet.errors import exit_on_user_error
 from leafnet.models.presets import PRESETS
 from leafnet.raw_format import find_dataset
-from leafnet.utilities.machine import machine
+from leafnet.utilities.machine import default_device, machine
 
 
-def parse_rows(text: str) -> tuple[str, ...]:
-    """``--rows unet,nnunet``: baseline rows, each one of ``ROWS``."""
-    rows = tuple(row.strip() for row in text.split(",") if row.strip())
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown row(s) {', '.join(unknown)}; choose from "
-                                         f"{', '.join(ROWS)}")
-    return rows
+def rows_parser(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """``--rows a,b``: baseline rows, each one of ``choices``."""
+    def parse(text: str) -> tuple[str, ...]:
+        rows = tuple(row.strip() for row in text.split(",") if row.strip())
+        unknown = sorted(set(rows) - set(choices))
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown row(s) {', '.join(unknown)}; choose "
+                                             f"from {', '.join(choices)}")
+        return rows
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of leafnet's minutes for its first stage (default: "
                         "%(default)s)")
     versus.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
-    versus.add_argument("--rows", type=parse_rows, default=ROWS,
+    versus.add_argument("--rows", type=rows_parser(ROWS), default=ROWS,
                         help="the baseline rows to train beside leafnet, comma-separated "
                         f"(default: all, {','.join(ROWS)})")
     versus.add_argument("-np", "--num-processes", type=int, default=2,
@@ -95,7 +101,43 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("-o", "--output", type=Path,
                         help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
                         "versus_nnunet_DATASET_Mmin)")
+    roi = benchmarks.add_parser(
+        "roi-crop", help="two-stage plans (whole image, then a crop) against images cropped "
+        "around the reference by hand and against one enlarged stage, the same minutes each")
+    roi.add_argument("-d", "--dataset", required=True)
+    roi.add_argument("--minutes", type=float, required=True,
+                     help="training minutes of each row (both stages together)")
+    roi.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
+    roi.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
+    roi.add_argument("--first-stage-share", type=float, default=FIRST_STAGE_SHARE)
+    roi.add_argument("--coarse-share", type=float, default=COARSE_SHARE,
+                     help="share of the two stages' minutes for the coarse model (default: "
+                     "%(default)s)")
+    roi.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
+    roi.add_argument("--rows", type=rows_parser(ROI_ROWS), default=ROI_ROWS,
+                     help=f"rows beside the two stages (default: all, {','.join(ROI_ROWS)})")
+    roi.add_argument("--preset", choices=sorted(PRESETS),
+                     help="train every row with this preset (default: the plans')")
+    roi.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    roi.add_argument("-o", "--output", type=Path,
+                     help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
+                     "roi_crop_DATASET_Mmin)")
     return parser
+
+
+def roi_crop(args: argparse.Namespace) -> None:
+    """Run the roi-crop benchmark; write its JSON and markdown table in its folder."""
+    folder = args.output or roi_benchmark_folder(find_dataset(args.dataset).name, args.minutes)
+    numbers = benchmark_roi_crop(
+        args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
+        first_stage_share=args.first_stage_share, validate_every=args.validate_every,
+        coarse_share=args.coarse_share, rows=args.rows, folder=folder,
+        device=args.device or default_device(), preset=args.preset)
+    path = write_report("roi_crop", numbers, folder / "roi_crop.json")
+    table = roi_markdown_table({**numbers, "machine": machine()})
+    write_text(path.with_suffix(".md"), table)
+    print(table)
+    print(f"written to {path} and {path.with_suffix('.md')}")
 
 
 def versus_nnunet(args: argparse.Namespace) -> None:
@@ -126,6 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     elif args.benchmark == "train-step":
         numbers = benchmark_train_step(args.dataset, args.preset, args.steps, args.device)
         name = f"train_step_{numbers['dataset']}_{args.preset}_{args.device}"
+    elif args.benchmark == "roi-crop":
+        roi_crop(args)
+        return
     else:
         versus_nnunet(args)
         return

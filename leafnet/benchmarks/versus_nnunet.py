@@ -45,11 +45,12 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import read_image, write_image, write_label
 from leafnet.inference.predict_cases import split_cases
+from leafnet.inference.cascade import Segmenter
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.paths import results_root
 from leafnet.preprocessing import normalize_to_uint8, resize_image, resize_label
 from leafnet.preprocessing.label_scheme import LabelScheme
-from leafnet.preprocessing.plans import Plans
+from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.raw_format import CaseFiles, find_dataset, load_dataset_json, read_case
 from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.registry import find_trainer
@@ -150,25 +151,29 @@ def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path,
 
 
 def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage: str,
-                  first_stage_share: float, validate_every: int, device: str) -> Any:
+                  first_stage_share: float, validate_every: int, device: str,
+                  plans_name: str = DEFAULT_PLANS_NAME, preset: str | None = None) -> Any:
     """The first stage for its share of the minutes, then the diffusion trainer for what the
-    first stage left (both continue when run again); return the diffusion trainer."""
+    first stage left (both continue when run again), on the plans' preset unless ``preset``;
+    return the diffusion trainer."""
     stage = find_trainer(first_stage)(dataset, minutes=minutes * first_stage_share,
-                                      validate_every=10**9, device=device)
+                                      validate_every=10**9, device=device,
+                                      plans_name=plans_name, preset=preset)
     stage.run(continue_training=True)
     left = minutes * 60 - stage.history["train_seconds"]
     if left <= 0:
-        raise LeafnetError(f"the first stage used all of the {minutes:g} minutes; give "
-                           "versus-nnunet more minutes or a smaller --first-stage-share")
+        raise LeafnetError(f"the first stage used all of the {minutes:g} minutes; give the "
+                           "benchmark more minutes or a smaller --first-stage-share")
     diffusion = find_trainer(trainer)(dataset, minutes=left / 60, first_stage=first_stage,
-                                      validate_every=validate_every, device=device)
+                                      validate_every=validate_every, device=device,
+                                      plans_name=plans_name, preset=preset)
     diffusion.run(continue_training=True)
     diffusion.first_stage_seconds = stage.history["train_seconds"]
     diffusion.first_stage_steps = stage.num_steps
     return diffusion
 
 
-def predict_test_images(predictor: LEAFPredictor, raw: Path, case_ids: list[str],
+def predict_test_images(predictor: Segmenter, raw: Path, case_ids: list[str],
                         output: Path, seed: int, what: str) -> list[float]:
     """The test predictions at original size; seconds per image, file IO excluded."""
     description = load_dataset_json(raw)

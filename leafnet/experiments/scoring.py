@@ -13,7 +13,7 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
 from leafnet.inference.predict_cases import predict_cases, split_cases
-from leafnet.inference.predictor import LEAFPredictor
+from leafnet.inference.cascade import load_predictor
 from leafnet.models.network import WEIGHTS_FILE, exported_model
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer
@@ -71,7 +71,7 @@ def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
         folder = output / f"seed_{seed}"
         if not (folder / "summary.json").is_file():
             if predictor is None:
-                predictor = LEAFPredictor.from_folder(trainer.output, checkpoint, trainer.device)
+                predictor = load_predictor([trainer.output], checkpoint, trainer.device)
             if predict_cases(predictor, raw, case_ids, folder, seed, show_progress) is None:
                 raise LeafnetError(f"the test cases of {raw} have no labels (labelsTs), so the "
                                    "table cannot be scored; add them or use a split with a "

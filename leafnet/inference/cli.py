@@ -9,7 +9,8 @@ from pathlib import Path
 from leafnet.errors import LeafnetError, exit_on_user_error
 from leafnet.model_store.discovery import find_models
 from leafnet.inference.predict_folder import predict_folder
-from leafnet.inference.predictor import BACKENDS, LEAFPredictor
+from leafnet.inference.cascade import CascadePredictor, load_predictor
+from leafnet.inference.predictor import BACKENDS
 from leafnet.inference.stability import seed_stability
 from leafnet.utilities.machine import default_device
 
@@ -63,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device or default_device()
     if args.backend == "onnxruntime" and device != "cpu":
         raise LeafnetError("--backend onnxruntime runs on the CPU; add -device cpu")
-    predictor = LEAFPredictor.from_folders(folders, args.checkpoint, device, args.batch_size,
-                                           args.backend, args.fast_decoder)
+    predictor = load_predictor(folders, args.checkpoint, device, args.batch_size, args.backend,
+                               args.fast_decoder)
     folder = folders[0] if len(folders) == 1 else folders[0].parent
     if args.num_seeds > 1:
         if args.reference is None:
@@ -83,6 +84,12 @@ def main(argv: list[str] | None = None) -> None:
                             save_uncertainty=args.save_uncertainty)
     print(f"model: {folder}" + (f" (folds {args.folds}, probabilities averaged)"
                                  if len(folders) > 1 else ""))
+    if isinstance(predictor, CascadePredictor):
+        print(f"two stages: {predictor.coarse.plans.plans_name} found the structure in the whole "
+              f"image, {predictor.plans.plans_name} segmented a crop "
+              f"({predictor.plans.roi_crop.margin:g}x its size) around it"
+              + (f"; in {predictor.not_found} image(s) the first stage found no foreground and "
+                 "its (empty) prediction was kept" if predictor.not_found else ""))
     print(f"{len(result.written)} predicted, {len(result.skipped)} skipped (already there), "
           f"written to {args.output}")
     if result.failed:

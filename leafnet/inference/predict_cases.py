@@ -11,7 +11,7 @@ from tqdm import tqdm
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import write_label
-from leafnet.inference.predictor import LEAFPredictor
+from leafnet.inference.cascade import Segmenter
 from leafnet.raw_format import CaseFiles, dataset_cases, load_dataset_json, read_case
 
 
@@ -27,7 +27,7 @@ def split_cases(raw_dataset: Path, case_ids: list[str]) -> dict[str, CaseFiles]:
     return {case_id: cases[case_id] for case_id in case_ids}
 
 
-def predict_cases(predictor: LEAFPredictor, raw_dataset: Path, case_ids: list[str],
+def predict_cases(predictor: Segmenter, raw_dataset: Path, case_ids: list[str],
                   output: Path, seed: int, show_progress: bool = False) -> dict[str, Any] | None:
     """Write ``output/CASE<file_ending>`` for each case (imagesTr or imagesTs) and, when the
     cases have labels, ``output/summary.json``; return that summary (None without labels)."""

@@ -21,7 +21,7 @@ from leafnet.imageio import (
     strip_ending,
     write_label,
 )
-from leafnet.inference.predictor import LEAFPredictor
+from leafnet.inference.cascade import Segmenter
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -93,7 +93,7 @@ def _read(case: InputCase) -> tuple[np.ndarray, ImageProperties]:
     return np.concatenate(arrays), properties[0]
 
 
-def predict_folder(predictor: LEAFPredictor, input_folder: Path, output_folder: Path,
+def predict_folder(predictor: Segmenter, input_folder: Path, output_folder: Path,
                    seed: int = 0, num_samples: int = 1, save_probabilities: bool = False,
                    continue_prediction: bool = False, show_progress: bool = True,
                    save_uncertainty: bool = False) -> FolderResult:

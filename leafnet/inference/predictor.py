@@ -52,11 +52,13 @@ class Prediction:
     """A label image with the dataset's values and one probability map per class (label or
     region) ``(K, H, W)``, both at the image's own size; with several members (folds or noise
     samples) ``uncertainty`` holds the per-pixel standard deviation of each class probability
-    over them ``(K, H, W)``."""
+    over them ``(K, H, W)``; ``channels`` are the mask channels' probabilities the label was
+    decoded from ``(C, H, W)`` (the class maps themselves unless the labels are bit-coded)."""
 
     label: np.ndarray
     probability: np.ndarray
     uncertainty: np.ndarray | None = None
+    channels: np.ndarray | None = None
 
 
 def _same_preprocessing(first: Plans, other: Plans) -> bool:
@@ -181,5 +183,5 @@ class LEAFPredictor:
                     spread = per_member.std(axis=0).astype(np.float32)
                 results.append(Prediction(scheme.decode(original),
                                           scheme.class_probabilities(original).astype(
-                                              np.float32), spread))
+                                              np.float32), spread, original))
         return results

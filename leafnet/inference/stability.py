@@ -11,7 +11,7 @@ import numpy as np
 from leafnet.atomic import write_json
 from leafnet.evaluation.evaluate import evaluate_folders
 from leafnet.inference.predict_folder import predict_folder
-from leafnet.inference.predictor import LEAFPredictor
+from leafnet.inference.cascade import Segmenter
 
 
 def _spread(dice: list[float]) -> dict[str, float]:
@@ -19,7 +19,7 @@ def _spread(dice: list[float]) -> dict[str, float]:
             "std_dice": float(np.std(dice, ddof=1)) if len(dice) > 1 else 0.0}
 
 
-def seed_stability(predictor: LEAFPredictor, images: Path, reference: Path, output: Path,
+def seed_stability(predictor: Segmenter, images: Path, reference: Path, output: Path,
                    seeds: list[int], show_progress: bool = True) -> dict[str, Any]:
     """Predictions in ``output/seed_<s>/``, their summaries, and ``output/stability.json``."""
     per_seed = {}

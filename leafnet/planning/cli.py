@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "existing plans say)")
     parser.add_argument("--target-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="size the images are resampled to (default: the preset's, 256 256 for "
-                        "paper, 128 128 for small, doubled when the smallest trained structure "
-                        "would be under 16 px across; kept from existing plans unless the preset "
-                        "changes)")
+                        "paper, 128 128 for small; when the smallest trained structure would "
+                        "be under 16 px across, two stages (whole image, then a crop around a "
+                        "single structure) or a doubled size; kept from existing plans unless "
+                        "the preset changes). Giving it plans one stage")
     parser.add_argument("--labels", nargs="+", metavar="NAME",
                         help="train only these labels (or regions) of dataset.json, e.g. cup "
                         "for the paper's cup-only REFUGE2 (default: every label; kept from "
@@ -60,5 +61,12 @@ def main(argv: list[str] | None = None) -> None:
         if rule:
             print(f"  size: {rule['decision']}")
         print(f"  data:  {result.folder / result.plans.data_identifier}")
+        if result.roi_plans is not None:
+            roi = result.roi_plans
+            print(f"  stage 2: {result.folder / (roi.plans_name + '.json')} (crops around the "
+                  f"foreground, {roi.roi_crop.margin:g}x its size, target size "
+                  f"{list(roi.target_size)}); train it with -p {roi.plans_name} beside the "
+                  f"whole-image plans; leafnet_predict -p {roi.plans_name} runs both stages")
+            print(f"  data:  {result.folder / roi.data_identifier}")
         for note in result.notes:
             print(f"  note: {note}")

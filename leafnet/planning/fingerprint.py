@@ -1,6 +1,8 @@
-"""The dataset fingerprint: sizes, channels, intensity statistics, label frequencies and the
+"""The dataset fingerprint: sizes, channels, intensity statistics, label frequencies, the
 size of each label's objects (the bounding box of its largest connected piece in each case, as a
-fraction of the image's sides: what planning needs to know whether resizing keeps it).
+fraction of the image's sides: what planning needs to know whether resizing keeps it) and the
+same for the foreground as a whole, with how often it is one structure (whether a crop around it
+can hold everything: the two-stage plans).
 
 Computed over imagesTr. For 8-bit images every statistic, percentiles included, is exact (from
 per-case histograms). For other types, means and standard deviations are exact (running sums)
@@ -16,11 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from leafnet.preprocessing.roi_crop import largest_piece
 from leafnet.raw_format import CaseFiles, DatasetDescription, read_case
 
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
+SINGLE_STRUCTURE_SHARE = 0.9
 SAMPLES_PER_CASE = 10_000
 PERCENTILES = {"percentile_00_5": 0.5, "percentile_99_5": 99.5}
 
@@ -49,6 +52,8 @@ class CaseStatistics:
     foreground: list[ChannelSummary]
     label_counts: list[int]
     object_extents: list[tuple[int, int] | None]
+    foreground_extent: tuple[int, int] | None = None
+    foreground_largest_share: float | None = None
 
 
 def summarise_channel(values: np.ndarray, rng: np.random.Generator) -> ChannelSummary:
@@ -83,12 +88,8 @@ def summarise_channel(values: np.ndarray, rng: np.random.Generator) -> ChannelSu
 
 def largest_object_extent(mask: np.ndarray) -> tuple[int, int] | None:
     """Height and width of the bounding box of the largest 8-connected piece of ``mask``."""
-    pieces, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    if not count:
-        return None
-    largest = int(np.argmax(np.bincount(pieces.ravel())[1:])) + 1
-    rows, columns = ndimage.find_objects((pieces == largest).astype(np.int32))[0]
-    return rows.stop - rows.start, columns.stop - columns.start
+    found = largest_piece(mask)
+    return None if found is None else (found[0].height, found[0].width)
 
 
 def _case_seed(case_id: str) -> int:
@@ -107,6 +108,7 @@ class CaseStatisticsTask:
         rng = np.random.default_rng(_case_seed(case.case_id))
         foreground = label.ravel() > 0
         channels = image.reshape(image.shape[0], -1)
+        piece = largest_piece(label > 0)
         return CaseStatistics(
             case_id=case.case_id,
             shape=(int(image.shape[1]), int(image.shape[2])),
@@ -116,6 +118,8 @@ class CaseStatisticsTask:
             label_counts=np.bincount(label.ravel(), minlength=self.num_labels).tolist(),
             object_extents=[largest_object_extent(label == value)
                             for value in range(self.num_labels)],
+            foreground_extent=None if piece is None else (piece[0].height, piece[0].width),
+            foreground_largest_share=None if piece is None else piece[1],
         )
 
 
@@ -172,6 +176,22 @@ def _object_size(statistics: list[CaseStatistics], value: int) -> dict[str, list
             "object_fraction_hw_median": np.median(fractions, axis=0).tolist()}
 
 
+def _foreground_structure(statistics: list[CaseStatistics]) -> dict[str, Any]:
+    """The foreground's largest piece (every label together) as :func:`_object_size` gives a
+    label's, and the fraction of the cases with foreground in which that piece holds at least
+    ``SINGLE_STRUCTURE_SHARE`` of the foreground pixels."""
+    found = [(s.foreground_extent, s.shape, s.foreground_largest_share) for s in statistics
+             if s.foreground_extent is not None]
+    if not found:
+        return {}
+    extents = np.array([extent for extent, _, _ in found], dtype=np.float64)
+    fractions = extents / np.array([shape for _, shape, _ in found], dtype=np.float64)
+    single = np.mean([share >= SINGLE_STRUCTURE_SHARE for _, _, share in found])
+    return {"object_extent_hw_median": np.median(extents, axis=0).tolist(),
+            "object_fraction_hw_median": np.median(fractions, axis=0).tolist(),
+            "single_structure_case_fraction": float(single)}
+
+
 def build_fingerprint(
     description: DatasetDescription,
     statistics: list[CaseStatistics],
@@ -211,4 +231,5 @@ def build_fingerprint(
         "intensity_statistics_per_channel": intensities,
         "labels": labels,
         "foreground_pixel_fraction": float(1 - counts[:, 0].sum() / total_pixels),
+        "foreground_structure": _foreground_structure(statistics),
     }

@@ -36,8 +36,10 @@ from leafnet.planning.plans import (
     check_plans_match,
     given_size_rule,
     make_plans,
+    make_roi_plans,
+    plans_file,
 )
-from leafnet.planning.target_size import choose_target_size
+from leafnet.planning.stages import ROI_PLANS_NAME, plan_stages
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
 from leafnet.preprocessing.plans import Plans
@@ -64,6 +66,7 @@ class PlanningResult:
 
     folder: Path
     plans: Plans
+    roi_plans: Plans | None
     splits: dict[str, Any]
     user_splits: bool
     processed: int
@@ -82,15 +85,17 @@ def _clean(folder: Path) -> None:
     not write stay."""
     if not folder.is_dir():
         return
-    plans = Plans.load(folder / PLANS_FILE)
-    if plans is not None:
+    for name in (PLANS_FILE, plans_file(ROI_PLANS_NAME)):
+        plans = Plans.load(folder / name)
+        if plans is None:
+            continue
         data_folder = folder / plans.data_identifier
         if data_folder.is_dir():
             _remove_stale_cases(data_folder, set())
             with contextlib.suppress(OSError):
                 data_folder.rmdir()
     splits = read_json(folder / SPLITS_FILE)
-    generated = [PLANS_FILE, FINGERPRINT_FILE, "dataset.json"]
+    generated = [PLANS_FILE, plans_file(ROI_PLANS_NAME), FINGERPRINT_FILE, "dataset.json"]
     if isinstance(splits, dict) and splits.get("generated_by") == GENERATED_BY:
         generated.append(SPLITS_FILE)
     for name in generated:
@@ -160,11 +165,14 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
                              preset or DEFAULT_PRESET, target_size, label_names)
     if existing is not None and target_size is not None:
         content["target_size_rule"] = given_size_rule(target_size)
+        content.pop("cascade", None)
     elif existing is not None and preset is not None and preset != content["preset"]:
-        decision = choose_target_size(fingerprint, existing.label_scheme,
-                                      PRESETS[preset].target_size)
-        target_size = decision.target_size
-        content["target_size_rule"] = decision.to_json()
+        stages = plan_stages(fingerprint, existing.label_scheme, PRESETS[preset].target_size)
+        target_size = stages.target_size
+        content["target_size_rule"] = stages.rule
+        content.pop("cascade", None)
+        if stages.cascade is not None:
+            content["cascade"] = stages.cascade
     if preset is not None:
         content["preset"] = preset
     if target_size is not None:
@@ -182,20 +190,43 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
     if not user_splits:
         write_json(folder / SPLITS_FILE, splits)
 
-    data_folder = folder / plans.data_identifier
-    data_folder.mkdir(exist_ok=True)
     items = [("Tr", case) for case in training.values()] + [("Ts", c) for c in test.values()]
-    worker = CasePreprocessor(plans, data_folder)
-    outcomes = parallel_map(worker, items, num_processes, f"preprocessing {raw_folder.name}",
-                            show_progress)
-    removed = _remove_stale_cases(data_folder, set(training) | set(test))
-    notes = resampling_notes(data_folder, sorted(training) + sorted(test), plans)
+    outcomes, removed = _preprocess(plans, folder, items, num_processes, raw_folder.name,
+                                    show_progress)
+    notes = resampling_notes(folder / plans.data_identifier, sorted(training) + sorted(test),
+                             plans)
+    roi_plans = None
+    roi_path = folder / plans_file(ROI_PLANS_NAME)
+    if "cascade" in content:
+        previous = Plans.load(roi_path)
+        changed = target_size is not None or preset is not None or label_names is not None
+        roi_content = make_roi_plans(content) if previous is None or changed else previous.json
+        roi_plans = Plans.from_json(roi_content, roi_path)
+        write_json(roi_path, roi_content)
+        more, more_removed = _preprocess(roi_plans, folder, items, num_processes,
+                                         f"{raw_folder.name} (crops)", show_progress)
+        outcomes, removed = outcomes + more, removed + more_removed
+    elif roi_path.is_file():
+        notes.append(f"{roi_path.name} is left from earlier two-stage plans; these plans are one "
+                     "stage (--clean removes it)")
     if "classes" not in content["label_handling"] and len(description.labels) > 2:
         notes.append(f"these plans (written by an older leafnet) train "
                      f"{plans.label_scheme.describe()}; re-plan with --labels NAME ... (or "
                      "--clean) to train each label")
-    return PlanningResult(folder, plans, splits, user_splits, outcomes.count("done"),
+    return PlanningResult(folder, plans, roi_plans, splits, user_splits, outcomes.count("done"),
                           outcomes.count("skipped"), removed, notes)
+
+
+def _preprocess(plans: Plans, folder: Path, items: list[tuple[str, CaseFiles]],
+                num_processes: int | None, what: str, show_progress: bool) -> tuple[list[str], int]:
+    """Preprocess ``items`` into the plans' data folder; the outcomes and the number of stale
+    cases removed."""
+    data_folder = folder / plans.data_identifier
+    data_folder.mkdir(exist_ok=True)
+    outcomes = parallel_map(CasePreprocessor(plans, data_folder), items, num_processes,
+                            f"preprocessing {what}", show_progress)
+    removed = _remove_stale_cases(data_folder, {case.case_id for _, case in items})
+    return outcomes, removed
 
 
 SMALL_LABEL_FRACTION = 0.01
@@ -208,7 +239,9 @@ def resampling_notes(data_folder: Path, case_ids: list[str], plans: Plans) -> li
     stretched, small = [], {}
     for case_id in case_ids:
         case = load_preprocessed_case(data_folder, case_id)
-        original = case.properties["original_size_hw"]
+        box = case.properties.get("crop_box")
+        original = ([box[2] - box[0], box[3] - box[1]] if box
+                    else case.properties["original_size_hw"])
         if abs(original[0] / original[1] - height / width) > 0.01 * height / width:
             stretched.append((case_id, original))
         if case.label is None:

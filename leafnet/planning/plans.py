@@ -16,7 +16,7 @@ from leafnet.paths import plain_name
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.models.presets import PRESETS
-from leafnet.planning.target_size import choose_target_size
+from leafnet.planning.stages import plan_stages
 from leafnet.raw_format import DatasetDescription
 
 PLANS_NAME = DEFAULT_PLANS_NAME
@@ -73,13 +73,14 @@ def make_plans(
         scheme = LabelScheme.for_dataset(description.labels, description.regions, label_names)
     except LeafnetError as error:
         raise LeafnetError(f"{dataset_name}: {error}") from None
+    cascade = None
     if target_size is None:
-        decision = choose_target_size(fingerprint, scheme, PRESETS[preset].target_size)
-        target_size, size_rule = decision.target_size, decision.to_json()
+        stages = plan_stages(fingerprint, scheme, PRESETS[preset].target_size)
+        target_size, size_rule, cascade = stages.target_size, stages.rule, stages.cascade
     else:
         size_rule = given_size_rule(target_size)
     height, width = target_size
-    return {
+    content = {
         "plans_name": PLANS_NAME,
         "dataset_name": dataset_name,
         "data_identifier": f"{PLANS_NAME}_{height}x{width}",
@@ -102,6 +103,23 @@ def make_plans(
         "preset": preset,
         "preprocessing_version": PREPROCESSING_VERSION,
     }
+    if cascade is not None:
+        content["cascade"] = cascade
+    return content
+
+
+def make_roi_plans(coarse: dict[str, Any]) -> dict[str, Any]:
+    """The second-stage plans of two-stage ``coarse`` plans: the same data, labels and
+    preset, on crops around the foreground at the cascade's own target size."""
+    cascade = coarse["cascade"]
+    height, width = (int(side) for side in cascade["roi_target_size"])
+    rule = coarse.get("target_size_rule", {})
+    return {**{key: value for key, value in coarse.items() if key != "cascade"},
+            "plans_name": cascade["roi_plans"],
+            "data_identifier": f"{cascade['roi_plans']}_{height}x{width}",
+            "target_size": [height, width],
+            "target_size_rule": {**rule, "chosen": [height, width], "stage": 2},
+            "roi_crop": {"coarse_plans": coarse["plans_name"], "margin": cascade["margin"]}}
 
 
 def given_size_rule(target_size: tuple[int, int]) -> dict[str, Any]:

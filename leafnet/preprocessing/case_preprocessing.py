@@ -1,4 +1,5 @@
-"""Preprocessing one case: read, normalise, resample, write atomically; skip it if up to date."""
+"""Preprocessing one case: read, (for second-stage plans) crop around the foreground, normalise,
+resample, write atomically; skip it if up to date."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from leafnet.preprocessing.normalization import normalize_to_uint8
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.preprocessing.resampling import resize_image, resize_label
+from leafnet.preprocessing.roi_crop import crop, roi_crop_box
 from leafnet.raw_format import CaseFiles, read_case, source_signature
 
 
@@ -48,6 +50,12 @@ class CasePreprocessor:
         paths = case_paths(self.output, case.case_id)
         paths["properties"].unlink(missing_ok=True)
         image, label, image_properties = read_case(case)
+        original_hw = [int(image.shape[1]), int(image.shape[2])]
+        box = None
+        if self.plans.roi_crop is not None:
+            box = roi_crop_box(label, self.plans.roi_crop.margin) if label is not None else None
+            if box is not None:
+                image, label = crop(image, box), crop(label, box)
         size = self.plans.target_size
         _save_array(paths["image"], resize_image(normalize_to_uint8(image, self.plans.windows),
                                                  size))
@@ -56,7 +64,8 @@ class CasePreprocessor:
         write_json(paths["properties"], {
             "case_id": case.case_id,
             "subset": subset,
-            "original_size_hw": [int(image.shape[1]), int(image.shape[2])],
+            "original_size_hw": original_hw,
+            "crop_box": box.to_json() if box is not None else None,
             "preprocessed_size_hw": list(size),
             "has_label": label is not None,
             "image_properties": [p.to_json() for p in image_properties],

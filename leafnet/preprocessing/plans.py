@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,18 @@ from leafnet.utilities.json_files import read_json
 
 DEFAULT_PLANS_NAME = "leafnetPlans"
 _PREPROCESSING_KEYS = ("target_size", "normalisation", "resampling", "preprocessing_version")
+
+
+@dataclass(frozen=True)
+class RoiCrop:
+    """The second stage of two-stage plans: its cases are crops around the foreground, found at
+    prediction time by the model of ``coarse_plans`` (preprocessing/roi_crop.py)."""
+
+    coarse_plans: str
+    margin: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"coarse_plans": self.coarse_plans, "margin": self.margin}
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ class Plans:
     label_scheme: LabelScheme
     batch_size: int
     preset: str
+    roi_crop: RoiCrop | None = None
 
     @classmethod
     def from_json(cls, data: Any, source: Path | str) -> Plans:
@@ -61,6 +75,7 @@ class Plans:
                     data["label_handling"], str(source)),
                 batch_size=int(data["batch_size"]),
                 preset=str(data["preset"]),
+                roi_crop=_roi_crop(data.get("roi_crop"), source),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
             raise LeafnetError(f"{source}: plans entry missing or malformed ({error!r}); fix it, "
@@ -80,4 +95,17 @@ class Plans:
     def preprocessing_hash(self) -> str:
         """A digest of the entries that change the preprocessed arrays."""
         relevant = {key: self.json[key] for key in _PREPROCESSING_KEYS}
+        if self.roi_crop is not None:
+            relevant["roi_crop"] = self.roi_crop.to_json()
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _roi_crop(entry: Any, source: Path | str) -> RoiCrop | None:
+    """The plans' ``roi_crop`` entry, checked: a plain plans name and a margin of at least 1."""
+    if entry is None:
+        return None
+    margin = float(entry["margin"])
+    if not math.isfinite(margin) or margin < 1:
+        raise LeafnetError(f"{source}: roi_crop margin must be a number >= 1 (the crop's side "
+                           f"over the region's longer side), got {entry['margin']!r}")
+    return RoiCrop(plain_name(entry["coarse_plans"], "roi_crop coarse_plans", source), margin)

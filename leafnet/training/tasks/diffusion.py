@@ -21,7 +21,7 @@ from leafnet.diffusion import estimate_z0
 from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
 from leafnet.inference.predict_cases import predict_cases
-from leafnet.inference.predictor import LEAFPredictor
+from leafnet.inference.cascade import load_predictor
 from leafnet.models.autoencoder import rgb_layout, unrecorded_rgb_layout
 from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
@@ -205,7 +205,11 @@ class DiffusionTask(TrainingTask):
             run.log(f"raw dataset {run.dataset_folder.name} not found: validation/test "
                     "predictions skipped")
             return
-        predictor = LEAFPredictor.from_folder(run.output, "best", run.device)
+        try:
+            predictor = load_predictor([run.output], "best", run.device)
+        except LeafnetError as error:
+            run.log(f"validation/test predictions skipped: {error}")
+            return
         for split, case_ids in (("validation", run.split["val"]), ("test", run.split["test"])):
             if not case_ids:
                 continue

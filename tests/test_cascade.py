@@ -1,0 +1,237 @@
+"""Two-stage plans for small structures: the crop functions, the planning rule, the predictor
+that runs both stages, and the commands end to end on the synthetic fundus set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from leafnet.errors import LeafnetError
+from leafnet.inference.cascade import CascadePredictor, coarse_folders
+from leafnet.inference.cli import main as predict_main
+from leafnet.inference.predictor import LEAFPredictor
+from leafnet.planning.cli import main as plan_main
+from leafnet.planning.plan_and_preprocess import plan_and_preprocess
+from leafnet.planning.stages import MAX_CROP_SHARE, ROI_PLANS_NAME, plan_stages
+from leafnet.planning.target_size import MIN_OBJECT_PIXELS
+from leafnet.preprocessing.label_scheme import LabelScheme
+from leafnet.preprocessing.plans import Plans
+from leafnet.preprocessing.preprocessed_data import load_preprocessed_case
+from leafnet.preprocessing.roi_crop import Box, crop, crop_box, largest_piece, paste, roi_crop_box
+from leafnet.training.registry import find_trainer
+
+FUNDUS_LABELS = {"background": 0, "disc": 1, "cup": 2}
+FUNDUS_REGIONS = {"disc": [1, 2], "cup": [2]}
+
+
+def test_the_region_is_the_largest_piece_and_the_crop_a_square_around_it():
+    mask = np.zeros((100, 200), bool)
+    mask[40:60, 50:80] = True          # 20 x 30, the structure
+    mask[5:7, 190:192] = True          # a speck elsewhere
+    box, share = largest_piece(mask)
+    assert box == Box(40, 50, 60, 80) and share == pytest.approx(600 / 604)
+    assert largest_piece(np.zeros((4, 4), bool)) is None
+    square = crop_box(box, (100, 200), margin=2.0)
+    assert (square.height, square.width) == (60, 60)
+    assert (square.top + square.bottom) / 2 == pytest.approx(50, abs=1)
+    assert (square.left + square.right) / 2 == pytest.approx(65, abs=1)
+    at_edge = crop_box(Box(0, 190, 10, 200), (100, 200), margin=3.0)
+    assert at_edge == Box(0, 170, 30, 200)
+    larger_than_image = crop_box(Box(0, 0, 40, 40), (50, 50), margin=2.0)
+    assert (larger_than_image.height, larger_than_image.width) == (80, 80)
+
+
+def test_crops_pad_with_zeros_and_paste_back_where_they_came_from():
+    image = np.arange(3 * 10 * 12, dtype=np.float32).reshape(3, 10, 12) + 1
+    box = Box(-2, 6, 6, 14)
+    part = crop(image, box)
+    assert part.shape == (3, 8, 8)
+    assert (part[:, :2] == 0).all() and (part[:, :, 6:] == 0).all()
+    np.testing.assert_array_equal(part[:, 2:, :6], image[:, 0:6, 6:12])
+    target = np.zeros_like(image)
+    paste(target, part, box)
+    np.testing.assert_array_equal(target[:, 0:6, 6:12], image[:, 0:6, 6:12])
+    assert target[:, 6:].sum() == 0 and target[:, :, :6].sum() == 0
+    label = np.zeros((30, 30), np.uint8)
+    assert roi_crop_box(label) == Box(0, 0, 30, 30)
+
+
+def _fingerprint(disc: list[float], cup: list[float], roi: list[float],
+                 single: float, image_hw: tuple[int, int] = (2000, 2000)) -> dict:
+    return {"image_size_hw": {"median": list(image_hw)},
+            "labels": {"disc": {"value": 1, "object_fraction_hw_median": disc},
+                       "cup": {"value": 2, "object_fraction_hw_median": cup}},
+            "foreground_structure": {"object_fraction_hw_median": roi,
+                                     "single_structure_case_fraction": single}}
+
+
+def test_a_small_single_structure_gets_two_stages_and_each_keeps_its_pixels():
+    scheme = LabelScheme.for_dataset(FUNDUS_LABELS, FUNDUS_REGIONS)
+    stages = plan_stages(_fingerprint([0.17, 0.17], [0.08, 0.08], [0.17, 0.17], 1.0), scheme,
+                         (128, 128))
+    assert stages.cascade is not None and stages.cascade["roi_plans"] == ROI_PLANS_NAME
+    assert stages.target_size == (128, 128)            # the disc is 21.8 px at 128
+    assert stages.cascade["roi_target_size"] == [128, 128]
+    assert stages.rule["extent_in_crop_px"] >= MIN_OBJECT_PIXELS
+    assert stages.rule["crop_share_of_image_side"] == pytest.approx(0.34)
+    assert stages.describe().startswith("two stages: the smallest trained class, cup, is 10.2")
+    tiny_cup = plan_stages(_fingerprint([0.17, 0.17], [0.02, 0.02], [0.17, 0.17], 1.0), scheme,
+                           (128, 128))
+    assert tiny_cup.cascade["roi_target_size"] == [256, 256]
+
+
+def test_no_crop_for_scattered_or_spread_foreground_and_none_needed_for_large_objects():
+    scheme = LabelScheme.for_dataset(FUNDUS_LABELS, FUNDUS_REGIONS)
+    scattered = plan_stages(_fingerprint([0.17, 0.17], [0.08, 0.08], [0.17, 0.17], 0.5), scheme,
+                            (128, 128))
+    assert scattered.cascade is None and scattered.target_size == (256, 256)
+    assert "one structure in only 50% of the cases" in scattered.describe()
+    spread = plan_stages(_fingerprint([0.17, 0.17], [0.08, 0.08], [0.3, 0.3], 1.0), scheme,
+                         (128, 128))
+    assert spread.cascade is None and 2 * 0.3 > MAX_CROP_SHARE
+    assert "would span 60% of the image side" in spread.describe()
+    large = plan_stages(_fingerprint([0.5, 0.5], [0.3, 0.3], [0.5, 0.5], 1.0), scheme,
+                        (128, 128))
+    assert large.cascade is None and large.target_size == (128, 128)
+
+
+def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafnet_folders,
+                                                                           capsys):
+    from leafnet.dataset_conversion.fundus import convert_fundus
+
+    convert_fundus(num_cases=12, size=256, num_processes=1, show_progress=False)
+    plan_main(["-d", "997", "--preset", "small", "-np", "1"])
+    printed = capsys.readouterr().out
+    folder = leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
+    coarse = Plans.load(folder / "leafnet_plans.json")
+    roi = Plans.load(folder / f"{ROI_PLANS_NAME}.json")
+    assert "size: two stages: the smallest trained class, cup" in printed
+    assert f"stage 2: {folder / ROI_PLANS_NAME}.json" in printed
+    assert coarse.target_size == (128, 128) and coarse.roi_crop is None
+    assert roi.roi_crop.coarse_plans == "leafnetPlans" and roi.target_size == (128, 128)
+    extents = []
+    for case_id in json.loads((folder / "splits_final.json").read_text())["folds"][0]["train"]:
+        case = load_preprocessed_case(folder / roi.data_identifier, case_id)
+        top, left, bottom, right = case.properties["crop_box"]
+        assert bottom - top == right - left < 256 * MAX_CROP_SHARE
+        found = largest_piece(np.asarray(case.label) == 2)
+        extents.append(min(found[0].height, found[0].width))
+    assert np.median(extents) >= MIN_OBJECT_PIXELS
+    one_stage = plan_and_preprocess(997, target_size=(256, 256), show_progress=False,
+                                    num_processes=1)
+    assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json
+    assert any("left from earlier two-stage plans" in note for note in one_stage.notes)
+    disc_only = plan_and_preprocess(997, clean=True, preset="small", label_names=["disc"],
+                                    show_progress=False, num_processes=1)
+    assert disc_only.plans.target_size == (128, 128) and disc_only.roi_plans is None
+    assert "the preset's" in disc_only.plans.json["target_size_rule"]["decision"]
+    assert not (folder / f"{ROI_PLANS_NAME}.json").exists()
+
+
+class _Member(torch.nn.Module):
+    """A fake single-step model: one mask channel, 1 inside a fixed box of its input."""
+
+    def __init__(self, box: tuple[slice, slice] | None) -> None:
+        super().__init__()
+        self.box = box
+
+    def latent_shape(self, image_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (image_shape[0], 4, image_shape[2] // 8, image_shape[3] // 8)
+
+    def forward(self, image: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(image.shape[0], 1, *image.shape[2:])
+        if self.box is not None:
+            out[:, :, self.box[0], self.box[1]] = 1.0
+        return out
+
+
+def _plans(roi: bool) -> Plans:
+    content = {"data_identifier": "x", "target_size": [64, 64], "num_channels": 3,
+               "normalisation": {"windows": [{"lower": 0, "upper": 255}] * 3},
+               "labels": {"background": 0, "spot": 1},
+               "label_handling": LabelScheme.for_dataset({"background": 0, "spot": 1}).to_json(),
+               "batch_size": 2, "preset": "tiny"}
+    if roi:
+        content["roi_crop"] = {"coarse_plans": "leafnetPlans", "margin": 2.0}
+    return Plans.from_json(content, "test plans")
+
+
+def test_the_second_stage_replaces_the_coarse_prediction_inside_the_crop_only():
+    coarse = LEAFPredictor(_Member((slice(16, 32), slice(16, 32))), _plans(False))
+    fine = LEAFPredictor(_Member((slice(16, 48), slice(16, 48))), _plans(True))
+    cascade = CascadePredictor(coarse, fine)
+    image = np.zeros((3, 128, 128), np.uint8)
+    label = cascade.predict([image])[0].label
+    # coarse: rows/cols 32:64 of 128 px; crop twice that around it: 16:80; the fine model marks
+    # the middle half of the crop, 32:64 again, so the label equals the coarse one there.
+    found = largest_piece(label == 1)
+    assert found[0] == Box(32, 32, 64, 64) and found[1] == 1.0
+    empty = CascadePredictor(LEAFPredictor(_Member(None), _plans(False)), fine)
+    assert not empty.predict([image, image])[0].label.any() and empty.not_found == 2
+    with pytest.raises(LeafnetError, match="needs plans with roi_crop"):
+        CascadePredictor(coarse, coarse)
+
+
+def test_a_second_stage_without_its_coarse_model_names_the_training_command(tmp_path):
+    fold = tmp_path / "Dataset997_LeafnetFundus" / "LEAFTrainer_x0__leafnetPlans_roi__tiny" \
+        / "fold_0"
+    fold.mkdir(parents=True)
+    with pytest.raises(LeafnetError, match="leafnet_train Dataset997_LeafnetFundus "
+                                           "LEAFTrainer_x0 -p leafnetPlans -f 0"):
+        coarse_folders([fold], _plans(True))
+
+
+def test_both_stages_train_and_predict_through_the_commands(leafnet_folders, tmp_path, capsys):
+    from leafnet.dataset_conversion.fundus import convert_fundus
+
+    convert_fundus(num_cases=8, size=256, num_processes=1, show_progress=False)
+    plan_and_preprocess(997, preset="small", num_processes=1, show_progress=False)
+    for plans in (ROI_PLANS_NAME, "leafnetPlans"):
+        for name in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0"):
+            find_trainer(name)(997, plans_name=plans, preset="tiny", num_steps=2, num_workers=0,
+                               show_progress=False).run()
+    stage_two = (leafnet_folders["LEAFNET_RESULTS"] / "Dataset997_LeafnetFundus"
+                 / f"LEAFTrainer_x0__{ROI_PLANS_NAME}__tiny" / "fold_0")
+    log = (stage_two / "training_log.txt").read_text()
+    assert "predictions skipped" in log and "-p leafnetPlans -f 0" in log
+    images = leafnet_folders["LEAFNET_RAW"] / "Dataset997_LeafnetFundus" / "imagesTs"
+    predict_main(["-i", str(images), "-o", str(tmp_path / "out"), "-d", "997", "-tr",
+                  "LEAFTrainer_x0", "-p", ROI_PLANS_NAME])
+    printed = capsys.readouterr().out
+    assert "two stages: leafnetPlans found the structure" in printed
+    written = sorted((tmp_path / "out").glob("*.png"))
+    assert len(written) == len(list(images.iterdir()))
+
+
+def test_roi_crop_benchmark_sets_two_stages_beside_hand_cropped_and_one_stage(leafnet_folders,
+                                                                              tmp_path):
+    from leafnet.benchmarks.cli import main as benchmark_main
+    from leafnet.dataset_conversion.fundus import convert_fundus
+
+    # planned for the small preset (128 px): the cup is 8 px across, two stages.
+    convert_fundus(num_cases=8, size=512, num_processes=1, show_progress=False)
+    planned = plan_and_preprocess(997, preset="small", num_processes=1, show_progress=False)
+    assert planned.roi_plans is not None
+    folder = tmp_path / "roi"
+    minutes = 0.1
+    benchmark_main(["roi-crop", "-d", "997", "--minutes", str(minutes), "--validate-every",
+                    "1000", "--coarse-share", "0.5", "--preset", "tiny", "-device", "cpu",
+                    "-o", str(folder)])
+    report = json.loads((folder / "roi_crop.json").read_text())
+    rows = {row["key"]: row for row in report["rows"]}
+    assert list(rows) == ["two_stages", "hand_cropped", "one_stage"]
+    assert rows["two_stages"]["input"] == "128x128 whole, 128x128 crop"
+    assert rows["one_stage"]["input"] == "256x256 whole"
+    for row in rows.values():
+        assert minutes * 60 <= row["train_seconds"] < minutes * 60 + 30
+        assert set(row["scores"]["classes"]) == {"disc", "cup"}
+    tested = report["num_test_cases"]
+    assert len(list((folder / "two_stages_predictions").glob("*.png"))) == tested
+    crops = sorted((folder / "hand_cropped_predictions" / "reference_crops").glob("*.png"))
+    assert len(crops) == tested
+    table = (folder / "roi_crop.md").read_text()
+    assert "| cup Dice | disc Dice |" in table or "| disc Dice | cup Dice |" in table
+    assert "cup Dice: two stages" in table and "points." in table
