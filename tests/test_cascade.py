@@ -4,6 +4,7 @@ that runs both stages, and the commands end to end on the synthetic fundus set."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from leafnet.errors import LeafnetError
 from leafnet.inference.cascade import CascadePredictor, coarse_folders
 from leafnet.inference.cli import main as predict_main
 from leafnet.inference.predictor import LEAFPredictor
+from leafnet.model_store.export_archive import export_model
 from leafnet.planning.cli import main as plan_main
 from leafnet.planning.plan_and_preprocess import plan_and_preprocess
 from leafnet.planning.stages import MAX_CROP_SHARE, ROI_PLANS_NAME, plan_stages
@@ -20,7 +22,15 @@ from leafnet.planning.target_size import MIN_OBJECT_PIXELS
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import load_preprocessed_case
-from leafnet.preprocessing.roi_crop import Box, crop, crop_box, largest_piece, paste, roi_crop_box
+from leafnet.preprocessing.roi_crop import (
+    Box,
+    case_generator,
+    crop,
+    crop_box,
+    largest_piece,
+    paste,
+    roi_crop_box,
+)
 from leafnet.training.registry import find_trainer
 
 FUNDUS_LABELS = {"background": 0, "disc": 1, "cup": 2}
@@ -57,6 +67,22 @@ def test_crops_pad_with_zeros_and_paste_back_where_they_came_from():
     assert target[:, 6:].sum() == 0 and target[:, :, :6].sum() == 0
     label = np.zeros((30, 30), np.uint8)
     assert roi_crop_box(label) == Box(0, 0, 30, 30)
+
+
+def test_training_crops_vary_in_scale_and_position_and_always_hold_the_structure():
+    label = np.zeros((400, 400), np.uint8)
+    label[150:200, 170:230] = 1                        # 50 x 60: the nominal crop is 120 px
+    sides, tops = set(), set()
+    for seed in range(60):
+        box = roi_crop_box(label, 2.0, np.random.default_rng(seed))
+        assert box.height == box.width
+        assert box.top <= 150 and box.bottom >= 200 and box.left <= 170 and box.right >= 230
+        sides.add(box.height)
+        tops.add(box.top)
+    assert min(sides) <= 100 and max(sides) >= 145 and len(tops) > 20
+    assert roi_crop_box(label, 2.0, case_generator("case_a")) == roi_crop_box(
+        label, 2.0, case_generator("case_a"))
+    assert roi_crop_box(label, 2.0) == Box(115, 140, 235, 260)
 
 
 def _fingerprint(disc: list[float], cup: list[float], roi: list[float],
@@ -98,6 +124,16 @@ def test_no_crop_for_scattered_or_spread_foreground_and_none_needed_for_large_ob
     assert large.cascade is None and large.target_size == (128, 128)
 
 
+def _structure_share_spread(data: Path, folder: Path) -> float:
+    """How much the disc's share of its crop's side varies over the training crops."""
+    shares = []
+    for case_id in json.loads((folder / "splits_final.json").read_text())["folds"][0]["train"]:
+        label = np.asarray(load_preprocessed_case(data, case_id).label)
+        box = largest_piece(label > 0)[0]
+        shares.append(max(box.height, box.width) / label.shape[0])
+    return max(shares) - min(shares)
+
+
 def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafnet_folders,
                                                                            capsys):
     from leafnet.dataset_conversion.fundus import convert_fundus
@@ -109,9 +145,11 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
     coarse = Plans.load(folder / "leafnet_plans.json")
     roi = Plans.load(folder / f"{ROI_PLANS_NAME}.json")
     assert "size: two stages: the smallest trained class, cup" in printed
+    assert "segments them in crops around the structure" in printed
     assert f"stage 2: {folder / ROI_PLANS_NAME}.json" in printed
     assert coarse.target_size == (128, 128) and coarse.roi_crop is None
     assert roi.roi_crop.coarse_plans == "leafnetPlans" and roi.target_size == (128, 128)
+    assert not roi.roi_crop.jitter
     extents = []
     for case_id in json.loads((folder / "splits_final.json").read_text())["folds"][0]["train"]:
         case = load_preprocessed_case(folder / roi.data_identifier, case_id)
@@ -120,6 +158,13 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
         found = largest_piece(np.asarray(case.label) == 2)
         extents.append(min(found[0].height, found[0].width))
     assert np.median(extents) >= MIN_OBJECT_PIXELS
+    assert _structure_share_spread(folder / roi.data_identifier, folder) < 0.05
+    edited = json.loads((folder / f"{ROI_PLANS_NAME}.json").read_text())
+    edited["roi_crop"]["training_jitter"] = True
+    (folder / f"{ROI_PLANS_NAME}.json").write_text(json.dumps(edited))
+    jittered = plan_and_preprocess(997, show_progress=False, num_processes=1)
+    assert jittered.roi_plans.roi_crop.jitter and jittered.processed == 12
+    assert _structure_share_spread(folder / roi.data_identifier, folder) > 0.08
     one_stage = plan_and_preprocess(997, target_size=(256, 256), show_progress=False,
                                     num_processes=1)
     assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json
@@ -204,6 +249,9 @@ def test_both_stages_train_and_predict_through_the_commands(leafnet_folders, tmp
     assert "two stages: leafnetPlans found the structure" in printed
     written = sorted((tmp_path / "out").glob("*.png"))
     assert len(written) == len(list(images.iterdir()))
+    archive = export_model([stage_two], tmp_path / "stage_two.zip")
+    with pytest.raises(LeafnetError, match="holds the second stage of a two-stage model"):
+        LEAFPredictor.from_zip(archive)
 
 
 def test_roi_crop_benchmark_sets_two_stages_beside_hand_cropped_and_one_stage(leafnet_folders,

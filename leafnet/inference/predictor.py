@@ -126,8 +126,15 @@ class LEAFPredictor:
         or ``folds``. The archive is checked before anything is read."""
         with tempfile.TemporaryDirectory(prefix="leafnet_zip_") as scratch:
             model = extract_archive(archive, Path(scratch))
-            return cls.from_folders(model.fold_folders(folds), checkpoint, device, batch_size,
-                                    backend, fast_decoder)
+            predictor = cls.from_folders(model.fold_folders(folds), checkpoint, device,
+                                         batch_size, backend, fast_decoder)
+        if predictor.plans.roi_crop is not None:
+            raise LeafnetError(
+                f"{archive} holds the second stage of a two-stage model ({predictor.plans.plans_name}"
+                f"), which predicts crops found by its first stage "
+                f"({predictor.plans.roi_crop.coarse_plans}); install both with leafnet_install and "
+                f"predict with leafnet_predict -p {predictor.plans.plans_name}")
+        return predictor
 
     def check_image(self, image: np.ndarray) -> None:
         """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the

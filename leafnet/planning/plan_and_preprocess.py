@@ -193,8 +193,10 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
     items = [("Tr", case) for case in training.values()] + [("Ts", c) for c in test.values()]
     outcomes, removed = _preprocess(plans, folder, items, num_processes, raw_folder.name,
                                     show_progress)
+    remedy = (f"the second stage, {content['cascade']['roi_plans']}, segments them in crops "
+              "around the structure" if "cascade" in content else None)
     notes = resampling_notes(folder / plans.data_identifier, sorted(training) + sorted(test),
-                             plans)
+                             plans, *([remedy] if remedy else []))
     roi_plans = None
     roi_path = folder / plans_file(ROI_PLANS_NAME)
     if "cascade" in content:
@@ -232,9 +234,11 @@ def _preprocess(plans: Plans, folder: Path, items: list[tuple[str, CaseFiles]],
 SMALL_LABEL_FRACTION = 0.01
 
 
-def resampling_notes(data_folder: Path, case_ids: list[str], plans: Plans) -> list[str]:
+def resampling_notes(data_folder: Path, case_ids: list[str], plans: Plans,
+                     remedy: str = "a larger --target-size keeps more of them") -> list[str]:
     """What resampling to the target size does to this dataset, in words: non-square images
-    stretched to a square target, and labels that cover under 1% of a resized case."""
+    stretched to a square target, and labels that cover under 1% of a resized case (with
+    ``remedy``, what keeps them)."""
     height, width = plans.target_size
     stretched, small = [], {}
     for case_id in case_ids:
@@ -262,7 +266,7 @@ def resampling_notes(data_folder: Path, case_ids: list[str], plans: Plans) -> li
         notes.append(f"label {names.get(value, value)} covers under {SMALL_LABEL_FRACTION:.0%} of "
                      f"the pixels after resizing to {height}x{width} in {len(cases)} cases (e.g. "
                      f"{', '.join(cases[:3])}); such small objects may be lost at this size "
-                     "(a larger --target-size keeps more of them)")
+                     f"({remedy})")
     return notes
 
 

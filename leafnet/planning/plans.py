@@ -119,7 +119,8 @@ def make_roi_plans(coarse: dict[str, Any]) -> dict[str, Any]:
             "data_identifier": f"{cascade['roi_plans']}_{height}x{width}",
             "target_size": [height, width],
             "target_size_rule": {**rule, "chosen": [height, width], "stage": 2},
-            "roi_crop": {"coarse_plans": coarse["plans_name"], "margin": cascade["margin"]}}
+            "roi_crop": {"coarse_plans": coarse["plans_name"], "margin": cascade["margin"],
+                         "training_jitter": False}}
 
 
 def given_size_rule(target_size: tuple[int, int]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from leafnet.preprocessing.normalization import normalize_to_uint8
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import case_paths
 from leafnet.preprocessing.resampling import resize_image, resize_label
-from leafnet.preprocessing.roi_crop import crop, roi_crop_box
+from leafnet.preprocessing.roi_crop import case_generator, crop, roi_crop_box
 from leafnet.raw_format import CaseFiles, read_case, source_signature
 
 
@@ -52,10 +52,11 @@ class CasePreprocessor:
         image, label, image_properties = read_case(case)
         original_hw = [int(image.shape[1]), int(image.shape[2])]
         box = None
-        if self.plans.roi_crop is not None:
-            box = roi_crop_box(label, self.plans.roi_crop.margin) if label is not None else None
-            if box is not None:
-                image, label = crop(image, box), crop(label, box)
+        roi = self.plans.roi_crop
+        if roi is not None and label is not None:
+            box = roi_crop_box(label, roi.margin,
+                               case_generator(case.case_id) if roi.jitter else None)
+            image, label = crop(image, box), crop(label, box)
         size = self.plans.target_size
         _save_array(paths["image"], resize_image(normalize_to_uint8(image, self.plans.windows),
                                                  size))

@@ -31,9 +31,11 @@ class RoiCrop:
 
     coarse_plans: str
     margin: float
+    jitter: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"coarse_plans": self.coarse_plans, "margin": self.margin}
+        return {"coarse_plans": self.coarse_plans, "margin": self.margin,
+                "training_jitter": self.jitter}
 
 
 @dataclass(frozen=True)
@@ -108,4 +110,9 @@ def _roi_crop(entry: Any, source: Path | str) -> RoiCrop | None:
     if not math.isfinite(margin) or margin < 1:
         raise LeafnetError(f"{source}: roi_crop margin must be a number >= 1 (the crop's side "
                            f"over the region's longer side), got {entry['margin']!r}")
-    return RoiCrop(plain_name(entry["coarse_plans"], "roi_crop coarse_plans", source), margin)
+    jitter = entry.get("training_jitter", False)
+    if not isinstance(jitter, bool):
+        raise LeafnetError(f"{source}: roi_crop training_jitter must be true or false, got "
+                           f"{jitter!r}")
+    return RoiCrop(plain_name(entry["coarse_plans"], "roi_crop coarse_plans", source), margin,
+                   jitter)
