@@ -43,6 +43,18 @@ def rows_parser(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str) -> None:
+    """The flags of the benchmarks that train leafnet for a budget."""
+    parser.add_argument("-d", "--dataset", required=True)
+    parser.add_argument("--minutes", type=float, required=True, help=minutes_help)
+    parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
+    parser.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
+    parser.add_argument("--first-stage-share", type=float, default=FIRST_STAGE_SHARE,
+                        help="share of leafnet's minutes for its first stage (default: "
+                        "%(default)s)")
+    parser.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="leafnet_benchmark", description=__doc__)
     benchmarks = parser.add_subparsers(dest="benchmark", required=True)
@@ -78,15 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         "versus-nnunet", help="leafnet, nnU-Net v2 2D (its own plans, and on leafnet's "
         "resized images) and a plain U-Net trained for the same minutes each on the same split, "
         "scored on the same test images")
-    versus.add_argument("-d", "--dataset", required=True)
-    versus.add_argument("--minutes", type=float, required=True,
-                        help="training minutes of each method (leafnet's first stage included)")
-    versus.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
-    versus.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
-    versus.add_argument("--first-stage-share", type=float, default=FIRST_STAGE_SHARE,
-                        help="share of leafnet's minutes for its first stage (default: "
-                        "%(default)s)")
-    versus.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
+    add_training_flags(versus, "training minutes of each method (leafnet's first stage "
+                       "included)")
     versus.add_argument("--rows", type=rows_parser(ROWS), default=ROWS,
                         help="the baseline rows to train beside leafnet, comma-separated "
                         f"(default: all, {','.join(ROWS)})")
@@ -104,16 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     roi = benchmarks.add_parser(
         "roi-crop", help="two-stage plans (whole image, then a crop) against images cropped "
         "around the reference by hand and against one enlarged stage, the same minutes each")
-    roi.add_argument("-d", "--dataset", required=True)
-    roi.add_argument("--minutes", type=float, required=True,
-                     help="training minutes of each row (both stages together)")
-    roi.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
-    roi.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
-    roi.add_argument("--first-stage-share", type=float, default=FIRST_STAGE_SHARE)
+    add_training_flags(roi, "training minutes of each row (both stages together)")
     roi.add_argument("--coarse-share", type=float, default=COARSE_SHARE,
                      help="share of the two stages' minutes for the coarse model (default: "
                      "%(default)s)")
-    roi.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
     roi.add_argument("--rows", type=rows_parser(ROI_ROWS), default=ROI_ROWS,
                      help=f"rows beside the two stages (default: all, {','.join(ROI_ROWS)})")
     roi.add_argument("--preset", choices=sorted(PRESETS),

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from leafnet.planning.target_size import (
-    MAX_SIDE_FACTOR,
     MIN_OBJECT_PIXELS,
+    candidate_sizes,
     choose_target_size,
     class_fractions,
     extent,
+    first_keeping,
 )
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME
@@ -53,19 +54,6 @@ def _size(size: tuple[int, int]) -> str:
     return f"{size[0]}x{size[1]}"
 
 
-def _candidates(preset_size: tuple[int, int]) -> list[tuple[int, int]]:
-    sizes, factor = [], 1
-    while factor <= MAX_SIDE_FACTOR:
-        sizes.append((preset_size[0] * factor, preset_size[1] * factor))
-        factor *= 2
-    return sizes
-
-
-def _first_keeping(fraction: list[float], sizes: list[tuple[int, int]]) -> tuple[int, int]:
-    return next((size for size in sizes if extent(fraction, size) >= MIN_OBJECT_PIXELS),
-                sizes[-1])
-
-
 def plan_stages(fingerprint: dict[str, Any], scheme: LabelScheme,
                 preset_size: tuple[int, int], margin: float = ROI_MARGIN) -> StagePlan:
     """The module's rule applied to one dataset's fingerprint and trained classes."""
@@ -90,9 +78,9 @@ def plan_stages(fingerprint: dict[str, Any], scheme: LabelScheme,
         return StagePlan(single.target_size, rule, None)
     smallest = single.smallest_class
     in_crop = [fractions[smallest][axis] * image_hw[axis] / crop_side for axis in (0, 1)]
-    sizes = _candidates(preset_size)
-    coarse_size = _first_keeping(roi, sizes)
-    crop_size = _first_keeping(in_crop, sizes)
+    sizes = candidate_sizes(preset_size)
+    coarse_size = first_keeping(roi, sizes)
+    crop_size = first_keeping(in_crop, sizes)
     decision = (
         f"two stages: the smallest trained class, {smallest}, is {single.extent_at_preset:.1f} "
         f"px across at the preset's {_size(preset_size)} (under the {MIN_OBJECT_PIXELS} px, two "

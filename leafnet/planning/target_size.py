@@ -101,6 +101,22 @@ def extent(fraction: list[float], size: tuple[int, int]) -> float:
     return min(fraction[0] * size[0], fraction[1] * size[1])
 
 
+def candidate_sizes(preset_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """The preset's size and its doublings up to ``MAX_SIDE_FACTOR`` times its side."""
+    sizes, factor = [], 1
+    while factor <= MAX_SIDE_FACTOR:
+        sizes.append((preset_size[0] * factor, preset_size[1] * factor))
+        factor *= 2
+    return sizes
+
+
+def first_keeping(fraction: list[float], sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """The first of ``sizes`` at which an object of ``fraction`` keeps ``MIN_OBJECT_PIXELS``;
+    the last one when none does."""
+    return next((size for size in sizes if extent(fraction, size) >= MIN_OBJECT_PIXELS),
+                sizes[-1])
+
+
 def choose_target_size(fingerprint: dict[str, Any], scheme: LabelScheme,
                        preset_size: tuple[int, int]) -> SizeDecision:
     """The smallest of the preset's size and its doublings (up to ``MAX_SIDE_FACTOR``) at which
@@ -110,11 +126,6 @@ def choose_target_size(fingerprint: dict[str, Any], scheme: LabelScheme,
         return SizeDecision(preset_size, preset_size, None, None, None)
     smallest = min(fractions, key=lambda name: extent(fractions[name], preset_size))
     fraction = fractions[smallest]
-    candidates, factor = [], 1
-    while factor <= MAX_SIDE_FACTOR:
-        candidates.append((preset_size[0] * factor, preset_size[1] * factor))
-        factor *= 2
-    chosen = next((size for size in candidates if extent(fraction, size) >= MIN_OBJECT_PIXELS),
-                  candidates[-1])
+    chosen = first_keeping(fraction, candidate_sizes(preset_size))
     return SizeDecision(chosen, preset_size, smallest, round(extent(fraction, preset_size), 1),
                         round(extent(fraction, chosen), 1))
