@@ -12,6 +12,7 @@ from leafnet.benchmarks.inference import benchmark_inference
 from leafnet.benchmarks.preprocess import benchmark_preprocess
 from leafnet.benchmarks.report import write_report
 from leafnet.benchmarks.roi_cascade import COARSE_SHARE, benchmark_roi_crop, roi_benchmark_folder
+from leafnet.benchmarks.roi_cascade import FIRST_STAGE_SHARE as ROI_FIRST_STAGE_SHARE
 from leafnet.benchmarks.roi_cascade import ROWS as ROI_ROWS
 from leafnet.benchmarks.roi_cascade import roi_markdown_table
 from leafnet.benchmarks.train_step import benchmark_train_step
@@ -43,13 +44,14 @@ def rows_parser(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
-def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str) -> None:
+def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str,
+                       first_stage_share: float = FIRST_STAGE_SHARE) -> None:
     """The flags of the benchmarks that train leafnet for a budget."""
     parser.add_argument("-d", "--dataset", required=True)
     parser.add_argument("--minutes", type=float, required=True, help=minutes_help)
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
     parser.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
-    parser.add_argument("--first-stage-share", type=float, default=FIRST_STAGE_SHARE,
+    parser.add_argument("--first-stage-share", type=float, default=first_stage_share,
                         help="share of leafnet's minutes for its first stage (default: "
                         "%(default)s)")
     parser.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
@@ -109,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     roi = benchmarks.add_parser(
         "roi-crop", help="two-stage plans (whole image, then a crop) against images cropped "
         "around the reference by hand and against one enlarged stage, the same minutes each")
-    add_training_flags(roi, "training minutes of each row (both stages together)")
+    add_training_flags(roi, "training minutes of each row (both stages together)",
+                       ROI_FIRST_STAGE_SHARE)
     roi.add_argument("--coarse-share", type=float, default=COARSE_SHARE,
                      help="share of the two stages' minutes for the coarse model (default: "
                      "%(default)s)")

@@ -50,6 +50,7 @@ from leafnet.utilities.json_files import read_json
 
 ROWS = ("hand_cropped", "one_stage")
 COARSE_SHARE = 0.3
+FIRST_STAGE_SHARE = 0.3
 GOAL_POINTS = 0.05
 
 

@@ -120,7 +120,7 @@ def make_roi_plans(coarse: dict[str, Any]) -> dict[str, Any]:
             "target_size": [height, width],
             "target_size_rule": {**rule, "chosen": [height, width], "stage": 2},
             "roi_crop": {"coarse_plans": coarse["plans_name"], "margin": cascade["margin"],
-                         "training_jitter": False}}
+                         "training_jitter": True}}
 
 
 def given_size_rule(target_size: tuple[int, int]) -> dict[str, Any]:
