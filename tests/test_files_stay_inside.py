@@ -202,6 +202,36 @@ def test_a_killed_command_leaves_no_worker_processes(tmp_path, how):
     assert not any(_alive(pid) for pid in workers)
 
 
+CHILD_COMMAND = textwrap.dedent("""
+    import sys
+    from leafnet.utilities.processes import run_child
+
+    run_child([sys.executable, "-c", "import os, sys, time; "
+               "open(os.path.join(sys.argv[1], str(os.getpid())), 'w').close(); time.sleep(60)",
+               sys.argv[1]])
+""")
+
+
+def test_a_killed_command_leaves_no_child_command_behind(tmp_path):
+    """torchrun under leafnet_train -num_gpus, nnU-Net under a benchmark: SIGKILL of the parent
+    ends them too."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD_COMMAND)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    parent = subprocess.Popen([sys.executable, str(script), str(pids)])
+    deadline = time.monotonic() + 60
+    while not list(pids.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(next(pids.iterdir()).name)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

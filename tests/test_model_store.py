@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 from conftest import planned_tiny_demo, rgb, save
 
 from leafnet.errors import LeafnetError
@@ -44,6 +45,7 @@ def two_folds(tmp_path_factory):
         cases = sorted(first["train"] + first["val"])
         second = {"val": cases[:3], "train": cases[3:]}
         splits["folds"] = [first, second]
+        splits.pop("generated_by")
         splits_path.write_text(json.dumps(splits))
         for fold in (0, 1):
             find_trainer("LEAFAutoencoderTrainer")(999, fold=fold, num_steps=3 + 150 * (fold == 0),
@@ -286,3 +288,113 @@ def test_interrupted_distillation_continues_to_the_same_decoder(results, monkeyp
     resumed = _fast_weights(folder)
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
     assert not (folder / distillation.WORK_FOLDER).exists()
+
+
+def _retrain(model_folder):
+    """Stand-in for retraining: new weights under the same name."""
+    path = model_folder / "network.safetensors"
+    tensors = load_file(str(path))
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 1
+    save_file(tensors, str(path))
+
+
+def test_an_onnx_file_and_fast_decoder_left_from_other_weights_are_refused(results, tmp_path):
+    """Retrained weights beside the old network.onnx and fast_decoder/: prediction and export
+    refuse both, naming the command that remakes each; so do an ONNX file copied from another
+    fold's model and a truncated one."""
+    pytest.importorskip("onnxruntime")
+    folders = find_models("999", folds=[0, 1])
+    distill_fast_decoder(folders[0], steps=5, batch_size=4, max_cases=4, show_progress=False)
+    onnx_main(["-d", "999", "-f", "0", "1"])
+    load_member(folders[0], backend="onnxruntime")
+    model = folders[0] / "model_best"
+    (tmp_path / "keep").mkdir()
+    shutil.copy(model / "network.onnx", tmp_path / "keep" / "network.onnx")
+    _retrain(model)
+    with pytest.raises(LeafnetError, match="other weights .*leafnet_export_onnx -d 999 "
+                                           f"-tr LEAFTrainer_x0 .* -f 0 -chk best"):
+        load_member(folders[0], backend="onnxruntime")
+    with pytest.raises(LeafnetError, match="fast_decoder was made from other weights .*"
+                                           "leafnet_distill_decoder -d 999"):
+        LEAFPredictor.from_folder(folders[0], fast_decoder=True)
+    with pytest.raises(LeafnetError, match="other weights"):
+        export_model([folders[0]], tmp_path / "stale.zip")
+    assert not (tmp_path / "stale.zip").exists()
+    onnx_main(["-d", "999", "-f", "0"])
+    load_member(folders[0], backend="onnxruntime")
+    for name in ("network.onnx", "network.onnx.json"):
+        shutil.copy(folders[1] / "model_best" / name, model / name)
+    with pytest.raises(LeafnetError, match="other weights"):
+        load_member(folders[0], backend="onnxruntime")
+    onnx_main(["-d", "999", "-f", "0"])
+    (model / "network.onnx").write_bytes((model / "network.onnx").read_bytes()[:1000])
+    with pytest.raises(LeafnetError, match="not the file its record describes"):
+        load_member(folders[0], backend="onnxruntime")
+
+
+def test_weights_that_are_not_safetensors_are_one_message(results):
+    folder = find_models("999", folds=[0])[0]
+    (folder / "model_best" / "network.safetensors").write_bytes(b"\x80\x04 a pickle, say")
+    with pytest.raises(LeafnetError, match="is not a readable safetensors file"):
+        LEAFPredictor.from_folder(folder)
+
+
+def _moved(archive, target, dataset):
+    """``archive`` with its model moved under another dataset folder (checksums kept)."""
+    def change(entry, content, bundle):
+        if entry == MANIFEST:
+            manifest = json.loads(content)
+            manifest["files"] = {name.replace("Dataset999_LeafnetDemo", dataset): digest
+                                 for name, digest in manifest["files"].items()}
+            content = json.dumps({**manifest, "dataset": dataset}).encode()
+        bundle.writestr(entry.replace("Dataset999_LeafnetDemo", dataset), content)
+    return _rewrite(archive, target, change)
+
+
+def test_a_model_under_another_dataset_id_is_refused(results, tmp_path):
+    archive = export_model(find_models("999", folds=[0]), tmp_path / "m.zip")
+    with pytest.raises(LeafnetError, match="planned for dataset Dataset999_LeafnetDemo, but the "
+                                           "manifest installs it under Dataset007_Other"):
+        install_model(_moved(archive, tmp_path / "moved.zip", "Dataset007_Other"),
+                      tmp_path / "target")
+    assert not (tmp_path / "target" / "Dataset007_Other").exists()
+    moved = results / "Dataset007_Other" / RUN / "fold_0"
+    shutil.copytree(find_models("999", folds=[0])[0], moved)
+    with pytest.raises(LeafnetError, match="lies under Dataset007_Other but was planned for "
+                                           "Dataset999_LeafnetDemo"):
+        LEAFPredictor.from_folder(moved)
+
+
+def test_zip_bombs_and_malformed_manifests_are_refused_before_inflating(results, tmp_path):
+    archive = export_model(find_models("999", folds=[0]), tmp_path / "m.zip")
+    plans = f"Dataset999_LeafnetDemo/{RUN}/fold_0/plans.json"
+    manifest = json.loads(zipfile.ZipFile(archive).read(MANIFEST))
+
+    def bomb(entry, content, bundle):
+        if entry == plans:
+            bundle.writestr(zipfile.ZipInfo(entry), b"\0" * (64 << 20),
+                            compress_type=zipfile.ZIP_DEFLATED)
+        else:
+            bundle.writestr(entry, content)
+
+    with pytest.raises(LeafnetError, match="would inflate .* zip bomb"):
+        read_archive(_rewrite(archive, tmp_path / "bomb.zip", bomb))
+    for broken in ({"version": "x"}, {"folds": "0"}, {"folds": [-1]}, {"files": ["a"]},
+                   {"files": {plans: 5}}):
+        def change(entry, content, bundle, broken=broken):
+            bundle.writestr(entry, json.dumps({**manifest, **broken}).encode()
+                            if entry == MANIFEST else content)
+        with pytest.raises(LeafnetError, match="manifest"):
+            read_archive(_rewrite(archive, tmp_path / "broken.zip", change))
+
+
+def test_install_overwrite_never_replaces_a_fold_trained_here(results, tmp_path):
+    folder = find_models("999", folds=[0])[0]
+    archive = export_model([folder], tmp_path / "m.zip")
+    with pytest.raises(LeafnetError, match="not installed from an archive"):
+        install_model(archive, results, overwrite=True)
+    assert (folder / "checkpoint_final.pth").is_file()
+    fresh = tmp_path / "fresh"
+    install_model(archive, fresh)
+    assert install_model(archive, fresh, overwrite=True)

@@ -29,6 +29,12 @@ from leafnet.benchmarks.versus_nnunet import (
 from leafnet.errors import exit_on_user_error
 from leafnet.models.presets import PRESETS
 from leafnet.raw_format import find_dataset
+from leafnet.utilities.cli_numbers import (
+    non_negative_int,
+    open_fraction,
+    positive_float,
+    positive_int,
+)
 from leafnet.utilities.machine import default_device, machine
 
 
@@ -48,13 +54,13 @@ def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str,
                        first_stage_share: float = FIRST_STAGE_SHARE) -> None:
     """The flags of the benchmarks that train leafnet for a budget."""
     parser.add_argument("-d", "--dataset", required=True)
-    parser.add_argument("--minutes", type=float, required=True, help=minutes_help)
+    parser.add_argument("--minutes", type=positive_float, required=True, help=minutes_help)
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
     parser.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
-    parser.add_argument("--first-stage-share", type=float, default=first_stage_share,
+    parser.add_argument("--first-stage-share", type=open_fraction, default=first_stage_share,
                         help="share of leafnet's minutes for its first stage (default: "
                         "%(default)s)")
-    parser.add_argument("--validate-every", type=int, default=VALIDATE_EVERY)
+    parser.add_argument("--validate-every", type=positive_int, default=VALIDATE_EVERY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess = benchmarks.add_parser(
         "preprocess", help="leafnet_plan_and_preprocess with -np N against a plain loop")
     preprocess.add_argument("-d", "--dataset", required=True)
-    preprocess.add_argument("-np", "--num-processes", type=int, default=2)
+    preprocess.add_argument("-np", "--num-processes", type=positive_int, default=2)
     preprocess.add_argument("-o", "--output", type=Path,
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
     inference = benchmarks.add_parser(
@@ -71,12 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
         "and onnxruntime, frozen and fast decoder, beside nnU-Net's 2D network and its whole "
         "predictor")
     inference.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    inference.add_argument("--size", type=int,
+    inference.add_argument("--size", type=positive_int,
                            help="image side in pixels (default: the preset's planned size)")
     inference.add_argument("--no-onnx", action="store_true",
                            help="leave out the onnxruntime rows (they export two ONNX files)")
-    inference.add_argument("--batch", type=int, default=1)
-    inference.add_argument("--repeats", type=int, default=3)
+    inference.add_argument("--batch", type=positive_int, default=1)
+    inference.add_argument("--repeats", type=positive_int, default=3)
     inference.add_argument("-device", "--device", default="cpu")
     inference.add_argument("-o", "--output", type=Path,
                            help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
@@ -84,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train-step", help="seconds per step of _x0 and _x0_distill (cached / online teacher)")
     train_step.add_argument("-d", "--dataset", required=True)
     train_step.add_argument("--preset", default="small", choices=sorted(PRESETS))
-    train_step.add_argument("--steps", type=int, default=6)
+    train_step.add_argument("--steps", type=positive_int, default=6)
     train_step.add_argument("-device", "--device", default="cpu")
     train_step.add_argument("-o", "--output", type=Path,
                             help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
@@ -97,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--rows", type=rows_parser(ROWS), default=ROWS,
                         help="the baseline rows to train beside leafnet, comma-separated "
                         f"(default: all, {','.join(ROWS)})")
-    versus.add_argument("-np", "--num-processes", type=int, default=2,
+    versus.add_argument("-np", "--num-processes", type=positive_int, default=2,
                         help="nnU-Net's preprocessing and augmentation processes")
-    versus.add_argument("--mirroring-cases", type=int,
+    versus.add_argument("--mirroring-cases", type=non_negative_int,
                         help="predict only the first N test images with nnU-Net's mirroring "
                         "(four passes per image; default: all)")
     versus.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"),
@@ -113,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "around the reference by hand and against one enlarged stage, the same minutes each")
     add_training_flags(roi, "training minutes of each row (both stages together)",
                        ROI_FIRST_STAGE_SHARE)
-    roi.add_argument("--coarse-share", type=float, default=COARSE_SHARE,
+    roi.add_argument("--coarse-share", type=open_fraction, default=COARSE_SHARE,
                      help="share of the two stages' minutes for the coarse model (default: "
                      "%(default)s)")
     roi.add_argument("--rows", type=rows_parser(ROI_ROWS), default=ROI_ROWS,

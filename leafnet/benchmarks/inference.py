@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from leafnet.models.fast_decoder import fast_decoder_for
 from leafnet.models.network import build_network, network_config
 from leafnet.models.presets import get_preset
 from leafnet.models.single_step import SingleStep
+from leafnet.utilities.processes import run_child
 
 NNUNET_PLANNING_CASES = 4
 
@@ -101,7 +101,7 @@ def nnunet_predictor_seconds(images: torch.Tensor, repeats: int,
                "nnUNet_preprocessed": str(root / "preprocessed"),
                "nnUNet_results": str(root / "results")}
         report = root / "report.json"
-        result = subprocess.run(
+        result = run_child(
             [sys.executable, "-m", "leafnet.benchmarks.nnunet_predictor_half",
              "--dataset-id", "1", "--test-images", str(folder / "imagesTs"),
              "--output", str(root / "predictions"), "--report", str(report),

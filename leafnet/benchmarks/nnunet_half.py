@@ -40,6 +40,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 
 from leafnet.atomic import write_json
 from leafnet.preprocessing import resize_probabilities
+from leafnet.utilities.processes import exit_on_sigterm
 
 ITERATIONS_PER_EPOCH = 20
 VALIDATION_ITERATIONS_PER_EPOCH = 4
@@ -252,6 +253,7 @@ def run(dataset_id: int, minutes: float, split: dict[str, list[str]], test_image
 
 
 def main(argv: list[str] | None = None) -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset-id", type=int, required=True)
     parser.add_argument("--minutes", type=float, required=True)

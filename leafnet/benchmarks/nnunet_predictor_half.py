@@ -24,6 +24,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 
 from leafnet.atomic import write_json
 from leafnet.benchmarks.nnunet_half import PLANS, plan_and_preprocess, predict
+from leafnet.utilities.processes import exit_on_sigterm
 
 
 def untrained_trainer(dataset_id: int, device: torch.device) -> nnUNetTrainer:
@@ -64,6 +65,7 @@ def time_predictor(dataset_id: int, test_images: Path, output: Path, repeats: in
 
 
 def main(argv: list[str] | None = None) -> None:
+    exit_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset-id", type=int, required=True)
     parser.add_argument("--test-images", type=Path, required=True)

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +55,7 @@ from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.registry import find_trainer
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import default_device
+from leafnet.utilities.processes import run_child
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
 DEFAULT_FIRST_STAGE = "LEAFAutoencoderTrainer_cpu"
@@ -232,7 +232,7 @@ def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list
     if plans is not None:
         write_json(folder / "original_sizes.json", sizes)
         command += ["--original-sizes", str(folder / "original_sizes.json")]
-    result = subprocess.run(command, env=env)
+    result = run_child(command, env=env)
     if result.returncode != 0:
         raise LeafnetError(f"the nnU-Net run in {folder} failed (exit {result.returncode}); its "
                            f"log is in {folder / 'results'}. Run the same command again to "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from leafnet.dataset_conversion import PUBLIC_SOURCES, demo, folder, fundus
 from leafnet.errors import exit_on_user_error
+from leafnet.utilities.cli_numbers import non_negative_int, positive_int
 from leafnet.utilities.parallel import default_num_processes
 
 
@@ -22,7 +23,7 @@ def _common(parser: argparse.ArgumentParser, default_id: int | str | None) -> No
                             help=f"id of the new dataset (default: {default_id})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset with the same id")
-    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=default_num_processes(),
                         help="worker processes (default: %(default)s)")
 
 
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "then cup); stored as nested regions (nnU-Net's region format)")
     pairs.add_argument("--label-map", type=folder.parse_label_map,
                        help="map mask values to labels, e.g. 0:0,128:1,255:2")
-    pairs.add_argument("--mask-channel", type=int,
+    pairs.add_argument("--mask-channel", type=non_negative_int,
                        help="read colour masks from this channel (0 = R, 1 = G, 2 = B, 3 = "
                        "alpha)")
     pairs.add_argument("--channels", type=int, choices=(1, 3),

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from leafnet.atomic import copy_file
 from leafnet.imageio.mask_rule import MaskRule
+from leafnet.imageio.read_write import image_header
 from leafnet.dataset_conversion.source_layout import case_id, pair_by_stem
 from leafnet.errors import LeafnetError
 from leafnet.imageio import (
     SITK_ENDINGS,
     canonical_ending,
-    exif_orientation,
     read_array,
     write_image,
 )
@@ -57,12 +56,8 @@ class ImageRule:
             return False
         if canonical_ending(source) in SITK_ENDINGS:
             return True
-        try:
-            with Image.open(source) as image:
-                return (image.mode == _MODE_FOR_CHANNELS.get(self.channels)
-                        and exif_orientation(image) == 1)
-        except OSError:
-            return False
+        mode, orientation = image_header(source)
+        return mode == _MODE_FOR_CHANNELS.get(self.channels) and orientation == 1
 
     def write(self, source: Path, destination: Path) -> None:
         if self._can_copy(source, destination):

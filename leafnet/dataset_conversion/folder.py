@@ -8,8 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from leafnet.dataset_conversion.descriptions import GRAY_CHANNELS, RGB_CHANNELS
 from leafnet.dataset_conversion.file_cases import (
     FileCase,
@@ -18,11 +16,13 @@ from leafnet.dataset_conversion.file_cases import (
     paired_cases,
 )
 from leafnet.dataset_conversion.label_folders import (
+    check_nesting,
     decide_folder_rules,
     label_folder_cases,
     label_folder_labels,
 )
 from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule, survey_masks
+from leafnet.imageio.read_write import image_header
 from leafnet.dataset_conversion.source_layout import image_files, require_source
 from leafnet.dataset_conversion.writer import write_dataset
 from leafnet.errors import LeafnetError
@@ -85,8 +85,7 @@ def _channels(channels: int | None, images: Path) -> int:
 def _detect_channels(image: Path) -> int:
     if file_ending(image) in SITK_ENDINGS:
         return read_array(image)[1].channels
-    with Image.open(image) as opened:
-        return 1 if opened.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    return 1 if image_header(image)[0] in ("1", "L", "LA", "I", "I;16", "F") else 3
 
 
 def parse_named(text: str, kind: type = Path) -> tuple[str | None, object]:
@@ -127,6 +126,8 @@ def convert_label_folders(images: Path, masks: dict[str, Path], dataset_id: int,
                                     {k: require_source(v) for k, v in test[1].items()}, "Ts",
                                     image_rule, affixes, nested)
     tasks = decide_folder_rules(tasks, thresholds, mask_channel, num_processes, show_progress)
+    if nested:
+        check_nesting(tasks, num_processes, show_progress)
     labels, regions = label_folder_labels(list(masks), nested)
     description = DatasetDescription(
         name=name, channel_names=RGB_CHANNELS if channels == 3 else GRAY_CHANNELS,

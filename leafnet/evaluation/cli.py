@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from leafnet.errors import LeafnetError, exit_on_user_error
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> None:
                                (args.pred_prefix, args.pred_suffix), classes)
     for rule in summary["mask_rules"]:
         print(rule)
+    for note in summary["notes"]:
+        print(f"note: {note}", file=sys.stderr)
     output = args.output or args.prediction / "summary.json"
     write_summary(summary, output)
     means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())

@@ -5,7 +5,8 @@ region, Dice, IoU, voxel counts and optionally HD95), ``mean`` (per label or reg
 ``foreground_mean`` (the mean over them). A label is keyed by its value (``"1"``), a region by
 its values as nnU-Net writes them (``"(1, 2)"``); ``classes`` names each key. Empty masks:
 both empty scores Dice = IoU = 1; an empty reference with a non-empty prediction scores 0.
-HD95 is NaN (and left out of means) when either mask is empty.
+HD95 is NaN (and left out of means) when either mask is empty. A class that no reference holds
+is named in ``notes`` (and printed by leafnet_evaluate): its scores say nothing.
 References and predictions are read by the converter's mask rules (mask_rule.py), stated in
 the summary's ``mask_rules``.
 """
@@ -105,7 +106,7 @@ def read_label_files(paths: list[Path], labels: list[int] | None,
     their properties and the rule in words. Each file is read once."""
     read = [read_mask_channel(path, None) for path in paths]
     facts = [mask_facts(path, *item) for path, item in zip(paths, read, strict=True)]
-    rule = decide_mask_rule(facts, _num_labels(facts, labels))
+    rule = decide_mask_rule(facts, _num_labels(facts, labels), require_foreground=False)
     arrays, properties = [], []
     for path, (mask, props, _) in zip(paths, read, strict=True):
         label = rule.to_label(mask, path)
@@ -154,6 +155,11 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = No
             metrics[item.key] = entry
         cases.append({"reference_file": str(path), "prediction_file": str(predicted_path),
                       "metrics": metrics})
+    notes = [f"class {item.name} ({item.key}) is empty in all {len(cases)} references: its Dice "
+             "is 1 where a prediction is empty too and 0 elsewhere, which says nothing about "
+             "segmentation; check that the references hold the objects (masks drawn in alpha, "
+             "the wrong folder or label)"
+             for item in classes if not any(c["metrics"][item.key]["n_ref"] for c in cases)]
     mean = {}
     for label in (item.key for item in classes):
         entries = [c["metrics"][label] for c in cases]
@@ -166,7 +172,7 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = No
             "num_cases": len(cases), "labels": sorted({v for c in classes for v in c.values}),
             "classes": {item.key: {"name": item.name, "values": list(item.values)}
                         for item in classes},
-            "mask_rules": [reference_rule, prediction_rule],
+            "mask_rules": [reference_rule, prediction_rule], "notes": notes,
             "empty_reference_convention": EMPTY_CONVENTION}
 
 

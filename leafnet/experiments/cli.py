@@ -11,6 +11,7 @@ from leafnet.experiments.runs import RunSettings
 from leafnet.experiments.tables import TABLES
 from leafnet.models.presets import PRESETS
 from leafnet.training.progress import log_to_console
+from leafnet.utilities.cli_numbers import positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,20 +25,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("-d", "--dataset", required=True, help="dataset id or name")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the plans' preset")
-    parser.add_argument("--steps", type=int, help="training steps of every row "
+    parser.add_argument("--steps", type=positive_int, help="training steps of every row "
                         "(default: the trainers' own)")
-    parser.add_argument("--seeds", type=int, help="noise seeds 0..K-1 for the test predictions "
+    parser.add_argument("--seeds", type=positive_int, help="noise seeds 0..K-1 for the test predictions "
                         "(default: 10 for stability, 1 otherwise)")
     parser.add_argument("-o", "--output", type=Path, help="default: leafnet_results/DatasetXXX/"
                         "experiments/TABLE__PLANS__PRESET__Nsteps__fold_F")
     parser.add_argument("-f", "--fold", type=int, default=0)
     parser.add_argument("-p", "--plans", default="leafnetPlans")
     parser.add_argument("--seed", type=int, default=12345, help="training seed of every row")
-    parser.add_argument("--validate-every", type=int,
+    parser.add_argument("--validate-every", type=positive_int,
                         help="validation interval in steps (the points of the plot)")
     parser.add_argument("--first-stage", default="LEAFAutoencoderTrainer_masks",
                         help="first-stage trainer for presets without a pretrained autoencoder")
-    parser.add_argument("--first-stage-steps", type=int,
+    parser.add_argument("--first-stage-steps", type=positive_int,
                         help="its steps (default: reuse a finished one, else its own default)")
     parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))

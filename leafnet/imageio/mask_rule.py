@@ -7,7 +7,9 @@ threshold. :func:`survey_masks` reads every mask once; :func:`decide_mask_rule` 
 for all of them, says it in one line ("values {0,255} in 200 files -> foreground = value >=
 128"), and refuses anything ambiguous with the files named and the flag that resolves it.
 :meth:`MaskRule.to_label` then checks each case: a mask whose foreground would vanish or change
-is an error, not a pass.
+is an error, not a pass, and so is a dataset in which no mask keeps any foreground (an object
+drawn only in the alpha channel, an empty ``--mask-channel``). A third value is anti-aliasing only
+where it lies on the edge between the two extremes; a region of its own is a label and refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from leafnet.errors import LeafnetError
 from leafnet.imageio.endings import LOSSY_ENDINGS, file_ending
@@ -31,6 +34,24 @@ LOSSY_CHANNEL_TOLERANCE = 24
 # A mask with more than two values is read as binary only when almost every pixel lies near
 # its lowest or highest value (compression noise, anti-aliased edges).
 NEAR_EXTREMES_FRACTION = 0.98
+# Anti-aliased or compressed edges: a value between the extremes lies within this many pixels
+# of both a low and a high pixel (JPEG's ringing spreads over its 8-pixel blocks).
+EDGE_RADIUS = 2
+LOSSY_EDGE_RADIUS = 8
+# A file's in-between pixels form regions of their own when more than this share of them (and
+# at least REGION_MIN_PIXELS) lie away from every edge.
+REGION_FRACTION = 0.05
+REGION_MIN_PIXELS = 4
+
+
+@dataclass(frozen=True)
+class ChannelFacts:
+    """What the channels of a mask file say beyond the channel read: whether its colour
+    channels differ, and whether its object is drawn only in alpha (colour channels one value,
+    alpha not)."""
+
+    colours: bool = False
+    alpha_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,9 @@ class MaskFacts:
     channels: int
     colours: bool
     values: dict[int, int]
+    alpha_only: bool = False
+    middle: int = 0
+    middle_off_edges: int = 0
 
     @property
     def lossy(self) -> bool:
@@ -57,25 +81,48 @@ def _colour_channels(array: np.ndarray, lossy: bool) -> bool:
 
 
 def read_mask_channel(path: Path,
-                      channel: int | None) -> tuple[np.ndarray, ImageProperties, bool]:
+                      channel: int | None) -> tuple[np.ndarray, ImageProperties, ChannelFacts]:
     """The mask's ``(H, W)`` values: the chosen ``channel``, else the first colour channel
-    (alpha dropped). Also returns the file's properties and whether its channels differ."""
+    (alpha dropped). Also returns the file's properties and :class:`ChannelFacts`."""
     array, properties = read_array(path, palette_as_index=True)
     if channel is not None:
         if not 0 <= channel < array.shape[0]:
             raise LeafnetError(f"{path}: has {array.shape[0]} channel(s); --mask-channel "
                                f"{channel} does not exist")
-        return array[channel], properties, False
+        return array[channel], properties, ChannelFacts()
     colour = array[:-1] if properties.has_alpha else array
-    return colour[0], properties, _colour_channels(colour, file_ending(path) in LOSSY_ENDINGS)
+    alpha_only = bool(properties.has_alpha and colour.min() == colour.max()
+                      and array[-1].min() != array[-1].max())
+    return colour[0], properties, ChannelFacts(
+        _colour_channels(colour, file_ending(path) in LOSSY_ENDINGS), alpha_only)
 
 
 def mask_facts(path: Path, mask: np.ndarray, properties: ImageProperties,
-               colours: bool) -> MaskFacts:
+               channels: ChannelFacts) -> MaskFacts:
     """The :class:`MaskFacts` of a mask read by :func:`read_mask_channel`."""
     if not np.issubdtype(mask.dtype, np.integer) and not np.array_equal(mask, np.round(mask)):
         raise LeafnetError(f"{path}: mask values must be integers, found fractions")
-    return MaskFacts(path, properties.mode, properties.channels, colours, _value_counts(mask))
+    lossy = file_ending(path) in LOSSY_ENDINGS
+    return MaskFacts(path, properties.mode, properties.channels, channels.colours,
+                     _value_counts(mask), channels.alpha_only,
+                     *middle_pixels(mask, LOSSY_EDGE_RADIUS if lossy else EDGE_RADIUS))
+
+
+def middle_pixels(mask: np.ndarray, radius: int) -> tuple[int, int]:
+    """How many pixels lie between the mask's lowest and highest values (beyond an eighth of
+    the range from either), and how many of those are farther than ``radius`` from a low or
+    from a high pixel: anti-aliased and compressed edges have none of the latter, a region of a
+    third value has its interior there."""
+    low, high = int(mask.min()), int(mask.max())
+    band = (high - low) / 8
+    lows, highs = mask <= low + band, mask >= high - band
+    middle = ~(lows | highs)
+    count = int(middle.sum())
+    if count == 0:
+        return 0, 0
+    size = 2 * radius + 1
+    on_edge = ndimage.maximum_filter(lows, size) & ndimage.maximum_filter(highs, size)
+    return count, int((middle & ~on_edge).sum())
 
 
 def _value_counts(mask: np.ndarray) -> dict[int, int]:
@@ -116,8 +163,8 @@ class MaskRule:
       and not below the previous band's (a grey-level coding such as REFUGE's 0 / 128 / 255).
     - none of these: the values are the labels.
 
-    ``statement`` is the rule in words, as printed. A threshold that makes a case's object
-    vanish (or fill the image) is an error, see :func:`loses_object`.
+    ``statement`` is the rule in words, as printed. A rule that makes a case's object vanish
+    (or fill the image) is an error, see :func:`loses_object`.
     """
 
     threshold: float | None = None
@@ -128,6 +175,20 @@ class MaskRule:
     bands: tuple[tuple[float, int], ...] | None = None
 
     def to_label(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        """``mask`` as labels; an error when the mask's object vanishes or fills the image."""
+        label = self.map_values(mask, path)
+        counts = _value_counts(mask)
+        if loses_object(counts, _value_counts(label), file_ending(path) in LOSSY_ENDINGS):
+            what = ("its object vanished: the rule marks no pixel as foreground"
+                    if not label.any() else "the rule marks every pixel as foreground")
+            raise LeafnetError(
+                f"{path}: {what} although the mask holds values {_values_text(list(counts))} "
+                f"(rule: {self.statement or 'as given'}). Give the rule that fits: --threshold "
+                "T, --label-map SRC:DST,... or --mask-channel N")
+        return label
+
+    def map_values(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        """The labels of ``mask``'s values by this rule, unchecked (see :meth:`to_label`)."""
         if self.bands is not None:
             label = np.zeros(mask.shape, dtype=np.uint8)
             lower = -np.inf
@@ -152,31 +213,31 @@ class MaskRule:
         if self.threshold is None:
             return mask
         foreground = mask < self.threshold if self.foreground_below else mask >= self.threshold
-        counts = _value_counts(mask)
-        if loses_object(counts, int(foreground.sum()), file_ending(path) in LOSSY_ENDINGS):
-            what = ("its object vanished: the rule marks no pixel as foreground"
-                    if not foreground.any() else "the rule marks every pixel as foreground")
-            raise LeafnetError(
-                f"{path}: {what} although the mask holds values {_values_text(list(counts))} "
-                f"(rule: {self.statement or 'threshold'}). Give the rule that fits: --threshold "
-                "T, --label-map SRC:DST,... or --mask-channel N")
         return foreground.astype(np.uint8)
 
+    def label_counts(self, values: dict[int, int], path: Path) -> dict[int, int]:
+        """The label counts this rule makes of a mask with these value counts."""
+        labels = self.map_values(np.array(list(values)), path)
+        counts: Counter[int] = Counter()
+        for label, count in zip(labels.tolist(), values.values(), strict=True):
+            counts[int(label)] += count
+        return dict(counts)
+
     def write(self, source: Path, destination: Path) -> None:
-        mask, properties, colours = read_mask_channel(source, self.channel)
-        if colours:
+        mask, properties, channels = read_mask_channel(source, self.channel)
+        if channels.colours:
             raise LeafnetError(f"{source}: a colour mask (its channels differ); choose the channel "
                                "that holds the labels with --mask-channel 0|1|2")
         write_label(destination, self.to_label(mask, source), properties)
 
 
-def loses_object(values: dict[int, int], foreground: int, lossy: bool) -> bool:
-    """Whether a rule marking ``foreground`` pixels loses the object of a mask with these value
-    counts: the mask holds two clearly different values (beyond JPEG noise), yet the label would
-    be empty or full."""
+def loses_object(values: dict[int, int], labels: dict[int, int], lossy: bool) -> bool:
+    """Whether a rule giving these label counts loses the object of a mask with these value
+    counts: the mask holds two clearly different values (beyond JPEG noise), yet the label is
+    one value (all background, or all one label)."""
     if max(values) - min(values) <= (LOSSY_CHANNEL_TOLERANCE if lossy else 0):
         return False
-    return foreground in (0, sum(values.values()))
+    return len([n for n in labels.values() if n]) == 1
 
 
 def survey_masks(paths: Sequence[Path], channel: int | None, num_processes: int | None,
@@ -200,12 +261,16 @@ def _refuse_colours(facts: Sequence[MaskFacts]) -> None:
 def decide_mask_rule(facts: Sequence[MaskFacts], num_labels: int,
                      threshold: float | None = None,
                      label_map: tuple[tuple[int, int], ...] | None = None,
-                     channel: int | None = None) -> MaskRule:
+                     channel: int | None = None,
+                     require_foreground: bool = True) -> MaskRule:
     """One rule for all masks of a dataset (see the module docstring); ambiguous masks are a
-    :class:`LeafnetError` naming the files and the flags that resolve them."""
+    :class:`LeafnetError` naming the files and the flags that resolve them, and so is a rule
+    under which a mask loses its object or (with ``require_foreground``, as for training
+    labels) no mask keeps any foreground."""
     if not facts:
         raise LeafnetError("no masks to read")
     _refuse_colours(facts)
+    _refuse_alpha_only(facts)
     totals: Counter[int] = Counter()
     files_with: dict[int, list[Path]] = {}
     for fact in facts:
@@ -218,6 +283,19 @@ def decide_mask_rule(facts: Sequence[MaskFacts], num_labels: int,
     seen = f"masks: values {_values_text(values)} in {len(facts)} files ({', '.join(kinds)})"
     if channel is not None:
         seen += f", channel {channel}"
+    rule, cause = _choose_rule(facts, num_labels, threshold, label_map, channel, seen,
+                               values, totals, files_with)
+    _refuse_lost(facts, rule, cause)
+    if require_foreground:
+        _refuse_all_empty(facts, rule)
+    return rule
+
+
+def _choose_rule(facts: Sequence[MaskFacts], num_labels: int, threshold: float | None,
+                 label_map: tuple[tuple[int, int], ...] | None, channel: int | None, seen: str,
+                 values: list[int], totals: Counter[int],
+                 files_with: dict[int, list[Path]]) -> tuple[MaskRule, str]:
+    """The rule given or decided, and where it came from (for messages)."""
     if label_map is not None:
         mapped = {source for source, _ in label_map}
         unmapped = [v for v in values if v not in mapped]
@@ -228,18 +306,18 @@ def decide_mask_rule(facts: Sequence[MaskFacts], num_labels: int,
                 f"{_listing(files)}); add them to the map")
         text = ",".join(f"{s}:{d}" for s, d in label_map)
         return MaskRule(label_map=label_map, channel=channel,
-                        statement=f"{seen} -> labels by the map {text}")
+                        statement=f"{seen} -> labels by the map {text}"), "--label-map"
     if threshold is not None:
-        _refuse_broken(facts, threshold, seen, "--threshold")
-        return MaskRule(threshold=threshold, channel=channel,
-                        statement=f"{seen} -> foreground = value >= {threshold:g} (--threshold)")
+        return MaskRule(threshold=threshold, channel=channel, statement=(
+            f"{seen} -> foreground = value >= {threshold:g} (--threshold)")), "--threshold"
     if set(values) <= set(range(num_labels)):
-        return MaskRule(channel=channel, statement=f"{seen} -> the values are the labels")
+        return MaskRule(channel=channel,
+                        statement=f"{seen} -> the values are the labels"), "the values"
     if num_labels == 2:
+        _refuse_regions(facts, values, seen)
         rule = _binary_rule(values, totals, seen, channel, _stray_files(facts))
         if rule is not None:
-            _refuse_broken(facts, float(rule.threshold), seen, "the masks' encodings")
-            return rule
+            return rule, "the masks' encodings"
     rare = sorted(values, key=lambda v: len(files_with[v]))[0]
     raise LeafnetError(
         f"{seen} do not match the {num_labels} labels 0..{num_labels - 1} and are not a clear "
@@ -249,21 +327,67 @@ def decide_mask_rule(facts: Sequence[MaskFacts], num_labels: int,
         "--threshold T for a binary mask, or --labels with one name per label")
 
 
-def _refuse_broken(facts: Sequence[MaskFacts], threshold: float, seen: str, cause: str) -> None:
-    """Refuse a threshold under which some mask's object vanishes or fills the image (e.g. 0/1
-    masks among 0/255 ones), naming those files."""
-    broken = [fact for fact in facts if loses_object(
-        fact.values, sum(n for value, n in fact.values.items() if value >= threshold), fact.lossy)]
+def _refuse_alpha_only(facts: Sequence[MaskFacts]) -> None:
+    """Masks whose object is drawn only in alpha would be read as empty colour channels."""
+    hidden = [f for f in facts if f.alpha_only]
+    if hidden:
+        alpha = hidden[0].channels - 1
+        raise LeafnetError(
+            f"{len(hidden)} of {len(facts)} masks hold their object only in the alpha channel "
+            f"(their colour channels are one value; {_listing([f.path for f in hidden])}), and "
+            f"leafnet reads the colour channels, which would give empty labels. Read the alpha "
+            f"channel with --mask-channel {alpha} (channel {alpha} of {hidden[0].path.name}), "
+            "or save the masks with the object in their colour channels")
+
+
+def _refuse_regions(facts: Sequence[MaskFacts], values: list[int], seen: str) -> None:
+    """Values between the extremes that form regions of their own (REFUGE's 128 rim between
+    0 and 255) are a third label, not anti-aliased edges: refuse them, naming the files."""
+    regional = [f for f in facts if f.middle_off_edges >= max(REGION_MIN_PIXELS,
+                                                              REGION_FRACTION * f.middle)]
+    if not regional:
+        return
+    example = regional[0]
+    low, high = values[0], values[-1]
+    middle = [v for v in values if low + (high - low) / 8 < v < high - (high - low) / 8]
+    mapping = ",".join(f"{v}:{int(v >= (low + high + 1) // 2)}" for v in [low, *middle[:3], high])
+    raise LeafnetError(
+        f"{seen}: values between {low} and {high} form regions of their own in "
+        f"{len(regional)} files ({_listing([f.path for f in regional])}; e.g. "
+        f"{example.path.name}: {example.middle_off_edges} of its {example.middle} in-between "
+        f"pixels lie more than a few pixels from any edge), so they are not anti-aliased "
+        f"edges but a third label. Say how to read them: --label-map {mapping} (each value to "
+        "its label), --threshold T, or --labels with one name per label for a label each")
+
+
+def _refuse_lost(facts: Sequence[MaskFacts], rule: MaskRule, cause: str) -> None:
+    """Refuse a rule under which some mask's object vanishes or fills the image (e.g. 0/1
+    masks among 0/255 ones under a threshold of 128), naming those files."""
+    broken = [fact for fact in facts
+              if loses_object(fact.values, rule.label_counts(fact.values, fact.path), fact.lossy)]
     if broken:
         example = broken[0]
         mapping = ",".join(f"{v}:{int(v > 0)}" for v in sorted({v for f in facts for v in f.values}
                                                               )[:6])
         raise LeafnetError(
-            f"{seen}: foreground = value >= {threshold:g} would leave {len(broken)} masks with "
-            f"no foreground or nothing else ({_listing([f.path for f in broken])}; e.g. "
-            f"{example.path.name} holds {_values_text(list(example.values))}): the files encode "
-            f"labels differently ({cause}). Say how to read them: --label-map {mapping} (each "
-            "value to its label), or --threshold T that fits every file")
+            f"{rule.statement}: would leave {len(broken)} masks with no foreground or nothing "
+            f"else ({_listing([f.path for f in broken])}; e.g. {example.path.name} holds "
+            f"{_values_text(list(example.values))}): the files encode labels differently from "
+            f"the rule ({cause}). Say how to read them: --label-map {mapping} (each value to "
+            "its label), or --threshold T that fits every file")
+
+
+def _refuse_all_empty(facts: Sequence[MaskFacts], rule: MaskRule) -> None:
+    """Refuse a rule under which not one mask has any foreground: an empty channel chosen with
+    --mask-channel, or masks that are not where leafnet looks."""
+    if any(any(label and n for label, n in rule.label_counts(f.values, f.path).items())
+           for f in facts):
+        return
+    raise LeafnetError(
+        f"{rule.statement}: not one of the {len(facts)} masks has any foreground under this "
+        f"rule ({_listing([f.path for f in facts])}), so every label would be empty. Check the "
+        "mask folder, the channel read (--mask-channel N; alpha is the last channel) and "
+        "--threshold / --label-map")
 
 
 def _stray_files(facts: Sequence[MaskFacts]) -> list[Path]:

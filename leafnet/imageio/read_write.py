@@ -54,6 +54,25 @@ def _pillow_limit() -> None:
         Image.MAX_IMAGE_PIXELS = int(value)
 
 
+def image_header(path: Path) -> tuple[str, int]:
+    """The Pillow mode and EXIF orientation of an image file, from its header; a file Pillow
+    cannot open (empty, not an image) or one above the pixel limit (a decompression bomb) is an
+    :class:`ImageReadError` naming it."""
+    _pillow_limit()
+    try:
+        with Image.open(path) as opened:
+            return opened.mode, exif_orientation(opened)
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(
+            f"{path}: has more pixels than Pillow reads by default ({error}); if the file is "
+            "trusted, set LEAFNET_MAX_IMAGE_PIXELS to a larger number of pixels, or downscale "
+            "it") from None
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        size = path.stat().st_size if path.is_file() else 0
+        raise ImageReadError(f"{path}: cannot be read as an image "
+                             f"({'an empty file' if size == 0 else error})") from None
+
+
 def _read_natural(path: Path, palette_as_index: bool) -> tuple[np.ndarray, ImageProperties]:
     """Pixels as every viewer shows them: an EXIF orientation tag is applied, since masks are
     drawn on the displayed image."""

@@ -12,6 +12,7 @@ from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.cascade import CascadePredictor, load_predictor
 from leafnet.inference.predictor import BACKENDS
 from leafnet.inference.stability import seed_stability
+from leafnet.utilities.cli_numbers import positive_int
 from leafnet.utilities.machine import default_device
 
 
@@ -43,13 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="decode masks with the fold's distilled fast decoder "
                         "(leafnet_distill_decoder)")
     parser.add_argument("--seed", type=int, default=0, help="fixes the noise")
-    parser.add_argument("--num_samples", type=int, default=1,
+    parser.add_argument("--num_samples", type=positive_int, default=1,
                         help="average K noise draws before thresholding (default 1, the paper)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
     parser.add_argument("--continue", dest="continue_prediction", action="store_true",
                         help="skip inputs whose output exists")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--num_seeds", type=int, default=1,
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--num_seeds", type=positive_int, default=1,
                         help="with -ref: predict with seeds 0..N-1 into OUT/seed_S/ and report "
                         "each seed's mean Dice and their std in OUT/stability.json (Table 4)")
     parser.add_argument("-ref", "--reference", type=Path,

@@ -67,6 +67,19 @@ def _same_preprocessing(first: Plans, other: Plans) -> bool:
             and first.label_scheme.to_json() == other.label_scheme.to_json())
 
 
+def _check_dataset_folder(fold_folder: Path, plans: Plans) -> None:
+    """Refuse a fold that lies under another dataset's folder than it was planned for (an
+    archive unpacked or a folder moved under another dataset id): it would predict that
+    dataset with another dataset's labels and preprocessing."""
+    dataset = fold_folder.parent.parent.name
+    planned = plans.json.get("dataset_name")
+    if dataset.startswith("Dataset") and planned and planned != dataset:
+        raise LeafnetError(
+            f"{fold_folder} lies under {dataset} but was planned for {planned} (its plans.json); "
+            f"it was moved or installed under another dataset id. Move it back under {planned}, "
+            "or install its archive with leafnet_install_model")
+
+
 def load_member(fold_folder: Path, checkpoint: str = "best", device: str = "cpu",
                 backend: str = "torch", fast_decoder: bool = False) -> SingleStepModel:
     """The single-step model of one fold folder: its exported network (safetensors, never a
@@ -103,6 +116,8 @@ class LEAFPredictor:
             raise LeafnetError("no fold folders given")
         plans = [Plans.load(folder / "plans.json", "the model folder is incomplete; train "
                             "again") for folder in folders]
+        for folder, plan in zip(folders, plans, strict=True):
+            _check_dataset_folder(folder, plan)
         for folder, other in zip(folders[1:], plans[1:], strict=True):
             if not _same_preprocessing(plans[0], other):
                 raise LeafnetError(f"{folder} was planned differently from {folders[0]} (size, "

@@ -14,13 +14,17 @@ unpacking into ``LEAFNET_RESULTS``::
 Only JSON, safetensors and ONNX files are allowed: nothing in an archive is ever unpickled.
 An archive is refused before anything is written when a name leaves its folder (absolute,
 ``..``, a drive or backslash), is a link, is not listed in the manifest, or does not match its
-checksum.
+checksum; and before anything is inflated when the sizes its entries declare would inflate a
+file more than ``MAX_RATIO`` times (weights barely compress; a zip bomb does) or the whole
+beyond ``LEAFNET_MAX_MODEL_BYTES`` (default 64 GiB). zipfile never inflates past a declared
+size, so the declared sizes bound the memory used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -33,6 +37,29 @@ from leafnet.paths import parse_run_folder_name
 MANIFEST = "leafnet_model.json"
 ARCHIVE_FORMAT = 1
 ALLOWED_ENDINGS = (".json", ".safetensors", ".onnx")
+MAX_RATIO = 100
+RATIO_CHECKED_ABOVE = 1 << 20
+DEFAULT_MAX_MODEL_BYTES = 64 << 30
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo], archive: Path) -> None:
+    """Refuse declared sizes that only a zip bomb has, before inflating anything."""
+    for info in infos:
+        if info.file_size > RATIO_CHECKED_ABOVE and \
+                info.file_size > MAX_RATIO * max(info.compress_size, 1):
+            raise LeafnetError(
+                f"{archive}: refused, '{info.filename}' would inflate from "
+                f"{info.compress_size} to {info.file_size} bytes (more than {MAX_RATIO} times; "
+                "model weights barely compress): a zip bomb or a damaged archive")
+    text = os.environ.get("LEAFNET_MAX_MODEL_BYTES", str(DEFAULT_MAX_MODEL_BYTES))
+    if not text.isdigit():
+        raise LeafnetError(f"LEAFNET_MAX_MODEL_BYTES={text!r} is not a number of bytes")
+    limit = int(text)
+    total = sum(info.file_size for info in infos)
+    if total > limit:
+        raise LeafnetError(f"{archive}: refused, its files would take {total} bytes, more than "
+                           f"{limit}; set LEAFNET_MAX_MODEL_BYTES=N to install a model this large "
+                           "from a source you trust")
 
 
 def sha256(data: bytes) -> str:
@@ -73,7 +100,11 @@ def _safe_name(name: str, archive: Path) -> PurePosixPath:
 def _check_manifest(manifest: Any, archive: Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != "leafnet-model":
         raise LeafnetError(f"{archive}: {MANIFEST} is not a leafnet model manifest")
-    if int(manifest.get("version", 0)) > ARCHIVE_FORMAT:
+    version = manifest.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise LeafnetError(f"{archive}: the manifest's version {version!r} is not a number; the "
+                           "archive was altered, export it again")
+    if version > ARCHIVE_FORMAT:
         raise LeafnetError(f"{archive}: written by a newer leafnet (archive format "
                            f"{manifest.get('version')}); upgrade leafnet")
     dataset, run = str(manifest.get("dataset", "")), str(manifest.get("run", ""))
@@ -83,8 +114,13 @@ def _check_manifest(manifest: Any, archive: Path) -> dict[str, Any]:
         _safe_name(part, archive)
         if "/" in part:
             raise LeafnetError(f"{archive}: refused, '{part}' is not a plain folder name")
-    if not isinstance(manifest.get("files"), dict) or not manifest.get("folds"):
+    files, folds = manifest.get("files"), manifest.get("folds")
+    if not isinstance(files, dict) or not files or not isinstance(folds, list) or not folds:
         raise LeafnetError(f"{archive}: the manifest lists no files or folds")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()) or not all(
+            isinstance(f, int) and not isinstance(f, bool) and f >= 0 for f in folds):
+        raise LeafnetError(f"{archive}: the manifest's files (name: SHA-256) or folds (numbers) "
+                           "are malformed; the archive was altered, export it again")
     return manifest
 
 
@@ -96,6 +132,7 @@ def read_archive(archive: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     try:
         with zipfile.ZipFile(archive) as bundle:
             infos = bundle.infolist()
+            _check_sizes(infos, archive)
             for info in infos:
                 _safe_name(info.filename, archive)
                 mode = info.external_attr >> 16
@@ -123,7 +160,7 @@ def read_archive(archive: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                     raise LeafnetError(f"{archive}: '{name}' does not match its checksum; the "
                                        "archive is damaged, download or export it again")
                 contents[name] = data
-    except (zipfile.BadZipFile, json.JSONDecodeError, KeyError) as error:
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, KeyError) as error:
         raise LeafnetError(f"{archive}: not a readable leafnet model archive ({error})") from None
     missing = sorted(set(manifest["files"]) - set(contents))
     if missing:

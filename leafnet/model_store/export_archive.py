@@ -4,7 +4,8 @@ nnU-Net shares models as zips of the results folder (``nnUNetv2_export_model_to_
 holds only what prediction needs and what tells a user how good the model is: the exported
 networks (safetensors + JSON config, the ONNX file and fast decoder when made), the plans,
 dataset.json, the split and the validation / test summaries. See ``archive_format`` for the
-layout and the rules an installer checks.
+layout and the rules an installer checks. An ONNX file or fast decoder made from other weights
+than the ones exported is refused (models/derived_files.py), never shipped.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from leafnet.model_store.archive_format import (
     MANIFEST,
     sha256,
 )
-from leafnet.models.fast_decoder import FAST_DECODER_FOLDER
+from leafnet.model_store.onnx_export import onnx_file, onnx_record
+from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, check_fast_decoder
 from leafnet.models.network import WEIGHTS_FILE, model_folder
 from leafnet.paths import parse_run_folder_name
 
@@ -40,9 +42,13 @@ def _fold_files(fold_folder: Path, checkpoints: Sequence[str]) -> list[Path]:
             raise LeafnetError(f"{fold_folder} has no exported {checkpoint} model "
                                f"({folder.name}/{WEIGHTS_FILE}); finish its training, or "
                                "export other checkpoints with -chk")
+        for fast in (False, True):
+            if onnx_file(folder, fast).is_file():
+                onnx_record(folder, fast)
         files += sorted(p for p in folder.iterdir() if p.name.endswith(ALLOWED_ENDINGS))
     decoder = fold_folder / FAST_DECODER_FOLDER
     if decoder.is_dir():
+        check_fast_decoder(fold_folder)
         files += sorted(p for p in decoder.iterdir() if p.name.endswith(ALLOWED_ENDINGS))
     return files
 

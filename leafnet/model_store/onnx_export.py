@@ -5,12 +5,13 @@ Single-step LEAF inference is a fixed graph (image encoder, U-Net at t = T-1, ma
 ``(B, C, H, W)`` at the planned size and the noise ``(B, 4, H/f, W/f)`` (the predictor draws it
 from the seed, as with PyTorch); its output the mask channels' probabilities. The file is written
 beside the exported weights (``model_best/network.onnx``, ``network_fast.onnx`` with the fast
-decoder) with a JSON record of the check against PyTorch on random inputs.
+decoder) with a JSON record of the check against PyTorch on random inputs and of the digests of
+the file and of the weights it was made from: :func:`onnx_record` refuses a graph whose weights
+were retrained since, or a file that was replaced or truncated (models/derived_files.py).
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,13 @@ import torch
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
-from leafnet.models.fast_decoder import load_fast_decoder
+from leafnet.models.derived_files import check_source, model_flags
+from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, check_fast_decoder, load_fast_decoder
 from leafnet.models.network import exported_model, load_network
 from leafnet.models.single_step import SingleStep
 from leafnet.preprocessing.plans import Plans
+from leafnet.utilities.digests import file_digest, weights_digest
+from leafnet.utilities.json_files import read_json
 
 OPSET = 17
 INPUTS = ("image", "noise")
@@ -77,18 +81,36 @@ def export_onnx(fold_folder: Path, checkpoint: str = "best", fast_decoder: bool 
     record = {"file": target.name, "checkpoint": folder.name, "fast_decoder": fast_decoder,
               "opset": OPSET, "image": [None, plans.num_channels, height, width],
               "noise": [None, *module.latent_shape((1, 3, height, width))[1:]],
-              "max_abs_difference_vs_torch": difference,
+              "max_abs_difference_vs_torch": difference, "onnx_digest": file_digest(target),
+              "weights_digest": weights_digest(folder),
+              "fast_decoder_digest": (weights_digest(fold_folder / FAST_DECODER_FOLDER)
+                                      if fast_decoder else None),
               "torch": torch.__version__, "onnxruntime": onnxruntime.__version__}
     write_json(target.with_name(target.name + ".json"), record)
     return record
 
 
 def onnx_record(model_folder: Path, fast_decoder: bool = False) -> dict[str, Any]:
-    """The record written with a fold's ONNX file; an error naming the export command when
-    there is none."""
+    """The record written with a fold's ONNX file, checked against the file and the weights
+    beside it; an error naming the export command when it is missing or does not match."""
     path = onnx_file(model_folder, fast_decoder)
+    fold_folder = model_folder.parent
+    checkpoint = model_folder.name.removeprefix("model_")
+    remake = (f"leafnet_export_onnx {model_flags(fold_folder)} -chk {checkpoint}"
+              + (" --fast-decoder" if fast_decoder else "") + " (needs pip install -e '.[onnx]')")
     if not path.is_file():
-        flag = " --fast-decoder" if fast_decoder else ""
-        raise LeafnetError(f"{path} is missing; make it with leafnet_export_onnx -d ... -tr ... "
-                           f"-f ...{flag} (needs pip install -e '.[onnx]')")
-    return json.loads(path.with_name(path.name + ".json").read_text())
+        raise LeafnetError(f"{path} is missing; make it with {remake}")
+    record = read_json(path.with_name(path.name + ".json"), f"remake it: {remake}")
+    if not isinstance(record, dict):
+        raise LeafnetError(f"{path}.json is not an export record; remake it: {remake}")
+    recorded = record.get("onnx_digest")
+    if recorded is not None and recorded != file_digest(path):
+        raise LeafnetError(f"{path} is not the file its record describes (replaced, copied from "
+                           f"another model, or truncated); remake it: {remake}")
+    check_source(path, recorded and record.get("weights_digest"), weights_digest(model_folder),
+                 model_folder, remake)
+    if fast_decoder:
+        decoder = check_fast_decoder(fold_folder)
+        check_source(path, record.get("fast_decoder_digest"), weights_digest(decoder), decoder,
+                     remake)
+    return record

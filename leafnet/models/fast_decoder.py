@@ -19,8 +19,15 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from leafnet.errors import LeafnetError
+from leafnet.models.derived_files import check_source, model_flags
+from leafnet.models.network import WEIGHTS_FILE
+from leafnet.models.safetensors_io import NOT_SAFETENSORS, unreadable_weights
+from leafnet.paths import plain_name
+from leafnet.utilities.digests import weights_digest
+from leafnet.utilities.json_files import read_json
 
 FAST_DECODER_FOLDER = "fast_decoder"
+REPORT_FILE = "distillation.json"
 
 
 class _Residual(nn.Module):
@@ -78,11 +85,30 @@ def fast_decoder_for(latent_channels: int, mask_channels: int,
     return FastMaskDecoder(latent_channels, mask_channels, (64, 32, 16), bilinear)
 
 
-def load_fast_decoder(fold_folder: Path, device: str | torch.device = "cpu") -> FastMaskDecoder:
-    """The fast decoder distilled for a fold (``leafnet_distill_decoder``); an error naming that
-    command when there is none."""
+def check_fast_decoder(fold_folder: Path) -> Path:
+    """The fold's fast decoder folder, refused (naming ``leafnet_distill_decoder``) when there
+    is none or when it was distilled from other weights than the fold's model holds now."""
     folder = fold_folder / FAST_DECODER_FOLDER
+    remake = f"leafnet_distill_decoder {model_flags(fold_folder)}"
     if not (folder / "config.json").is_file():
         raise LeafnetError(f"{fold_folder} has no fast decoder ({FAST_DECODER_FOLDER}/); distil "
-                           "one with leafnet_distill_decoder, or predict without --fast-decoder")
-    return FastMaskDecoder.from_pretrained(str(folder), low_cpu_mem_usage=False).to(device).eval()
+                           f"one with {remake}, or predict without --fast-decoder")
+    report = read_json(folder / REPORT_FILE) or {}
+    source = fold_folder / str(report.get("model", "model_best"))
+    plain_name(source.name, "model folder", folder / REPORT_FILE)
+    if not (source / WEIGHTS_FILE).is_file():
+        raise LeafnetError(f"{folder} was distilled from {source}, which holds no weights now; "
+                           f"remake it: {remake}")
+    check_source(folder, report.get("model_digest"), weights_digest(source), source, remake)
+    return folder
+
+
+def load_fast_decoder(fold_folder: Path, device: str | torch.device = "cpu") -> FastMaskDecoder:
+    """The fast decoder distilled for a fold (``leafnet_distill_decoder``), checked by
+    :func:`check_fast_decoder`."""
+    folder = check_fast_decoder(fold_folder)
+    try:
+        decoder = FastMaskDecoder.from_pretrained(str(folder), low_cpu_mem_usage=False)
+    except NOT_SAFETENSORS as error:
+        raise unreadable_weights(folder, error) from None
+    return decoder.to(device).eval()

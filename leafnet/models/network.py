@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from leafnet.atomic import atomic_path, write_json
@@ -35,6 +35,7 @@ from leafnet.models.autoencoder import (
 )
 from leafnet.models.backbone import Backbone, UNet2DBackbone, widen_conv_in
 from leafnet.models.presets import get_preset
+from leafnet.models.safetensors_io import read_safetensors
 from leafnet.models.weights.store import (
     installed_scale_factor,
     load_autoencoder_weights,
@@ -256,5 +257,5 @@ def save_network(network: LEAFNetwork, folder: Path) -> None:
 def load_network(folder: Path, device: str | torch.device = "cpu") -> LEAFNetwork:
     """Rebuild a saved network from its config and load its weights."""
     network = build_network(NetworkConfig.load(folder), initialise=False)
-    network.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device="cpu"))
+    network.load_state_dict(read_safetensors(folder / WEIGHTS_FILE))
     return network.to(device)

@@ -15,11 +15,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
+from leafnet.models.safetensors_io import read_safetensors
 from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.weights.store import require
 
@@ -123,7 +124,7 @@ def load_teacher(name: str, grid: int) -> Teacher:
     config = json.loads((folder / TEACHER_CONFIG).read_text())
     model, patch = build_teacher_model(config, grid)
     kind = config["library"]
-    state = _adapt_state(kind, load_file(str(folder / TEACHER_WEIGHTS), device="cpu"), model)
+    state = _adapt_state(kind, read_safetensors(folder / TEACHER_WEIGHTS), model)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise LeafnetError(f"teacher '{name}' weights do not fit its architecture "

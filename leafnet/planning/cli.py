@@ -7,6 +7,7 @@ import argparse
 from leafnet.errors import exit_on_user_error
 from leafnet.models.presets import PRESETS
 from leafnet.planning.plan_and_preprocess import plan_and_preprocess
+from leafnet.utilities.cli_numbers import positive_int
 from leafnet.utilities.parallel import default_num_processes
 
 
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-d", "--dataset", required=True, action="append",
                         help="dataset id or folder name (repeat for several)")
-    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=default_num_processes(),
                         help="worker processes (default: %(default)s)")
     parser.add_argument("--clean", action="store_true",
                         help="delete earlier plans and preprocessed data first (a splits file "
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=sorted(PRESETS),
                         help="model preset recorded in the plans (default: paper, or what "
                         "existing plans say)")
-    parser.add_argument("--target-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+    parser.add_argument("--target-size", type=positive_int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="size the images are resampled to (default: the preset's, 256 256 for "
                         "paper, 128 128 for small; when the smallest trained structure would "
                         "be under 16 px across, two stages (whole image, then a crop around a "

@@ -14,7 +14,7 @@ from typing import Any
 from leafnet.errors import LeafnetError
 from leafnet.paths import plain_name
 from leafnet.preprocessing.label_scheme import LabelScheme
-from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
+from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans, target_size_problems
 from leafnet.models.presets import PRESETS
 from leafnet.planning.stages import plan_stages
 from leafnet.raw_format import DatasetDescription
@@ -135,11 +135,9 @@ def check_plan_options(preset: str, target_size: tuple[int, int] | None) -> None
         raise LeafnetError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
     if target_size is None:
         return
-    if len(target_size) != 2 or any(side < 8 or side % 8 for side in target_size):
-        raise LeafnetError(
-            f"target size {list(target_size)} must be two multiples of 8 (the autoencoder "
-            "downsamples by 8), e.g. 256 256"
-        )
+    problems = target_size_problems(tuple(target_size))
+    if problems:
+        raise LeafnetError(problems[0])
 
 
 def check_plans_match(plans: Plans, description: DatasetDescription, path: Path) -> None:

@@ -3,7 +3,10 @@
 The order of cases comes from sorting the ids by a SHA-256 digest of ``seed:case_id``: the same
 on every machine and with every library version, and never the directory listing order.
 A splits_final.json without ``"generated_by": "leafnet"`` is the user's: it is kept as it is,
-after checking that every id exists and that no test case is trained or validated on.
+after checking that every id exists, that no test case (of its test list or of imagesTs) is
+trained or validated on, that no fold validates on its training cases and that every fold
+trains on something. Training checks the same again (:func:`check_training_splits`), since the
+file may be edited after planning; a file leafnet wrote must still be the one its rule gives.
 """
 
 from __future__ import annotations
@@ -64,23 +67,22 @@ def make_splits(
             "test": test}
 
 
-def check_splits(splits: Any, known_ids: set[str], path: Path) -> dict[str, Any]:
-    """Validate a splits file (ours, or nnU-Net's list of folds) and return it as our dict."""
+def check_splits(splits: Any, known_ids: set[str], path: Path,
+                 test_ids: Sequence[str] = ()) -> dict[str, Any]:
+    """Validate a splits file (ours, or nnU-Net's list of folds) and return it as our dict;
+    ``test_ids`` (imagesTs) may not be trained or validated on either."""
     if isinstance(splits, list):
         splits = {"folds": splits, "test": []}
     if not isinstance(splits, dict) or not isinstance(splits.get("folds"), list) \
-            or not splits["folds"]:
+            or not splits["folds"] or not isinstance(splits.get("test", []), list):
         raise LeafnetError(f"{path}: expected {{\"folds\": [{{\"train\": [...], \"val\": [...]}}], "
                            "\"test\": [...]}} or nnU-Net's list of folds")
-    folds = [fold for fold in splits["folds"] if isinstance(fold, dict)]
-    for subset in [splits.get("test", [])] + [fold.get(k, []) for fold in folds
-                                               for k in ("train", "val")]:
-        for case_id in subset:
-            plain_name(case_id, "case id", path)
-    test = set(splits.get("test", []))
-    unknown = sorted(test - known_ids)
+    _check_names(splits, path)
+    test = set(splits.get("test", [])) | set(test_ids)
+    unknown = sorted(set(splits.get("test", [])) - known_ids)
     for index, fold in enumerate(splits["folds"]):
-        if not isinstance(fold, dict) or not {"train", "val"} <= set(fold):
+        if not isinstance(fold, dict) or not {"train", "val"} <= set(fold) or not all(
+                isinstance(fold[k], list) for k in ("train", "val")):
             raise LeafnetError(f"{path}: fold {index} needs 'train' and 'val' lists")
         members = set(fold["train"]) | set(fold["val"])
         unknown += sorted(members - known_ids)
@@ -88,10 +90,25 @@ def check_splits(splits: Any, known_ids: set[str], path: Path) -> dict[str, Any]
         if leaked:
             raise LeafnetError(f"{path}: fold {index} trains or validates on test cases "
                                f"{leaked[:5]}; remove them from train/val")
+        both = sorted(set(fold["train"]) & set(fold["val"]))
+        if both:
+            raise LeafnetError(f"{path}: fold {index} validates on {len(both)} of its training "
+                               f"cases ({both[:5]}); a case belongs to train or to val")
+        if not fold["train"]:
+            raise LeafnetError(f"{path}: fold {index} has no training cases; add some")
     if unknown:
         raise LeafnetError(f"{path}: {len(unknown)} case ids do not exist in the dataset "
                            f"(e.g. {sorted(set(unknown))[:5]}); fix or delete the file")
     return splits
+
+
+def _check_names(splits: dict[str, Any], path: Path) -> None:
+    """Every case id of the file is a plain name (no path can be smuggled in)."""
+    folds = [fold for fold in splits.get("folds", []) if isinstance(fold, dict)]
+    for subset in [splits.get("test", [])] + [fold.get(k, []) for fold in folds
+                                               for k in ("train", "val")]:
+        for case_id in subset if isinstance(subset, list) else [subset]:
+            plain_name(case_id, "case id", path)
 
 
 def load_or_make_splits(
@@ -104,5 +121,25 @@ def load_or_make_splits(
         user_supplied = not (isinstance(existing, dict)
                              and existing.get("generated_by") == GENERATED_BY)
         if user_supplied:
-            return check_splits(existing, known, path), True
+            return check_splits(existing, known, path, test_ids), True
     return make_splits(training_ids, test_ids, rule), False
+
+
+def check_training_splits(path: Path, training_ids: Sequence[str], test_ids: Sequence[str],
+                          rule: dict[str, Any], fix: str) -> dict[str, Any]:
+    """The splits as training may use them: the user's checked as planning checks them, and
+    leafnet's own unchanged since planning wrote them (an edit made after planning is refused,
+    ``fix`` naming how to re-plan)."""
+    existing = read_json(path, fix)
+    if isinstance(existing, dict) and existing.get("generated_by") == GENERATED_BY:
+        _check_names(existing, path)
+        expected = make_splits(training_ids, test_ids, rule)
+        if existing.get("folds") != expected["folds"] or \
+                sorted(existing.get("test", [])) != sorted(expected["test"]):
+            raise LeafnetError(
+                f"{path} is not the split its rule {rule} gives for this dataset's cases: it "
+                f"was edited after planning, or the dataset changed. To keep your edits, "
+                f"delete its \"generated_by\" line (it is then yours, and checked as such); "
+                f"otherwise {fix}")
+        return existing
+    return check_splits(existing, set(training_ids) | set(test_ids), path, test_ids)

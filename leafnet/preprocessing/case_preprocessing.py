@@ -1,5 +1,6 @@
 """Preprocessing one case: read, (for second-stage plans) crop around the foreground, normalise,
-resample, write atomically; skip it if up to date."""
+resample, write atomically; skip it if up to date (same plans and source files, and arrays that
+open at the planned size: a damaged or deleted array is preprocessed again)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from leafnet.atomic import atomic_path, write_json
 from leafnet.preprocessing.normalization import normalize_to_uint8
 from leafnet.preprocessing.plans import Plans
-from leafnet.preprocessing.preprocessed_data import case_paths
+from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
 from leafnet.preprocessing.resampling import resize_image, resize_label
 from leafnet.preprocessing.roi_crop import case_generator, crop, roi_crop_box
 from leafnet.raw_format import CaseFiles, read_case, source_signature
@@ -38,10 +39,9 @@ class CasePreprocessor:
             properties = json.loads(paths["properties"].read_text())
         except json.JSONDecodeError:
             return False
-        arrays_present = paths["image"].is_file() and (
-            not properties.get("has_label") or paths["label"].is_file())
-        return (arrays_present and properties.get("plans_hash") == self.plans_hash
-                and properties.get("source_files") == source_signature(case))
+        return (properties.get("plans_hash") == self.plans_hash
+                and properties.get("source_files") == source_signature(case)
+                and array_problem(self.output, case.case_id, self.plans.target_size) is None)
 
     def __call__(self, item: tuple[str, CaseFiles]) -> str:
         subset, case = item

@@ -21,6 +21,8 @@ from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.utilities.json_files import read_json
 
 DEFAULT_PLANS_NAME = "leafnetPlans"
+MAX_TARGET_SIDE = 4096
+MAX_BATCH_SIZE = 1024
 _PREPROCESSING_KEYS = ("target_size", "normalisation", "resampling", "preprocessing_version")
 
 
@@ -36,6 +38,16 @@ class RoiCrop:
     def to_json(self) -> dict[str, Any]:
         return {"coarse_plans": self.coarse_plans, "margin": self.margin,
                 "training_jitter": self.jitter}
+
+
+def target_size_problems(target_size: tuple[int, ...]) -> list[str]:
+    """What is wrong with a target size (empty when it is two multiples of 8, the autoencoder's
+    downsampling, in 8..MAX_TARGET_SIDE)."""
+    if len(target_size) == 2 and all(8 <= side <= MAX_TARGET_SIDE and side % 8 == 0
+                                     for side in target_size):
+        return []
+    return [f"target size {list(target_size)} must be two multiples of 8 (the autoencoder "
+            f"downsamples by 8) from 8 to {MAX_TARGET_SIDE}, e.g. 256 256"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,14 @@ class Plans:
         if len(target) != 2 or len(plans.windows) != plans.num_channels:
             raise LeafnetError(f"{source}: target_size needs two sides and normalisation one "
                                f"window per channel ({plans.num_channels})")
+        problems = target_size_problems(target) + (
+            [] if 1 <= plans.batch_size <= MAX_BATCH_SIZE else
+            [f"batch_size {plans.batch_size} must lie in 1..{MAX_BATCH_SIZE}"]) + (
+            [] if plans.num_channels in (1, 3) else
+            [f"num_channels {plans.num_channels} must be 1 or 3"])
+        if problems:
+            raise LeafnetError(f"{source}: {'; '.join(problems)}; fix it, or run "
+                               "leafnet_plan_and_preprocess --clean to plan again")
         return plans
 
     @classmethod

@@ -36,6 +36,28 @@ def case_paths(folder: Path, case_id: str) -> dict[str, Path]:
     }
 
 
+def array_problem(folder: Path, case_id: str, size_hw: tuple[int, int]) -> str | None:
+    """What is wrong with a finished case's arrays (None when nothing): missing, truncated or
+    not an array file, or not the ``size_hw`` the plans ask for. Only the headers are read."""
+    paths = case_paths(folder, case_id)
+    try:
+        properties = json.loads(paths["properties"].read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        return f"its properties cannot be read ({error})"
+    wanted = ["image"] + (["label"] if properties.get("has_label") else [])
+    for name in wanted:
+        path = paths[name]
+        if not path.is_file():
+            return f"{path.name} is missing"
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError, EOFError) as error:
+            return f"{path.name} is damaged ({error})"
+        if tuple(array.shape[-2:]) != tuple(size_hw):
+            return f"{path.name} has shape {tuple(array.shape)}, not the planned {tuple(size_hw)}"
+    return None
+
+
 def load_preprocessed_case(folder: Path, case_id: str, memory_map: bool = True) -> PreprocessedCase:
     """Open one preprocessed case (arrays memory-mapped unless ``memory_map`` is False)."""
     paths = case_paths(folder, case_id)

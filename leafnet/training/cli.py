@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import subprocess
 import sys
 
 from leafnet.errors import LeafnetError, exit_on_user_error
 from leafnet.models.presets import PRESETS
 from leafnet.training.progress import log_to_console
 from leafnet.training.registry import find_trainer
+from leafnet.utilities.cli_numbers import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from leafnet.utilities.processes import run_child
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,12 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("dataset", help="dataset id or name")
     parser.add_argument("trainer", help="trainer class, e.g. LEAFTrainer_x0_distill, "
                         "LEAFAutoencoderTrainer")
-    parser.add_argument("-f", "--fold", type=int, default=0)
+    parser.add_argument("-f", "--fold", type=non_negative_int, default=0)
     parser.add_argument("-p", "--plans", default="leafnetPlans")
     parser.add_argument("--preset", choices=sorted(PRESETS), help="default: the plans' preset")
-    parser.add_argument("--steps", type=int, help="training steps (default: the trainer's, or "
+    parser.add_argument("--steps", type=positive_int, help="training steps (default: the trainer's, or "
                         "as many as fit in --minutes)")
-    parser.add_argument("--minutes", type=float,
+    parser.add_argument("--minutes", type=positive_float,
                         help="wall-clock budget: stop at the first step boundary after M minutes "
                         "of training (over all sittings), save the final checkpoint; a decaying "
                         "LR schedule follows the spent fraction of the budget")
@@ -40,12 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only validate checkpoint_final (EMA weights)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
     parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--lam", type=float, help="distillation weight lambda")
-    parser.add_argument("--validate-every", type=int)
-    parser.add_argument("--workers", type=int, help="data loader processes")
+    parser.add_argument("--lam", type=non_negative_float, help="distillation weight lambda")
+    parser.add_argument("--validate-every", type=positive_int)
+    parser.add_argument("--workers", type=non_negative_int, help="data loader processes")
     parser.add_argument("--first-stage", help="trainer whose autoencoder a preset without "
                         "pretrained weights uses (default: LEAFAutoencoderTrainer)")
-    parser.add_argument("-num_gpus", "--num-gpus", type=int, default=1,
+    parser.add_argument("-num_gpus", "--num-gpus", type=positive_int, default=1,
                         help="start this many processes with torchrun (DDP)")
     return parser
 
@@ -64,7 +70,7 @@ def _relaunch_with_torchrun(argv: list[str], processes: int) -> None:
             forwarded.append(item)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
                "-m", "leafnet.training.cli", *forwarded]
-    sys.exit(subprocess.call(command))
+    sys.exit(run_child(command).returncode)
 
 
 @exit_on_user_error("leafnet_train")

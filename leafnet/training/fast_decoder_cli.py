@@ -9,6 +9,7 @@ from leafnet.model_store.cli import add_model_flags
 from leafnet.model_store.discovery import find_models
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
 from leafnet.training.progress import log_to_console
+from leafnet.utilities.cli_numbers import positive_int
 from leafnet.utilities.machine import default_device
 
 
@@ -20,9 +21,9 @@ def main(argv: list[str] | None = None) -> None:
         "trained fold (on its training cases' mask latents and single-step estimates) and "
         "save it as FOLD/fast_decoder/; predict with it by leafnet_predict --fast-decoder.")
     add_model_flags(parser)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-cases", type=int, default=200,
+    parser.add_argument("--steps", type=positive_int, default=1500)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--max-cases", type=positive_int, default=200,
                         help="training cases whose latents it learns from (the frozen decoder's "
                         "targets are the slow part; chosen by the seed)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))

@@ -37,19 +37,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers.optimization import get_scheduler
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
-from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, FastMaskDecoder, fast_decoder_for
-from leafnet.models.network import WEIGHTS_FILE, LEAFNetwork, exported_model, load_network
+from leafnet.models.fast_decoder import (
+    FAST_DECODER_FOLDER,
+    REPORT_FILE,
+    FastMaskDecoder,
+    fast_decoder_for,
+)
+from leafnet.models.network import LEAFNetwork, exported_model, load_network
+from leafnet.models.safetensors_io import read_safetensors
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
 from leafnet.training.checkpointing import load_checkpoint, save_checkpoint
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.losses import soft_dice_loss
+from leafnet.utilities.digests import weights_digest
 from leafnet.utilities.json_files import read_json
 
 WORK_FOLDER = ".fast_decoder_work"
@@ -137,10 +144,9 @@ def _crops(latents: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, cr
 
 
 def _model_identity(model: Path) -> dict[str, Any]:
-    """What tells a retrained model from the one a resumed distillation started on."""
-    weights = model / WEIGHTS_FILE
-    return {"model": model.name, "model_bytes": weights.stat().st_size,
-            "model_mtime_ns": weights.stat().st_mtime_ns}
+    """The weights distilled from: what tells a retrained model from the one a resumed
+    distillation started on, and what the saved decoder records (models/derived_files.py)."""
+    return {"model": model.name, "model_digest": weights_digest(model)}
 
 
 def _prepared(network: LEAFNetwork, train: PreprocessedCases, work: Path, device: str, seed: int,
@@ -149,7 +155,7 @@ def _prepared(network: LEAFNetwork, train: PreprocessedCases, work: Path, device
     a resumed distillation does not pay for them again."""
     path = work / "targets.safetensors"
     if path.is_file():
-        tensors = load_file(str(path))
+        tensors = read_safetensors(path)
         return tensors["latents"], tensors["targets"]
     latents = _latents(network, train, device, seed, True, show_progress, "latents")
     targets = _frozen_probabilities(network, latents, device, show_progress)
@@ -265,7 +271,7 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
         "fold_folder": str(fold_folder), "steps": steps, "batch_size": batch_size,
         "learning_rate": learning_rate, "crop": crop, "context": context,
         "training_cases": len(chosen), "training_latents": len(latents),
-        "continued_from_step": first,
+        "continued_from_step": first, **_model_identity(model),
         "prepare_seconds": prepare_seconds, "train_seconds": train_seconds,
         "final_loss": loss, "config": dict(decoder.config)}
     if split["val"]:
@@ -294,7 +300,7 @@ def _save(decoder: FastMaskDecoder, fold_folder: Path, report: dict[str, Any]) -
     target = fold_folder / FAST_DECODER_FOLDER
     scratch = Path(tempfile.mkdtemp(prefix=".fast_decoder_", dir=fold_folder))
     decoder.save_pretrained(str(scratch), safe_serialization=True)
-    write_json(scratch / "distillation.json", report)
+    write_json(scratch / REPORT_FILE, report)
     if target.exists():
         shutil.rmtree(target)
     scratch.rename(target)

@@ -15,6 +15,7 @@ trainers are found by class name (registry.py).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -29,11 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from leafnet.atomic import copy_file, write_json
 from leafnet.errors import LeafnetError
 from leafnet.models.presets import get_preset
-from leafnet.paths import plain_name, trainer_output
+from leafnet.paths import trainer_output
 from leafnet.planning.plans import SPLITS_FILE, plans_file
+from leafnet.planning.splits import check_training_splits
 from leafnet.preprocessing.plans import Plans
-from leafnet.preprocessing.preprocessed_data import case_paths
-from leafnet.raw_format import find_dataset
+from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
+from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json
 from leafnet.training.checkpointing import (
     load_checkpoint,
     rng_state,
@@ -50,8 +52,9 @@ from leafnet.training.distributed import (
 from leafnet.training.locate import preprocessed_dataset
 from leafnet.training.progress import LOGGER, plot_progress, training_log
 from leafnet.training.lr_schedule import budget_schedule
-from leafnet.training.run_identity import check_continuation, file_digest, record_run_settings
+from leafnet.training.run_identity import check_continuation, record_run_settings
 from leafnet.training.tasks.task import RunContext, TrainingTask
+from leafnet.utilities.digests import file_digest
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import cpu_has_bf16, default_device
 
@@ -96,8 +99,14 @@ class Trainer(ABC):
         if self.augmentation not in AUGMENTATIONS:
             raise LeafnetError(f"{self.name}: augmentation '{self.augmentation}' is not one of "
                                f"{', '.join(AUGMENTATIONS)}")
-        if minutes is not None and minutes <= 0:
-            raise LeafnetError(f"--minutes must be positive, got {minutes}")
+        if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
+            raise LeafnetError(f"--minutes must be a positive number, got {minutes}")
+        for flag, value in (("--steps", num_steps), ("--validate-every", validate_every)):
+            if value is not None and value < 1:
+                raise LeafnetError(f"{flag} must be at least 1, got {value}: a run without steps "
+                                   "would save untrained weights over the trained ones")
+        if num_workers is not None and num_workers < 0:
+            raise LeafnetError(f"--workers must be 0 or more, got {num_workers}")
         self.minutes, self.extend = minutes, extend
         if num_steps is not None:
             self.num_steps = num_steps
@@ -138,17 +147,32 @@ class Trainer(ABC):
 
     # -- set-up ---------------------------------------------------------------------------
     def _fold_split(self) -> dict[str, list[str]]:
+        """This fold's cases, from splits_final.json checked as planning checks it (it may have
+        been edited since)."""
         path = self.folder / SPLITS_FILE
-        splits = read_json(path, PREPROCESS_FIX)
-        folds = splits["folds"] if isinstance(splits, dict) else splits
+        training_ids, test_ids = self._case_ids()
+        rule = load_dataset_json(self.folder).split
+        splits = check_training_splits(path, training_ids, test_ids, rule, PREPROCESS_FIX)
+        folds = splits["folds"]
         if not 0 <= self.fold < len(folds):
             raise LeafnetError(f"fold {self.fold} does not exist; splits_final.json has "
                                f"{len(folds)} fold(s) (0..{len(folds) - 1})")
-        split = {"train": folds[self.fold]["train"], "val": folds[self.fold]["val"],
-                 "test": splits.get("test", []) if isinstance(splits, dict) else []}
-        for case_id in (c for ids in split.values() for c in ids):
-            plain_name(case_id, "case id", path)
-        return split
+        return {"train": folds[self.fold]["train"], "val": folds[self.fold]["val"],
+                "test": splits.get("test", [])}
+
+    def _case_ids(self) -> tuple[list[str], list[str]]:
+        """The dataset's training and test case ids: the raw dataset's, else (raw data moved
+        away) those of the preprocessed arrays."""
+        with contextlib.suppress(LeafnetError):
+            raw = find_dataset(self.folder.name)
+            description = load_dataset_json(raw)
+            cases = dataset_cases(raw, description.image_ending, description.file_ending)
+            return sorted(cases.get("Tr", {})), sorted(cases.get("Ts", {}))
+        subsets: dict[str, list[str]] = {"Tr": [], "Ts": []}
+        for path in sorted((self.folder / self.plans.data_identifier).glob("*.json")):
+            subset = read_json(path).get("subset")
+            subsets.setdefault(subset, []).append(path.stem)
+        return subsets["Tr"], subsets["Ts"]
 
     def _check_preprocessed(self, data: Path) -> None:
         """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
@@ -161,6 +185,14 @@ class Trainer(ABC):
                 f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
                 f"{self.fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
                 f"{fix} (it resumes)")
+        damaged = [(case, problem) for case in self.split["train"] + self.split["val"]
+                   if (problem := array_problem(data, case, self.plans.target_size))]
+        if damaged:
+            shown = "; ".join(f"{case}: {problem}" for case, problem in damaged[:5])
+            raise LeafnetError(
+                f"{data}: the arrays of {len(damaged)} cases of fold {self.fold} cannot be used "
+                f"({shown}); nothing was trained or overwritten. {fix}: it preprocesses those "
+                "cases again")
         try:
             raw = find_dataset(self.folder.name)
         except LeafnetError:

@@ -9,7 +9,6 @@ and minutes) is part of the identity too: a continuation that changes it says so
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,6 @@ from leafnet.utilities.json_files import read_json
 
 RUN_SETTINGS_FILE = "run_settings.json"
 TARGET_KEYS = ("steps", "minutes")
-
-
-def file_digest(path: Path) -> str:
-    """The first 16 hex digits of the SHA-256 of the file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -7,10 +7,12 @@ import json
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from leafnet.errors import LeafnetError
 
@@ -39,6 +41,25 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent.pid:
         os._exit(1)
+
+
+def _end_with_parent() -> None:
+    """``preexec_fn`` of a child command: the kernel (Linux) sends it SIGTERM when the process
+    that started it dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def run_child(command: list[str], **options: Any) -> subprocess.CompletedProcess:
+    """``subprocess.run(command, **options)`` for a child command (torchrun, the nnU-Net half
+    of a benchmark) that ends when this process ends, however it ends."""
+    return subprocess.run(command, preexec_fn=_end_with_parent, **options)
+
+
+def exit_on_sigterm() -> None:
+    """In a child command: turn SIGTERM into a normal exit, so that its own daemon workers
+    (multiprocessing ends them at exit) do not outlive it."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def _holder(path: Path) -> dict | None:

@@ -6,6 +6,7 @@ import argparse
 
 from leafnet.errors import exit_on_user_error
 from leafnet.raw_format import find_dataset
+from leafnet.utilities.cli_numbers import positive_int
 from leafnet.utilities.parallel import default_num_processes
 from leafnet.verification.integrity import assert_dataset_ok
 
@@ -18,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-d", "--dataset", required=True, action="append",
                         help="dataset id or folder name (repeat for several)")
-    parser.add_argument("-np", "--num-processes", type=int, default=default_num_processes(),
+    parser.add_argument("-np", "--num-processes", type=positive_int, default=default_num_processes(),
                         help="worker processes that read files (default: %(default)s)")
     return parser
 

@@ -8,9 +8,9 @@ import zipfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from leafnet.errors import LeafnetError
+from leafnet.models.safetensors_io import read_safetensors
 from leafnet.models.weights.restricted_pickle import load_restricted
 
 
@@ -41,7 +41,7 @@ def read_state_dict(path: Path, trust_pickle: bool = False,
     if not path.is_file():
         raise LeafnetError(f"{path}: no such file")
     if path.suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
+        return read_safetensors(path)
     if zipfile.is_zipfile(path) and path.suffix == ".zip":
         with zipfile.ZipFile(path) as archive:
             members = [m for m in archive.namelist() if m.endswith(member_suffix)]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 from diffusers import UNet2DModel
-from safetensors.torch import load_file
 
 from leafnet.errors import LeafnetError
 from leafnet.models.backbone import set_attention_heads
+from leafnet.models.safetensors_io import NOT_SAFETENSORS, read_safetensors, unreadable_weights
 from leafnet.models.teacher_specs import TEACHER_SPECS
 from leafnet.paths import weights_root
 
@@ -58,7 +58,7 @@ def require(name: str, relative: str) -> Path:
 
 
 def _diffusers_state(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(folder / DIFFUSERS_WEIGHTS), device="cpu")
+    return read_safetensors(folder / DIFFUSERS_WEIGHTS)
 
 
 def load_autoencoder_weights(source: str) -> dict[str, torch.Tensor]:
@@ -101,7 +101,10 @@ def load_ldm_unet(folder: Path) -> UNet2DModel:
     ``attention_head_dim`` channels, since diffusers' config has no fixed head count; the LDM
     U-Nets use 8 heads at every width. The weights are the same either way; the heads are
     set from ``leafnet_attention_heads.json`` beside the config."""
-    unet = UNet2DModel.from_pretrained(folder)
+    try:
+        unet = UNet2DModel.from_pretrained(folder)
+    except NOT_SAFETENSORS as error:
+        raise unreadable_weights(Path(folder), error) from None
     heads = json.loads((folder / ATTENTION_HEADS_FILE).read_text())["attention_heads"]
     set_attention_heads(unet, heads)
     return unet
