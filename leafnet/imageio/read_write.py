@@ -54,6 +54,12 @@ def _pillow_limit() -> None:
         Image.MAX_IMAGE_PIXELS = int(value)
 
 
+def _bomb(path: Path, error: Exception) -> ImageReadError:
+    return ImageReadError(
+        f"{path}: has more pixels than Pillow reads by default ({error}); if the file is "
+        "trusted, set LEAFNET_MAX_IMAGE_PIXELS to a larger number of pixels, or downscale it")
+
+
 def image_header(path: Path) -> tuple[str, int]:
     """The Pillow mode and EXIF orientation of an image file, from its header; a file Pillow
     cannot open (empty, not an image) or one above the pixel limit (a decompression bomb) is an
@@ -63,10 +69,7 @@ def image_header(path: Path) -> tuple[str, int]:
         with Image.open(path) as opened:
             return opened.mode, exif_orientation(opened)
     except Image.DecompressionBombError as error:
-        raise ImageReadError(
-            f"{path}: has more pixels than Pillow reads by default ({error}); if the file is "
-            "trusted, set LEAFNET_MAX_IMAGE_PIXELS to a larger number of pixels, or downscale "
-            "it") from None
+        raise _bomb(path, error) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         size = path.stat().st_size if path.is_file() else 0
         raise ImageReadError(f"{path}: cannot be read as an image "
@@ -91,10 +94,7 @@ def _read_natural(path: Path, palette_as_index: bool) -> tuple[np.ndarray, Image
             array = np.asarray(image)
             has_alpha = image.mode in ("RGBA", "LA", "PA")
     except Image.DecompressionBombError as error:
-        raise ImageReadError(
-            f"{path}: has more pixels than Pillow reads by default ({error}); if the file is "
-            "trusted, set LEAFNET_MAX_IMAGE_PIXELS to a larger number of pixels, or downscale "
-            "it") from error
+        raise _bomb(path, error) from None
     except (UnidentifiedImageError, OSError, ValueError) as error:
         if file_ending(path) in (".tif", ".tiff"):
             return _read_tiff(path, error)
