@@ -43,23 +43,32 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def _end_with_parent() -> None:
-    """``preexec_fn`` of a child command: the kernel (Linux) sends it SIGTERM when the process
-    that started it dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def run_child(command: list[str], **options: Any) -> subprocess.CompletedProcess:
     """``subprocess.run(command, **options)`` for a child command (torchrun, the nnU-Net half
-    of a benchmark) that ends when this process ends, however it ends."""
-    return subprocess.run(command, preexec_fn=_end_with_parent, **options)
+    of a benchmark) that ends when this process ends, however it ends: on Linux the kernel sends
+    it SIGTERM when this process dies, even by SIGKILL. libc's ``prctl`` is looked up here,
+    before the fork, so that the forked child only calls it (a library lookup after forking a
+    threaded process can deadlock)."""
+    if not sys.platform.startswith("linux"):
+        return subprocess.run(command, **options)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return subprocess.run(command, preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM),
+                          **options)
 
 
 def exit_on_sigterm() -> None:
     """In a child command: turn SIGTERM into a normal exit, so that its own daemon workers
-    (multiprocessing ends them at exit) do not outlive it."""
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    (multiprocessing ends them at exit) do not outlive it. Processes it forks inherit the
+    handler; there SIGTERM still ends the process at once (their parents terminate them with
+    it and wait), as without a handler."""
+    main = os.getpid()
+
+    def stop(*_: object) -> None:
+        if os.getpid() != main:
+            os._exit(128 + signal.SIGTERM)
+        sys.exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _holder(path: Path) -> dict | None:
