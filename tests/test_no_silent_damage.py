@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import disc_mask, make_raw_dataset, rgb, save
 from PIL import Image
+from scipy import ndimage
 
 from leafnet.dataset_conversion import convert_folder
 from leafnet.errors import LeafnetError
@@ -111,6 +112,40 @@ def test_a_third_value_forming_a_region_is_refused_and_edge_pixels_are_not(tmp_p
     labels = _convert(smooth, overwrite=True)
     assert "anti-aliased edges" in capsys.readouterr().out
     assert labels["c0"].sum() == (_anti_aliased() >= 128).sum()
+
+
+def _downscaled_ellipse(seed, size=64):
+    """A 0/255 ellipse drawn 4x larger and shrunk with Lanczos: anti-aliased edges whose shades
+    (and ringing next to 0 and 255) differ from file to file."""
+    rng = np.random.default_rng(seed)
+    big = np.zeros((4 * size, 4 * size), np.uint8)
+    rows, cols = np.mgrid[:4 * size, :4 * size]
+    centre, radii = rng.integers(size, 3 * size, 2), rng.integers(size // 4, size, 2)
+    big[((rows - centre[0]) / radii[0]) ** 2 + ((cols - centre[1]) / radii[1]) ** 2 <= 1] = 255
+    return np.asarray(Image.fromarray(big).resize((size, size), Image.Resampling.LANCZOS))
+
+
+def test_anti_aliased_masks_of_small_images_are_binary_and_stray_values_or_borders_are_not(
+        tmp_path, capsys):
+    masks = {f"c{i}": _downscaled_ellipse(i) for i in range(6)}
+    assert len({frozenset(np.unique(m).tolist()) for m in masks.values()}) == 6
+    _pairs(tmp_path, masks)
+    labels = _convert(tmp_path)
+    assert "on edges (compression noise or anti-aliased edges)" in capsys.readouterr().out
+    for name, mask in masks.items():
+        np.testing.assert_array_equal(labels[name], mask >= 128)
+    speck = masks["c0"].copy()
+    speck[0, 0] = 7
+    _pairs(tmp_path / "speck", {**masks, "c0": speck})
+    with pytest.raises(LeafnetError,
+                       match=r"1 lossless files hold values other than.*c0\.png.*--threshold"):
+        _convert(tmp_path / "speck")
+    bordered = disc_mask(64, 64, 255)
+    inside = bordered > 0
+    bordered[inside & ~ndimage.binary_erosion(inside, iterations=2)] = 128
+    _pairs(tmp_path / "border", {f"c{i}": bordered for i in range(3)})
+    with pytest.raises(LeafnetError, match=r"values \{0,128,255\}"):
+        _convert(tmp_path / "border")
 
 
 def _nested_folders(tmp_path, order):

@@ -9,7 +9,8 @@ for all of them, says it in one line ("values {0,255} in 200 files -> foreground
 :meth:`MaskRule.to_label` then checks each case: a mask whose foreground would vanish or change
 is an error, not a pass, and so is a dataset in which no mask keeps any foreground (an object
 drawn only in the alpha channel, an empty ``--mask-channel``). A third value is anti-aliasing only
-where it lies on the edge between the two extremes; a region of its own is a label and refused.
+where it lies on the edge between the two extremes; a region of its own is a label and refused,
+and so is a stray value away from every edge (a speck of 7 in a 0/255 file).
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ from leafnet.utilities.parallel import parallel_map
 MAX_LISTED = 5
 # JPEG masks: channels of a gray mask stored as RGB differ by compression noise only.
 LOSSY_CHANNEL_TOLERANCE = 24
-# A mask with more than two values is read as binary only when almost every pixel lies near
-# its lowest or highest value (compression noise, anti-aliased edges).
+# A mask with more than two values is read as binary when almost every pixel lies near its
+# lowest or highest value (compression noise), or when its in-between pixels, of several
+# shades over a range of at least ANTI_ALIASED_RANGE, all lie on edges (anti-aliasing, however
+# large a share of a small image or thin object the edges are).
 NEAR_EXTREMES_FRACTION = 0.98
+ANTI_ALIASED_RANGE = 16
 # Anti-aliased or compressed edges: a value between the extremes lies within this many pixels
-# of both a low and a high pixel (JPEG's ringing spreads over its 8-pixel blocks).
-EDGE_RADIUS = 2
+# of both a low and a high pixel (resampling filters ring up to 3 pixels out; JPEG's ringing
+# spreads over its 8-pixel blocks).
+EDGE_RADIUS = 3
 LOSSY_EDGE_RADIUS = 8
 # A file's in-between pixels form regions of their own when more than this share of them (and
 # at least REGION_MIN_PIXELS) lie away from every edge.
@@ -66,6 +71,7 @@ class MaskFacts:
     alpha_only: bool = False
     middle: int = 0
     middle_off_edges: int = 0
+    stray: int = 0
 
     @property
     def lossy(self) -> bool:
@@ -108,21 +114,22 @@ def mask_facts(path: Path, mask: np.ndarray, properties: ImageProperties,
                      *middle_pixels(mask, LOSSY_EDGE_RADIUS if lossy else EDGE_RADIUS))
 
 
-def middle_pixels(mask: np.ndarray, radius: int) -> tuple[int, int]:
-    """How many pixels lie between the mask's lowest and highest values (beyond an eighth of
-    the range from either), and how many of those are farther than ``radius`` from a low or
-    from a high pixel: anti-aliased and compressed edges have none of the latter, a region of a
-    third value has its interior there."""
+def middle_pixels(mask: np.ndarray, radius: int) -> tuple[int, int, int]:
+    """Three counts of the pixels off the mask's two extreme values. How many lie between them
+    (beyond an eighth of the range from either); how many of those are farther than ``radius``
+    from a low or from a high pixel (anti-aliased and compressed edges have none, a region of a
+    third value has its interior there); and how many pixels of any value but the two extremes
+    lie off the edges (a stray value, near an extreme or not)."""
     low, high = int(mask.min()), int(mask.max())
     band = (high - low) / 8
     lows, highs = mask <= low + band, mask >= high - band
+    others = (mask != low) & (mask != high)
+    if not others.any():
+        return 0, 0, 0
     middle = ~(lows | highs)
-    count = int(middle.sum())
-    if count == 0:
-        return 0, 0
     size = 2 * radius + 1
-    on_edge = ndimage.maximum_filter(lows, size) & ndimage.maximum_filter(highs, size)
-    return count, int((middle & ~on_edge).sum())
+    off_edges = ~(ndimage.maximum_filter(lows, size) & ndimage.maximum_filter(highs, size))
+    return int(middle.sum()), int((middle & off_edges).sum()), int((others & off_edges).sum())
 
 
 def _value_counts(mask: np.ndarray) -> dict[int, int]:
@@ -315,7 +322,8 @@ def _choose_rule(facts: Sequence[MaskFacts], num_labels: int, threshold: float |
                         statement=f"{seen} -> the values are the labels"), "the values"
     if num_labels == 2:
         _refuse_regions(facts, values, seen)
-        rule = _binary_rule(values, totals, seen, channel, _stray_files(facts))
+        _refuse_strays(facts, values, seen)
+        rule = _binary_rule(values, totals, seen, channel)
         if rule is not None:
             return rule, "the masks' encodings"
     rare = sorted(values, key=lambda v: len(files_with[v]))[0]
@@ -390,20 +398,28 @@ def _refuse_all_empty(facts: Sequence[MaskFacts], rule: MaskRule) -> None:
         "--threshold / --label-map")
 
 
-def _stray_files(facts: Sequence[MaskFacts]) -> list[Path]:
-    """Lossless masks holding values that most lossless masks lack (a stray value in one file,
-    not the anti-aliased edges that every file has)."""
-    lossless = [f for f in facts if not f.lossy]
-    counts = Counter(v for f in lossless for v in f.values)
-    common = {v for v, n in counts.items() if n * 2 >= len(lossless)}
-    return [f.path for f in lossless if set(f.values) - common]
+def _refuse_strays(facts: Sequence[MaskFacts], values: list[int], seen: str) -> None:
+    """Lossless masks holding values other than their two extremes away from every edge (a
+    speck of 7 in a 0/255 file) hold a stray value, not anti-aliasing: refuse, naming them."""
+    strays = [f for f in facts if not f.lossy and f.stray]
+    if not strays:
+        return
+    example = strays[0]
+    raise LeafnetError(
+        f"{seen}: {len(strays)} lossless files hold values other than their lowest and highest "
+        f"away from any edge between the two ({_listing([f.path for f in strays])}; e.g. "
+        f"{example.path.name}: {example.stray} such pixels, values "
+        f"{_values_text(list(example.values))}), so they are neither a two-valued mask nor "
+        f"anti-aliased edges. Say how to read them: --threshold T (foreground = value >= T, "
+        f"e.g. {(values[0] + values[-1] + 1) // 2}), --label-map SRC:DST,... (each value to its "
+        "label), or clean the files")
 
 
 def _binary_rule(values: list[int], totals: Counter[int], seen: str,
-                 channel: int | None, stray: list[Path]) -> MaskRule | None:
-    """Two values (0/255, 0/2, ...), or two clusters of values at the extremes (JPEG noise,
-    anti-aliasing in every file): threshold half-way. None when the values fit neither, or a
-    few lossless files hold values the others lack."""
+                 channel: int | None) -> MaskRule | None:
+    """Two values (0/255, 0/2, ...), or two clusters of values at the extremes with shades on
+    the edges between them (JPEG noise, anti-aliasing): threshold half-way. None when the
+    values fit neither."""
     low, high = values[0], values[-1]
     cut = (low + high + 1) // 2
     if len(values) == 2:
@@ -413,8 +429,10 @@ def _binary_rule(values: list[int], totals: Counter[int], seen: str,
     near = sum(count for value, count in totals.items()
                if value <= low + band or value >= high - band)
     fraction = near / sum(totals.values())
-    if fraction >= NEAR_EXTREMES_FRACTION and high - low >= 2 and not stray:
+    shades = [v for v in values if low + band < v < high - band]
+    anti_aliased = high - low >= ANTI_ALIASED_RANGE and len(shades) >= 2
+    if (fraction >= NEAR_EXTREMES_FRACTION or anti_aliased) and high - low >= 2:
         return MaskRule(threshold=cut, channel=channel, statement=(
-            f"{seen}, {fraction:.1%} of pixels near {low} or {high} (compression noise or "
-            f"anti-aliased edges) -> foreground = value >= {cut}"))
+            f"{seen}, {fraction:.1%} of pixels near {low} or {high} and the rest on edges "
+            f"(compression noise or anti-aliased edges) -> foreground = value >= {cut}"))
     return None
