@@ -184,22 +184,7 @@ WORKERS = textwrap.dedent("""
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_command_leaves_no_worker_processes(tmp_path, how):
-    script = tmp_path / "workers.py"
-    script.write_text(WORKERS)
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    parent = subprocess.Popen([sys.executable, str(script), str(pids)])
-    deadline = time.monotonic() + 60
-    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    workers = [int(p.name) for p in pids.iterdir()]
-    assert len(workers) == 2
-    parent.send_signal(how)
-    parent.wait(timeout=30)
-    deadline = time.monotonic() + 20
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in workers)
+    assert not _survivors(tmp_path, WORKERS, 2, how)
 
 
 CHILD_COMMAND = textwrap.dedent("""
@@ -215,21 +200,29 @@ CHILD_COMMAND = textwrap.dedent("""
 def test_a_killed_command_leaves_no_child_command_behind(tmp_path):
     """torchrun under leafnet_train -num_gpus, nnU-Net under a benchmark: SIGKILL of the parent
     ends them too."""
-    script = tmp_path / "child.py"
-    script.write_text(CHILD_COMMAND)
+    assert not _survivors(tmp_path, CHILD_COMMAND, 1, signal.SIGKILL)
+
+
+def _survivors(tmp_path, source: str, count: int, how: signal.Signals) -> list[int]:
+    """Run ``source`` (which starts ``count`` processes that write their pids into the folder
+    given as its argument), send it ``how`` and return the started processes still alive 20 s
+    after it ended."""
+    script = tmp_path / "parent.py"
+    script.write_text(source)
     pids = tmp_path / "pids"
     pids.mkdir()
     parent = subprocess.Popen([sys.executable, str(script), str(pids)])
     deadline = time.monotonic() + 60
-    while not list(pids.iterdir()) and time.monotonic() < deadline:
+    while len(list(pids.iterdir())) < count and time.monotonic() < deadline:
         time.sleep(0.1)
-    child = int(next(pids.iterdir()).name)
-    parent.send_signal(signal.SIGKILL)
+    started = [int(p.name) for p in pids.iterdir()]
+    assert len(started) == count
+    parent.send_signal(how)
     parent.wait(timeout=30)
     deadline = time.monotonic() + 20
-    while _alive(child) and time.monotonic() < deadline:
+    while any(_alive(pid) for pid in started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(child)
+    return [pid for pid in started if _alive(pid)]
 
 
 def _alive(pid: int) -> bool:
