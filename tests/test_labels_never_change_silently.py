@@ -156,3 +156,14 @@ def test_a_folder_of_sub_folders_says_what_to_do(tmp_path):
     save(tmp_path / "msk" / "a.png", disc_mask(16, 16))
     with pytest.raises(LeafnetError, match="only sub-folders .*part1.*flatten"):
         convert(tmp_path)
+
+
+def test_soft_float_masks_are_refused_naming_the_file_and_the_fix(tmp_path):
+    import tifffile
+
+    save(tmp_path / "img" / "a.png", rgb(16, 16))
+    (tmp_path / "msk").mkdir()
+    tifffile.imwrite(tmp_path / "msk" / "a.tif", disc_mask(16, 16).astype(np.float32) * 0.7)
+    with pytest.raises(LeafnetError, match=r"a\.tif: mask values must be integers.*0\.7.*"
+                                           r"--threshold"):
+        convert(tmp_path)

@@ -107,7 +107,11 @@ def mask_facts(path: Path, mask: np.ndarray, properties: ImageProperties,
                channels: ChannelFacts) -> MaskFacts:
     """The :class:`MaskFacts` of a mask read by :func:`read_mask_channel`."""
     if not np.issubdtype(mask.dtype, np.integer) and not np.array_equal(mask, np.round(mask)):
-        raise LeafnetError(f"{path}: mask values must be integers, found fractions")
+        fraction = float(mask[mask != np.round(mask)].flat[0])
+        raise LeafnetError(
+            f"{path}: mask values must be integers, found fractions (e.g. {fraction:g}), as in a "
+            "soft or probability map. Binarise the masks at your cut-off and save them as 0/1 "
+            "or 0/255, or scale them to integers (0..255) and give --threshold T")
     lossy = file_ending(path) in LOSSY_ENDINGS
     return MaskFacts(path, properties.mode, properties.channels, channels.colours,
                      _value_counts(mask), channels.alpha_only,
