@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 from conftest import disc_mask, rgb, save
 from PIL import Image
 
@@ -159,8 +160,6 @@ def test_a_folder_of_sub_folders_says_what_to_do(tmp_path):
 
 
 def test_soft_float_masks_are_refused_naming_the_file_and_the_fix(tmp_path):
-    import tifffile
-
     save(tmp_path / "img" / "a.png", rgb(16, 16))
     (tmp_path / "msk").mkdir()
     tifffile.imwrite(tmp_path / "msk" / "a.tif", disc_mask(16, 16).astype(np.float32) * 0.7)
