@@ -37,6 +37,8 @@ LOSSY_CHANNEL_TOLERANCE = 24
 # shades over a range of at least ANTI_ALIASED_RANGE, all lie on edges (anti-aliasing, however
 # large a share of a small image or thin object the edges are).
 NEAR_EXTREMES_FRACTION = 0.98
+# A value counts as near the lowest or highest when it lies within this share of the range.
+NEAR_EXTREME_BAND = 1 / 8
 ANTI_ALIASED_RANGE = 16
 # Anti-aliased or compressed edges: a value between the extremes lies within this many pixels
 # of both a low and a high pixel (resampling filters ring up to 3 pixels out; JPEG's ringing
@@ -125,7 +127,7 @@ def middle_pixels(mask: np.ndarray, radius: int) -> tuple[int, int, int]:
     third value has its interior there); and how many pixels of any value but the two extremes
     lie off the edges (a stray value, near an extreme or not)."""
     low, high = int(mask.min()), int(mask.max())
-    band = (high - low) / 8
+    band = (high - low) * NEAR_EXTREME_BAND
     lows, highs = mask <= low + band, mask >= high - band
     others = (mask != low) & (mask != high)
     if not others.any():
@@ -134,6 +136,18 @@ def middle_pixels(mask: np.ndarray, radius: int) -> tuple[int, int, int]:
     size = 2 * radius + 1
     off_edges = ~(ndimage.maximum_filter(lows, size) & ndimage.maximum_filter(highs, size))
     return int(middle.sum()), int((middle & off_edges).sum()), int((others & off_edges).sum())
+
+
+def _shades(values: Sequence[int]) -> list[int]:
+    """The values not near the lowest or highest (see NEAR_EXTREME_BAND), in order."""
+    low, high = min(values), max(values)
+    band = (high - low) * NEAR_EXTREME_BAND
+    return sorted(v for v in values if low + band < v < high - band)
+
+
+def _half_way(values: Sequence[int]) -> int:
+    """The threshold half-way between the lowest and highest values (128 for 0/255)."""
+    return (min(values) + max(values) + 1) // 2
 
 
 def _value_counts(mask: np.ndarray) -> dict[int, int]:
@@ -361,8 +375,8 @@ def _refuse_regions(facts: Sequence[MaskFacts], values: list[int], seen: str) ->
         return
     example = regional[0]
     low, high = values[0], values[-1]
-    middle = [v for v in values if low + (high - low) / 8 < v < high - (high - low) / 8]
-    mapping = ",".join(f"{v}:{int(v >= (low + high + 1) // 2)}" for v in [low, *middle[:3], high])
+    cut = _half_way(values)
+    mapping = ",".join(f"{v}:{int(v >= cut)}" for v in [low, *_shades(values)[:3], high])
     raise LeafnetError(
         f"{seen}: values between {low} and {high} form regions of their own in "
         f"{len(regional)} files ({_listing([f.path for f in regional])}; e.g. "
@@ -415,7 +429,7 @@ def _refuse_strays(facts: Sequence[MaskFacts], values: list[int], seen: str) -> 
         f"{example.path.name}: {example.stray} such pixels, values "
         f"{_values_text(list(example.values))}), so they are neither a two-valued mask nor "
         f"anti-aliased edges. Say how to read them: --threshold T (foreground = value >= T, "
-        f"e.g. {(values[0] + values[-1] + 1) // 2}), --label-map SRC:DST,... (each value to its "
+        f"e.g. {_half_way(values)}), --label-map SRC:DST,... (each value to its "
         "label), or clean the files")
 
 
@@ -425,15 +439,14 @@ def _binary_rule(values: list[int], totals: Counter[int], seen: str,
     the edges between them (JPEG noise, anti-aliasing): threshold half-way. None when the
     values fit neither."""
     low, high = values[0], values[-1]
-    cut = (low + high + 1) // 2
+    cut = _half_way(values)
     if len(values) == 2:
         return MaskRule(threshold=cut, channel=channel,
                         statement=f"{seen} -> foreground = value >= {cut}")
-    band = (high - low) / 8
-    near = sum(count for value, count in totals.items()
-               if value <= low + band or value >= high - band)
+    shades = _shades(values)
+    in_between = set(shades)
+    near = sum(count for value, count in totals.items() if value not in in_between)
     fraction = near / sum(totals.values())
-    shades = [v for v in values if low + band < v < high - band]
     anti_aliased = high - low >= ANTI_ALIASED_RANGE and len(shades) >= 2
     if (fraction >= NEAR_EXTREMES_FRACTION or anti_aliased) and high - low >= 2:
         return MaskRule(threshold=cut, channel=channel, statement=(
