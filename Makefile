@@ -45,12 +45,14 @@ demo-fast-decoder: $(STAMP)
 NESTED := $(RAW)/Dataset998_LeafnetDemoNested
 NESTED_OUT := $(RESULTS)/demo_nested_predictions
 
-# The two-label demo (nested regions lesion and core) in `make demo`'s budget (1.5 + 5 minutes);
+# The two-label demo (nested regions lesion and core) in `make demo`'s budget (1.5 + 5 minutes),
+# at 128 px (planning's measured-ceiling rule takes 256 px: resizing alone costs the cores 2.5
+# points at 128 px, but a step costs 3-4x at 256);
 # the diffusion stage trains at t = T-1 with flips only, which learns faster in minutes than
 # LEAFTrainer_x0_cpu's full augmentation (docs/results.md, issue 14).
 demo-nested: $(STAMP)
 	$(BIN)/leafnet_verify -d 998 2>/dev/null || $(BIN)/leafnet_convert demo --num-labels 2 --overwrite
-	$(BIN)/leafnet_plan_and_preprocess -d 998 --preset small
+	$(BIN)/leafnet_plan_and_preprocess -d 998 --preset small --target-size 128 128
 	$(BIN)/leafnet_train 998 LEAFAutoencoderTrainer_cpu --minutes 1.5 --validate-every 10000 --c
 	$(BIN)/leafnet_train 998 LEAFTrainer_x0_tlast --first-stage LEAFAutoencoderTrainer_cpu \
 		--minutes 5 --validate-every 100 --c

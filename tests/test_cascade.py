@@ -145,7 +145,8 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
     folder = leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
     coarse = Plans.load(folder / "leafnet_plans.json")
     roi = Plans.load(folder / f"{ROI_PLANS_NAME}.json")
-    assert "size: two stages: the smallest trained class, cup" in printed
+    assert "size: two stages 128x128 + crop 128x128: the cheapest plan" in printed
+    assert "<- chosen" in printed
     assert "segments them in crops around the structure" in printed
     assert f"stage 2: {folder / ROI_PLANS_NAME}.json" in printed
     assert coarse.target_size == (128, 128) and coarse.roi_crop is None
@@ -170,11 +171,16 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
                                     num_processes=1)
     assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json
     assert any("left from earlier two-stage plans" in note for note in one_stage.notes)
+    # the disc alone, 18-24 px across at 128 px (above the old 16 px rule), is measured under
+    # 0.98 there: planned by its ceiling, it gets two stages too.
     disc_only = plan_and_preprocess(997, clean=True, preset="small", label_names=["disc"],
                                     show_progress=False, num_processes=1)
-    assert disc_only.plans.target_size == (128, 128) and disc_only.roi_plans is None
-    assert "the preset's" in disc_only.plans.json["target_size_rule"]["decision"]
-    assert not (folder / f"{ROI_PLANS_NAME}.json").exists()
+    candidates = disc_only.plans.json["target_size_rule"]["candidates"]
+    assert candidates[0]["ceiling_dice"]["disc"] < 0.98
+    assert disc_only.roi_plans is not None, candidates
+    one_stage = plan_and_preprocess(997, target_size=(128, 128), show_progress=False,
+                                    num_processes=1)
+    assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json
 
 
 class _Member(torch.nn.Module):

@@ -301,12 +301,21 @@ def test_a_structure_too_small_for_any_allowed_size_gets_the_largest_and_a_warni
     assert fits.target_size == (128, 128) and fits.extent_at_preset == pytest.approx(19.2)
 
 
-def test_demo_sets_keep_the_presets_size(leafnet_folders):
+def test_plans_by_measured_ceiling_keep_the_demo_and_enlarge_the_nested_demos_small_core(
+        leafnet_folders):
+    """The demo's blobs survive 128 px (ceiling 0.99); the nested demo's cores lose 2.5 points
+    to the resizing alone there (under 0.98), and 256 px keeps them."""
     from leafnet.dataset_conversion import convert_demo
 
     convert_demo(num_cases=20, size=256, num_processes=1, show_progress=False)
     convert_demo(dataset_id=998, num_cases=20, size=256, num_processes=1, show_progress=False,
                  num_labels=2)
-    for dataset in (999, 998):
-        plans = plan_and_preprocess(dataset, preset="small", **QUIET).plans
-        assert plans.target_size == (128, 128), plans.json["target_size_rule"]
+    demo = plan_and_preprocess(999, preset="small", **QUIET).plans
+    assert demo.target_size == (128, 128), demo.json["target_size_rule"]
+    rule = demo.json["target_size_rule"]
+    assert rule["rule"].startswith("measured ceiling") and "<- chosen" in rule["table"]
+    assert rule["candidates"][0]["ceiling_dice"]["polyp"] >= 0.98
+    nested = plan_and_preprocess(998, preset="small", **QUIET).plans
+    rule = nested.json["target_size_rule"]
+    assert nested.target_size == (256, 256), rule
+    assert rule["candidates"][0]["resize_only_dice"]["core"] < 0.98

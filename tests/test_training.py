@@ -26,12 +26,13 @@ from leafnet.training.registry import find_trainer
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stage trained
-    for a few steps, and tiny teachers installed."""
+    """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stages (the
+    default one and the CPU recipe's) trained for a few steps, and tiny teachers installed."""
     root = tmp_path_factory.mktemp("training")
     with planned_tiny_demo(root, num_cases=40):
-        find_trainer("LEAFAutoencoderTrainer")(999, num_steps=20, validate_every=20,
-                                               num_workers=0, show_progress=False).run()
+        for first_stage in ("LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_cpu"):
+            find_trainer(first_stage)(999, num_steps=20, validate_every=20, num_workers=0,
+                                      show_progress=False).run()
         install_tiny_teachers(root)
     return root
 

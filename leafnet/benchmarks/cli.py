@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from leafnet.atomic import write_text
+from leafnet.benchmarks.first_stage_ceiling import benchmark_first_stage_ceiling, ceiling_table
 from leafnet.benchmarks.inference import benchmark_inference
 from leafnet.benchmarks.preprocess import benchmark_preprocess
 from leafnet.benchmarks.report import write_report
@@ -15,6 +16,7 @@ from leafnet.benchmarks.roi_cascade import COARSE_SHARE, benchmark_roi_crop, roi
 from leafnet.benchmarks.roi_cascade import FIRST_STAGE_SHARE as ROI_FIRST_STAGE_SHARE
 from leafnet.benchmarks.roi_cascade import ROWS as ROI_ROWS
 from leafnet.benchmarks.roi_cascade import roi_markdown_table
+from leafnet.benchmarks.suite import DEFAULT_DATA, SUITE, run_suite, suite_folder, summary_table
 from leafnet.benchmarks.train_step import benchmark_train_step
 from leafnet.benchmarks.versus_nnunet import (
     DEFAULT_FIRST_STAGE,
@@ -58,8 +60,9 @@ def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str,
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
     parser.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
     parser.add_argument("--first-stage-share", type=open_fraction, default=first_stage_share,
-                        help="share of leafnet's minutes for its first stage (default: "
-                        "%(default)s)")
+                        help="the most of leafnet's minutes its first stage may take; it "
+                        "stops as soon as it reconstructs the training masks at the target "
+                        "Dice, often before its first step (default: %(default)s)")
     parser.add_argument("--validate-every", type=positive_int, default=VALIDATE_EVERY)
 
 
@@ -114,6 +117,35 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("-o", "--output", type=Path,
                         help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
                         "versus_nnunet_DATASET_Mmin)")
+    suite = benchmarks.add_parser(
+        "suite", help="versus-nnunet on every real dataset at hand (Kvasir-SEG, CVC-ClinicDB, "
+        "chest X-ray lungs), each converted as distributed and planned with the defaults, with "
+        "a summary table")
+    suite.add_argument("--minutes", type=positive_float, required=True,
+                       help="training minutes of each row (leafnet's first stage included)")
+    suite.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                       help="the folder holding the datasets as distributed (default: "
+                       "%(default)s)")
+    suite.add_argument("--datasets", type=rows_parser(tuple(e.folder for e in SUITE)),
+                       help="only these datasets, comma-separated (default: all found)")
+    suite.add_argument("--rows", type=rows_parser(ROWS), default=ROWS,
+                       help=f"the baseline rows (default: all, {','.join(ROWS)})")
+    suite.add_argument("--mirroring-cases", type=non_negative_int,
+                       help="predict only the first N test images with nnU-Net's mirroring")
+    suite.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    suite.add_argument("-o", "--output", type=Path,
+                       help="suite folder (default: LEAFNET_RESULTS/benchmarks/suite_Mmin)")
+    ceiling = benchmarks.add_parser(
+        "first-stage-ceiling", help="the shipped mask autoencoder, untouched: the round trip "
+        "of every real dataset's masks at hand and of synthetic sets, at the preset's size")
+    ceiling.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                         help="the folder holding the datasets as distributed (default: "
+                         "%(default)s)")
+    ceiling.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    ceiling.add_argument("--cases", type=positive_int, default=100,
+                         help="masks per set (default: %(default)s)")
+    ceiling.add_argument("-o", "--output", type=Path,
+                         help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
     roi = benchmarks.add_parser(
         "roi-crop", help="two-stage plans (whole image, then a crop) against images cropped "
         "around the reference by hand and against one enlarged stage, the same minutes each")
@@ -163,6 +195,18 @@ def versus_nnunet(args: argparse.Namespace) -> None:
     print(f"written to {path} and {path.with_suffix('.md')}")
 
 
+def suite(args: argparse.Namespace) -> None:
+    """Run the suite; write its JSON and summary table in the suite folder."""
+    folder = args.output or suite_folder(args.minutes)
+    numbers = run_suite(args.minutes, args.data, args.datasets, args.rows, folder,
+                        mirroring_cases=args.mirroring_cases, device=args.device)
+    path = write_report("suite", numbers, folder / "suite.json")
+    table = summary_table(numbers)
+    write_text(path.with_suffix(".md"), table)
+    print(table)
+    print(f"written to {path} and {path.with_suffix('.md')}")
+
+
 @exit_on_user_error("leafnet_benchmark")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
@@ -176,6 +220,17 @@ def main(argv: list[str] | None = None) -> None:
     elif args.benchmark == "train-step":
         numbers = benchmark_train_step(args.dataset, args.preset, args.steps, args.device)
         name = f"train_step_{numbers['dataset']}_{args.preset}_{args.device}"
+    elif args.benchmark == "first-stage-ceiling":
+        numbers = benchmark_first_stage_ceiling(args.data, args.preset, args.cases)
+        path = write_report(f"first_stage_ceiling_{args.preset}", numbers, args.output)
+        table = ceiling_table(numbers)
+        write_text(path.with_suffix(".md"), table)
+        print(table)
+        print(f"written to {path} and {path.with_suffix('.md')}")
+        return
+    elif args.benchmark == "suite":
+        suite(args)
+        return
     elif args.benchmark == "roi-crop":
         roi_crop(args)
         return

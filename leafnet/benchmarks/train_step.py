@@ -54,8 +54,9 @@ def benchmark_train_step(dataset: str | int, preset: str, steps: int = 6,
             variables["LEAFNET_WEIGHTS"] = str(scratch / "weights")
         with environment(**variables):
             if get_preset(preset).pretrained is None:
-                find_trainer("LEAFAutoencoderTrainer")(dataset, preset=preset, device=device,
-                                                       num_steps=1, show_progress=False).run()
+                for first_stage in sorted({find_trainer(name).first_stage for name in TRAINERS}):
+                    find_trainer(first_stage)(dataset, preset=preset, device=device,
+                                              num_steps=1, show_progress=False).run()
             for name in TRAINERS:
                 trainer = find_trainer(name)(dataset, preset=preset, device=device,
                                              num_steps=steps + 1, validate_every=10**9,

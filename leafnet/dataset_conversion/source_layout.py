@@ -111,6 +111,20 @@ def _affix_hint(unmatched: Sequence[Path], orphans: Sequence[Path]) -> str:
     return ""
 
 
+def split_shared_folder(files: list[Path], affixes: Sequence[tuple[str, str]]
+                        ) -> tuple[list[Path], list[Path]]:
+    """Images and masks kept side by side in one folder (``x.jpg`` beside ``x@.png``): a file
+    named ``prefix + stem + suffix`` of another file's stem, for an affix that is not empty, is
+    a mask; the rest are images."""
+    stems = {strip_ending(path.name) for path in files}
+    is_mask = {path: any(prefix or suffix for prefix, suffix in affixes) and any(
+        strip_ending(path.name) == f"{prefix}{stem}{suffix}" for prefix, suffix in affixes
+        if prefix or suffix for stem in stems if stem != strip_ending(path.name))
+        for path in files}
+    return ([path for path in files if not is_mask[path]],
+            [path for path in files if is_mask[path]])
+
+
 def pair_by_stem(
     images_dir: Path,
     masks_dir: Path,
@@ -123,7 +137,10 @@ def pair_by_stem(
     dataset unnoticed.
     """
     images = image_files(images_dir, note_skipped=True)
-    masks = _one_mask_per_stem(image_files(masks_dir, note_skipped=True))
+    mask_files = image_files(masks_dir, note_skipped=True)
+    if images_dir.resolve() == masks_dir.resolve():
+        images, mask_files = split_shared_folder(images, affixes)
+    masks = _one_mask_per_stem(mask_files)
     pairs: list[tuple[str, Path, Path]] = []
     unmatched: list[Path] = []
     used: set[str] = set()

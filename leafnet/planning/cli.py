@@ -29,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "existing plans say)")
     parser.add_argument("--target-size", type=positive_int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="size the images are resampled to (default: the preset's, 256 256 for "
-                        "paper, 128 128 for small; when the smallest trained structure would "
-                        "be under 16 px across, two stages (whole image, then a crop around a "
-                        "single structure) or a doubled size; kept from existing plans unless "
+                        "paper, 128 128 for small; where the preset ships a mask autoencoder, "
+                        "the cheapest of one stage, two stages (whole image, then a crop around "
+                        "a single structure) and a doubled size whose measured round trip of "
+                        "the training masks is good enough; kept from existing plans unless "
                         "the preset changes). Giving it plans one stage")
     parser.add_argument("--labels", nargs="+", metavar="NAME",
                         help="train only these labels (or regions) of dataset.json, e.g. cup "
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> None:
         rule = result.plans.json.get("target_size_rule")
         if rule:
             print(f"  size: {rule['decision']}")
+            if "table" in rule:
+                print("  ceilings measured (mean Dice per class of the training masks through "
+                      "each plan and the shipped mask autoencoder, and of the resizing alone):")
+                print("\n".join(f"    {line}" for line in rule["table"].splitlines()))
         print(f"  data:  {result.folder / result.plans.data_identifier}")
         if result.roi_plans is not None:
             roi = result.roi_plans

@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 
 from leafnet.atomic import copy_file, write_json
+from leafnet.imageio import read_label
 from leafnet.models.presets import PRESETS
+from leafnet.models.shipped_autoencoder import load_shipped_autoencoder
+from leafnet.planning.ceiling import CEILING_CASES
 from leafnet.paths import preprocessed_root
 from leafnet.planning.fingerprint import (
     FINGERPRINT_VERSION,
@@ -162,12 +165,15 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         content = dict(existing.json)
     else:
         content = make_plans(raw_folder.name, description, fingerprint,
-                             preset or DEFAULT_PRESET, target_size, label_names)
+                             preset or DEFAULT_PRESET, target_size, label_names,
+                             None if target_size else ceiling_labels(training))
     if existing is not None and target_size is not None:
         content["target_size_rule"] = given_size_rule(target_size)
         content.pop("cascade", None)
     elif existing is not None and preset is not None and preset != content["preset"]:
-        stages = plan_stages(fingerprint, existing.label_scheme, PRESETS[preset].target_size)
+        stages = plan_stages(fingerprint, existing.label_scheme, PRESETS[preset].target_size,
+                             labels=ceiling_labels(training),
+                             autoencoder=load_shipped_autoencoder(preset))
         target_size = stages.target_size
         content["target_size_rule"] = stages.rule
         content.pop("cascade", None)
@@ -217,6 +223,18 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
                      "--clean) to train each label")
     return PlanningResult(folder, plans, roi_plans, splits, user_splits, outcomes.count("done"),
                           outcomes.count("skipped"), removed, notes)
+
+
+def ceiling_labels(training: dict[str, CaseFiles]) -> list[np.ndarray]:
+    """The labels of up to ``CEILING_CASES`` training cases, evenly spaced over their sorted
+    ids, that planning measures candidate plans on (ceiling.py)."""
+    ids = sorted(training)
+    if not ids:
+        return []
+    picked = sorted({ids[int(i)] for i in np.linspace(0, len(ids) - 1,
+                                                       min(CEILING_CASES, len(ids))).round()})
+    return [read_label(training[case_id].label)[0] for case_id in picked
+            if training[case_id].label is not None]
 
 
 def _preprocess(plans: Plans, folder: Path, items: list[tuple[str, CaseFiles]],

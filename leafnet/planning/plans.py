@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from leafnet.errors import LeafnetError
 from leafnet.paths import plain_name
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans, target_size_problems
 from leafnet.models.presets import PRESETS
+from leafnet.models.shipped_autoencoder import load_shipped_autoencoder
 from leafnet.planning.stages import plan_stages
 from leafnet.raw_format import DatasetDescription
 
@@ -58,11 +61,13 @@ def make_plans(
     preset: str = DEFAULT_PRESET,
     target_size: tuple[int, int] | None = None,
     label_names: list[str] | None = None,
+    ceiling_labels: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The default plans for a dataset, from its dataset.json and fingerprint; the image size
     is ``target_size`` if given, else the preset's or larger where the smallest trained
-    structure needs it (target_size.py), and every label (or region) is trained unless
-    ``label_names`` chooses some."""
+    structure needs it (stages.py: measured on ``ceiling_labels``, the training labels, with
+    the preset's shipped mask autoencoder, else from the fingerprint), and every label (or
+    region) is trained unless ``label_names`` chooses some."""
     check_plan_options(preset, target_size)
     if description.num_channels not in (1, 3):
         raise LeafnetError(
@@ -75,7 +80,9 @@ def make_plans(
         raise LeafnetError(f"{dataset_name}: {error}") from None
     cascade = None
     if target_size is None:
-        stages = plan_stages(fingerprint, scheme, PRESETS[preset].target_size)
+        stages = plan_stages(fingerprint, scheme, PRESETS[preset].target_size,
+                             labels=ceiling_labels,
+                             autoencoder=load_shipped_autoencoder(preset))
         target_size, size_rule, cascade = stages.target_size, stages.rule, stages.cascade
     else:
         size_rule = given_size_rule(target_size)

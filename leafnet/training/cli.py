@@ -11,6 +11,7 @@ from leafnet.errors import LeafnetError, exit_on_user_error
 from leafnet.models.presets import PRESETS
 from leafnet.training.progress import log_to_console
 from leafnet.training.registry import find_trainer
+from leafnet.training.trainers.base import LEAFTrainer
 from leafnet.utilities.cli_numbers import (
     non_negative_float,
     non_negative_int,
@@ -50,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validate-every", type=positive_int)
     parser.add_argument("--workers", type=non_negative_int, help="data loader processes")
     parser.add_argument("--first-stage", help="trainer whose autoencoder a preset without "
-                        "pretrained weights uses (default: LEAFAutoencoderTrainer)")
+                        "pretrained weights uses (default: the trainer's own, "
+                        "LEAFAutoencoderTrainer_cpu for LEAFTrainer_x0_cpu); trained first when "
+                        "missing")
     parser.add_argument("-num_gpus", "--num-gpus", type=positive_int, default=1,
                         help="start this many processes with torchrun (DDP)")
     return parser
@@ -97,6 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.val:
         print(trainer.validate_checkpoint())
         return
+    if isinstance(trainer, LEAFTrainer) and trainer.first_stage_missing():
+        print(f"{args.trainer} needs the first stage {trainer.first_stage} of this dataset, plans, "
+              f"preset and fold, which is not trained yet: training it first (from the shipped "
+              "mask autoencoder, only until it reconstructs the training masks well enough)")
+        find_trainer(trainer.first_stage)(
+            args.dataset, fold=args.fold, plans_name=args.plans, preset=args.preset,
+            device=args.device, seed=args.seed, num_workers=args.workers).run(
+                continue_training=True)
     trainer.run(continue_training=args.c)
 
 

@@ -339,15 +339,20 @@ class Trainer(ABC):
                      f"{len(self.val_cases)} val cases, device {self.device}, "
                      f"{self.context.world_size} process(es), {self._target()}, "
                      f"{self._precision()}")
+        for note in self.task.start_notes():
+            self.log(note)
         if start and self.budget_spent >= 1:
             self.num_steps = start
             self.log(f"the {self.minutes:g} minute budget was already spent")
+        started = time.perf_counter()
+        before = self.history.get("train_seconds", 0.0)
+        if start < self.num_steps and self._goal_reached(start):
+            self.num_steps = start
+            self.log(f"{self.name}: the goal is met at step {start}; no more training needed")
         transform = (full_augmentation(self.plans.target_size)
                      if self.augmentation == "full" else None)
         loader = make_loader(self.train_cases, self.global_batch, self.seed, start, self.flips,
                              self.num_workers, transform) if start < self.num_steps else None
-        started = time.perf_counter()
-        before = self.history.get("train_seconds", 0.0)
         try:
             for step in range(start, self.num_steps):
                 step_started = time.perf_counter()
@@ -369,6 +374,9 @@ class Trainer(ABC):
                 if out_of_time:
                     self.num_steps = done
                     self.log(f"the {self.minutes:g} minute budget is spent after {done} steps")
+                elif self._goal_reached(done):
+                    out_of_time, self.num_steps = True, done
+                    self.log(f"goal reached after {done} steps")
                 if done % self.validate_every == 0 or done == self.num_steps:
                     recent = bool(self.history["val_step"]) and (
                         done - self.history["val_step"][-1] < self.validate_every // 2)
@@ -379,12 +387,22 @@ class Trainer(ABC):
         finally:
             if loader is not None and hasattr(loader, "_finish"):
                 loader._finish()
+        self.history["train_seconds"] = before + time.perf_counter() - started
         if self.context.is_main and self.save:
             final = self.output / "checkpoint_final.pth"
             save_checkpoint(final, self.checkpoint_state(self.num_steps))
             self._with_ema(lambda: self.task.export("final"))
             self.task.after_training()
             self.log(f"done: {final}")
+
+    def _goal_reached(self, done: int) -> bool:
+        """The task's goal, judged on the EMA weights by rank 0 (every process stops at the
+        same step)."""
+        if not self.task.goal_due(done):
+            return False
+        reached = self._with_ema(lambda: self.task.goal_reached(done)) \
+            if self.context.is_main else False
+        return bool(rank0_value(self.context, float(reached), self.device))
 
     def _precision(self) -> str:
         if self.device.startswith("cuda") or self.cpu_bf16:

@@ -58,9 +58,11 @@ def run_child(command: list[str], **options: Any) -> subprocess.CompletedProcess
 
 def exit_on_sigterm() -> None:
     """In a child command: turn SIGTERM into a normal exit, so that its own daemon workers
-    (multiprocessing ends them at exit) do not outlive it. Processes it forks inherit the
-    handler; there SIGTERM still ends the process at once (their parents terminate them with
-    it and wait), as without a handler."""
+    (multiprocessing ends them at exit) do not outlive it. Processes it forks get SIGTERM's
+    default action back at the fork: their parents terminate them with it and wait (a pool's
+    ``terminate``), and a Python-level handler there runs only when the interpreter gets to it;
+    a pool worker blocked on the task queue's lock then never died and the pool waited forever
+    (seen in nnU-Net's planning under versus-nnunet)."""
     main = os.getpid()
 
     def stop(*_: object) -> None:
@@ -69,6 +71,11 @@ def exit_on_sigterm() -> None:
         sys.exit(128 + signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
+    os.register_at_fork(after_in_child=_default_sigterm)
+
+
+def _default_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _holder(path: Path) -> dict | None:

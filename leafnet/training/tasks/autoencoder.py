@@ -10,9 +10,17 @@ Dice term counts the channel that two masks repeat in B twice (``rgb_layout``): 
 demo this moved the test Dice from 0.925 / 0.850 (lesion / core) to 0.906 / 0.859, towards the
 weaker region. One class keeps L1 alone, so binary first stages train exactly as before.
 
-The export, at the end only, is the EMA autoencoder and the latent scale 1 / std of the
-training masks' latents, where the diffusion task of the same dataset, plans, preset and fold
-finds them.
+Where the preset ships a mask autoencoder (models/shipped_autoencoder.py) and the trainer asks
+for it, training starts from the shipped weights and has a goal: it measures the reconstruction
+Dice of the dataset's own training masks (per class, on up to ``ceiling_cases`` of them) before
+the first step and every ``check_every`` steps, and stops as soon as every class reaches
+``target_dice`` (with no step at all when the shipped weights already do). The steps or minutes
+given are then only a cap. The ceiling is the most any diffusion model on this first stage can
+score, so it is printed and recorded.
+
+The export, at the end only, is the EMA autoencoder, the latent scale 1 / std of the training
+masks' latents and the measured ceiling, where the diffusion task of the same dataset, plans,
+preset and fold finds them.
 """
 
 from __future__ import annotations
@@ -33,6 +41,11 @@ from leafnet.models.autoencoder import (
     mask_to_rgb,
     rgb_layout,
     rgb_to_mask,
+)
+from leafnet.models.shipped_autoencoder import (
+    describe_ceiling,
+    load_shipped_autoencoder,
+    reconstruction_dice,
 )
 from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import (
@@ -64,9 +77,14 @@ class Reconstruction(nn.Module):
         return self.autoencoder.decode(latent).sample, posterior.kl().mean()
 
 
+FIRST_STAGE_RECORD = "latent_scale.json"
+
+
 class AutoencoderTask(TrainingTask):
     def __init__(self, run: RunContext, kl_weight: float, crop_size: int, scale_cases: int,
-                 train_on_images: bool, dice_weight: float) -> None:
+                 train_on_images: bool, dice_weight: float, initial_weights: str | None = None,
+                 target_dice: float | None = None, ceiling_cases: int = 64,
+                 check_every: int = 50) -> None:
         super().__init__(run)
         if run.preset.pretrained is not None:
             raise LeafnetError(f"the '{run.preset.name}' preset uses the pretrained autoencoder "
@@ -76,10 +94,54 @@ class AutoencoderTask(TrainingTask):
         scheme = run.plans.label_scheme
         self.dice_weight = 0.0 if scheme.is_binary else dice_weight
         self.mask_channels = scheme.num_channels
+        if initial_weights not in (None, "shipped"):
+            raise LeafnetError(f"initial_weights must be None or 'shipped', not "
+                               f"'{initial_weights}'")
+        self.initial_weights, self.target_dice = initial_weights, target_dice
+        self.ceiling_cases, self.check_every = ceiling_cases, check_every
+        self.ceiling: dict[str, float] = {}
 
     def build(self) -> list[nn.Parameter]:
-        self.autoencoder = AutoencoderKL(**self.run.preset.autoencoder).to(self.run.device)
+        run = self.run
+        shipped = (load_shipped_autoencoder(run.preset.name, run.device)
+                   if self.initial_weights == "shipped" else None)
+        if shipped is not None:
+            self.autoencoder = shipped.train()
+            run.log(f"first stage starts from the shipped '{run.preset.name}' mask autoencoder")
+        else:
+            if self.initial_weights == "shipped":
+                run.log(f"the '{run.preset.name}' preset ships no mask autoencoder: the first "
+                        "stage starts from random weights")
+            self.autoencoder = AutoencoderKL(**run.preset.autoencoder).to(run.device)
         return list(self.autoencoder.parameters())
+
+    @torch.no_grad()
+    def measure_ceiling(self) -> dict[str, float]:
+        """Mean reconstruction Dice per class of up to ``ceiling_cases`` training masks."""
+        scheme = self.run.plans.label_scheme
+        self.autoencoder.eval()
+        scores = reconstruction_dice(self.autoencoder, scheme,
+                                     self.run.training_masks(self.ceiling_cases), self.run.device)
+        self.autoencoder.train()
+        self.ceiling = {item.name: float(value)
+                        for item, value in zip(scheme.classes, scores.mean(axis=0), strict=True)}
+        return self.ceiling
+
+    def goal_due(self, done: int) -> bool:
+        """Before the first step and every ``check_every`` steps, when there is a target."""
+        return self.target_dice is not None and done % self.check_every == 0
+
+    def goal_reached(self, done: int) -> bool:
+        """Whether the training masks' reconstruction Dice reached ``target_dice`` for every
+        class."""
+        ceiling = self.measure_ceiling()
+        reached = min(ceiling.values()) >= self.target_dice
+        scheme = self.run.plans.label_scheme
+        cases = min(self.ceiling_cases, len(self.run.train_cases))
+        self.run.log(f"reconstruction Dice of {cases} training masks after {done} "
+                     f"steps: {describe_ceiling(scheme, ceiling)} (goal {self.target_dice:g}"
+                     f"{': reached' if reached else ''})")
+        return reached
 
     def ema_parameters(self) -> list[nn.Parameter]:
         return list(self.autoencoder.parameters())
@@ -130,6 +192,9 @@ class AutoencoderTask(TrainingTask):
         self.autoencoder.train()
         return mean_dice_and_iou(self.run.plans.label_scheme, probabilities, targets)
 
+    def settings(self) -> dict[str, Any]:
+        return {"initial_weights": self.initial_weights, "target_dice": self.target_dice}
+
     def model_state(self) -> dict[str, Any]:
         return {"autoencoder_config": dict(self.autoencoder.config),
                 "autoencoder": self.autoencoder.state_dict()}
@@ -139,8 +204,9 @@ class AutoencoderTask(TrainingTask):
 
     @torch.no_grad()
     def export(self, checkpoint: str) -> None:
-        """Save the (EMA) autoencoder and 1 / std of the training masks' latents (at the end
-        only: the diffusion trainers use the final first stage)."""
+        """Save the (EMA) autoencoder, 1 / std of the training masks' latents and the training
+        masks' reconstruction Dice (at the end only: the diffusion trainers use the final first
+        stage)."""
         if checkpoint != "final":
             return
         run = self.run
@@ -150,9 +216,15 @@ class AutoencoderTask(TrainingTask):
             mask = torch.from_numpy(run.train_cases.image_and_mask(index)[1][None])
             latents.append(encode_mask(self.autoencoder, mask.to(run.device), 1.0).cpu())
         scale = float(1 / torch.cat(latents).std())
+        ceiling = self.measure_ceiling()
         folder = run.output / "autoencoder"
         self.autoencoder.save_pretrained(folder, safe_serialization=True)
-        write_json(folder / "latent_scale.json", {
+        write_json(folder / FIRST_STAGE_RECORD, {
             "latent_scale": scale, "label_handling": run.plans.label_scheme.coding,
-            "rgb_layout": rgb_layout(self.mask_channels)})
-        run.log(f"first stage saved to {folder} (latent scale {scale:.4f})")
+            "rgb_layout": rgb_layout(self.mask_channels),
+            "initial_weights": self.initial_weights, "target_dice": self.target_dice,
+            "reconstruction_dice": ceiling,
+            "reconstruction_cases": min(self.ceiling_cases, len(run.train_cases))})
+        run.log(f"first stage saved to {folder} (latent scale {scale:.4f}; reconstruction "
+                f"Dice of the training masks {describe_ceiling(run.plans.label_scheme, ceiling)}"
+                ": the ceiling of every diffusion model trained on it)")

@@ -11,6 +11,7 @@ fold's validation and test cases from the raw images at their original size.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,10 +26,16 @@ from leafnet.inference.cascade import load_predictor
 from leafnet.models.autoencoder import rgb_layout, unrecorded_rgb_layout
 from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
+from leafnet.models.shipped_autoencoder import (
+    TARGET_RECONSTRUCTION_DICE,
+    describe_ceiling,
+    reconstruction_dice,
+)
 from leafnet.paths import trainer_output
 from leafnet.raw_format import find_dataset
 from leafnet.training.checkpointing import export_model, trainable_parameters
 from leafnet.training.tasks.alignment import FeatureAlignment
+from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.training.tasks.mask_latents import MaskLatentCache
 from leafnet.training.losses import dice_bce_loss
 from leafnet.training.tasks.task import (
@@ -37,6 +44,16 @@ from leafnet.training.tasks.task import (
     mean_dice_and_iou,
     step_generator,
 )
+
+
+CEILING_CASES = 32
+
+
+def first_stage_folder(dataset_name: str, first_stage: str, plans_name: str, preset: str,
+                       fold: int) -> Path:
+    """Where first-stage trainer ``first_stage`` exports the autoencoder a diffusion run of the
+    same dataset, plans, preset and fold uses."""
+    return trainer_output(dataset_name, first_stage, plans_name, preset, fold) / "autoencoder"
 
 
 class DiffusionStep(nn.Module):
@@ -71,6 +88,7 @@ class DiffusionTask(TrainingTask):
                                                                   alignment)
         self.timestep_sampling, self.pixel_loss_weight = timestep_sampling, pixel_loss_weight
         self.mask_latents = MaskLatentCache()
+        self.recorded_ceiling: dict[str, float] | None = None
 
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
@@ -80,16 +98,16 @@ class DiffusionTask(TrainingTask):
             return network_config(run.preset.name, self.prediction_type,
                                   mask_channels=scheme.num_channels)
         dataset = run.dataset_folder.name
-        folder = trainer_output(dataset, self.first_stage, run.plans_name, run.preset.name,
-                                run.fold) / "autoencoder"
-        if not (folder / "latent_scale.json").is_file():
+        folder = first_stage_folder(dataset, self.first_stage, run.plans_name, run.preset.name,
+                                    run.fold)
+        if not (folder / FIRST_STAGE_RECORD).is_file():
             raise LeafnetError(
                 f"the '{run.preset.name}' preset has no pretrained autoencoder and none was "
                 f"trained for this dataset and fold ({folder} is missing). Train it first: "
                 f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
                 f"--preset {run.preset.name} (or choose another with --first-stage)"
             )
-        record = json.loads((folder / "latent_scale.json").read_text())
+        record = json.loads((folder / FIRST_STAGE_RECORD).read_text())
         coded = record.get("label_handling")
         if (coded != scheme.coding) if coded is not None else not scheme.is_binary:
             raise LeafnetError(
@@ -105,8 +123,29 @@ class DiffusionTask(TrainingTask):
                 f"(-1: B left at -1), not as {layout}; train it again: "
                 f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
                 f"--preset {run.preset.name}")
+        self.recorded_ceiling = record.get("reconstruction_dice")
         return network_config(run.preset.name, self.prediction_type, str(folder),
                               record["latent_scale"], scheme.num_channels)
+
+    def start_notes(self) -> list[str]:
+        """The ceiling this run works under: the reconstruction Dice of the training masks through the frozen mask
+        autoencoder: no prediction decoded by it scores higher. Recorded by a trained first
+        stage; measured here for a pretrained one."""
+        run = self.run
+        scheme = run.plans.label_scheme
+        ceiling = self.recorded_ceiling
+        if ceiling is None:
+            scores = reconstruction_dice(self.network.autoencoder, scheme,
+                                         run.training_masks(CEILING_CASES), run.device)
+            ceiling = {item.name: float(value)
+                       for item, value in zip(scheme.classes, scores.mean(axis=0), strict=True)}
+        below = min(ceiling.values()) < TARGET_RECONSTRUCTION_DICE
+        return [f"ceiling: the mask autoencoder reconstructs this fold's training masks at Dice "
+                f"{describe_ceiling(scheme, ceiling)}; no prediction can score higher"
+                + (f" (under the {TARGET_RECONSTRUCTION_DICE:g} leafnet aims for: the first "
+                   f"stage stopped at its cap before reaching it; train it further with "
+                   f"leafnet_train {run.dataset_folder.name[7:10]} {self.first_stage} --c "
+                   "--extend --steps N, or plan a larger --target-size)" if below else "")]
 
     def build(self) -> list[nn.Parameter]:
         self.network = build_network(self.network_config()).to(self.run.device)

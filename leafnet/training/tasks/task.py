@@ -67,6 +67,13 @@ class RunContext:
         start = self.distributed.rank * self.local_batch
         return array[start:start + self.local_batch]
 
+    def training_masks(self, count: int) -> np.ndarray:
+        """The coded masks ``(N, C, H, W)`` of up to ``count`` training cases, evenly spaced
+        over the fold's list (what a first stage's reconstruction ceiling is measured on)."""
+        total = len(self.train_cases)
+        indices = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
+        return np.stack([self.train_cases.image_and_mask(int(i))[1] for i in indices])
+
     def validation_batches(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """Validation images (on the device) and their target masks, in batches."""
         cases, size = self.val_cases, self.validation_batch_size
@@ -132,6 +139,20 @@ class TrainingTask(ABC):
     def settings(self) -> dict[str, Any]:
         """Task settings recorded in every checkpoint."""
         return {}
+
+    def start_notes(self) -> list[str]:
+        """Lines the loop logs when a run starts or resumes (after :meth:`build`)."""
+        return []
+
+    def goal_due(self, done: int) -> bool:
+        """Whether :meth:`goal_reached` is to be asked after ``done`` steps; a task without a
+        goal trains to its steps or minutes."""
+        return False
+
+    def goal_reached(self, done: int) -> bool:
+        """Whether training may stop after ``done`` steps because the task reached its goal
+        (the EMA weights are in place)."""
+        return False
 
     def after_training(self) -> None:
         """Work after the final checkpoint (the diffusion task predicts its test cases)."""

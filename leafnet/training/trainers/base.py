@@ -12,7 +12,8 @@ from typing import Any
 from leafnet.errors import LeafnetError
 from leafnet.training.loop import Trainer
 from leafnet.training.tasks.alignment import FeatureAlignment
-from leafnet.training.tasks.diffusion import DiffusionTask
+from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
+from leafnet.training.tasks.diffusion import DiffusionTask, first_stage_folder
 from leafnet.training.tasks.task import RunContext
 
 AUTOENCODER_TRAINER = "LEAFAutoencoderTrainer"
@@ -48,3 +49,12 @@ class LEAFTrainer(Trainer):
             run, self.teacher, self.distill_lambda, self.teacher_features)
         return DiffusionTask(run, self.prediction_type, self.first_stage, alignment,
                              self.timestep_sampling, self.pixel_loss_weight)
+
+    def first_stage_missing(self) -> bool:
+        """Whether this run's preset needs a first stage trained on the dataset that is not
+        there yet."""
+        if self.preset.pretrained is not None:
+            return False
+        folder = first_stage_folder(self.folder.name, self.first_stage, self.plans_name,
+                                    self.preset.name, self.fold)
+        return not (folder / FIRST_STAGE_RECORD).is_file()

@@ -95,3 +95,4 @@ class LEAFTrainer_x0_cpu(LEAFTrainer_x0):
     lr_schedule = "cosine"
     augmentation = "full"
     cpu_bf16 = True
+    first_stage = "LEAFAutoencoderTrainer_cpu"
