@@ -31,11 +31,8 @@ from leafnet.atomic import copy_file, write_json
 from leafnet.errors import LeafnetError
 from leafnet.models.presets import get_preset
 from leafnet.paths import trainer_output
-from leafnet.planning.plans import SPLITS_FILE, plans_file
-from leafnet.planning.splits import check_training_splits
+from leafnet.planning.plans import plans_file
 from leafnet.preprocessing.plans import Plans
-from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
-from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json
 from leafnet.training.checkpointing import (
     load_checkpoint,
     rng_state,
@@ -50,15 +47,14 @@ from leafnet.training.distributed import (
     shutdown_distributed,
 )
 from leafnet.training.locate import preprocessed_dataset
+from leafnet.training.fold_data import PREPROCESS_FIX, check_preprocessed, fold_split
 from leafnet.training.progress import LOGGER, plot_progress, training_log
 from leafnet.training.lr_schedule import budget_schedule
 from leafnet.training.run_identity import check_continuation, record_run_settings
 from leafnet.training.tasks.task import RunContext, TrainingTask
 from leafnet.utilities.digests import file_digest
-from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import cpu_has_bf16, default_device
 
-PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
 UNBOUNDED_STEPS = 10**9
 
 
@@ -116,11 +112,11 @@ class Trainer(ABC):
             self.validate_every = validate_every
         if num_workers is not None:
             self.num_workers = num_workers
-        self.split = self._fold_split()
+        self.split = fold_split(self.folder, self.plans, fold)
         self.output = trainer_output(self.folder.name, self.name, plans_name, self.preset.name,
                                      fold)
         data = self.folder / self.plans.data_identifier
-        self._check_preprocessed(data)
+        check_preprocessed(self.folder, data, self.plans, self.split, fold)
         scheme = self.plans.label_scheme
         self.train_cases = PreprocessedCases(data, self.split["train"], scheme)
         self.val_cases = PreprocessedCases(data, self.split["val"], scheme)
@@ -146,62 +142,6 @@ class Trainer(ABC):
         """The task this trainer trains, configured from its class attributes."""
 
     # -- set-up ---------------------------------------------------------------------------
-    def _fold_split(self) -> dict[str, list[str]]:
-        """This fold's cases, from splits_final.json checked as planning checks it (it may have
-        been edited since)."""
-        path = self.folder / SPLITS_FILE
-        training_ids, test_ids = self._case_ids()
-        rule = load_dataset_json(self.folder).split
-        splits = check_training_splits(path, training_ids, test_ids, rule, PREPROCESS_FIX)
-        folds = splits["folds"]
-        if not 0 <= self.fold < len(folds):
-            raise LeafnetError(f"fold {self.fold} does not exist; splits_final.json has "
-                               f"{len(folds)} fold(s) (0..{len(folds) - 1})")
-        return {"train": folds[self.fold]["train"], "val": folds[self.fold]["val"],
-                "test": splits.get("test", [])}
-
-    def _case_ids(self) -> tuple[list[str], list[str]]:
-        """The dataset's training and test case ids: the raw dataset's, else (raw data moved
-        away) those of the preprocessed arrays."""
-        with contextlib.suppress(LeafnetError):
-            raw = find_dataset(self.folder.name)
-            description = load_dataset_json(raw)
-            cases = dataset_cases(raw, description.image_ending, description.file_ending)
-            return sorted(cases.get("Tr", {})), sorted(cases.get("Ts", {}))
-        subsets: dict[str, list[str]] = {"Tr": [], "Ts": []}
-        for path in sorted((self.folder / self.plans.data_identifier).glob("*.json")):
-            subset = read_json(path).get("subset")
-            subsets.setdefault(subset, []).append(path.stem)
-        return subsets["Tr"], subsets["Ts"]
-
-    def _check_preprocessed(self, data: Path) -> None:
-        """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
-        changed after planning (the plans and arrays would be stale)."""
-        fix = f"run 'leafnet_plan_and_preprocess -d {self.folder.name[7:10]}'"
-        missing = [case for case in self.split["train"] + self.split["val"]
-                   if not case_paths(data, case)["properties"].is_file()]
-        if missing:
-            raise LeafnetError(
-                f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
-                f"{self.fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
-                f"{fix} (it resumes)")
-        damaged = [(case, problem) for case in self.split["train"] + self.split["val"]
-                   if (problem := array_problem(data, case, self.plans.target_size))]
-        if damaged:
-            shown = "; ".join(f"{case}: {problem}" for case, problem in damaged[:5])
-            raise LeafnetError(
-                f"{data}: the arrays of {len(damaged)} cases of fold {self.fold} cannot be used "
-                f"({shown}); nothing was trained or overwritten. {fix}: it preprocesses those "
-                "cases again")
-        try:
-            raw = find_dataset(self.folder.name)
-        except LeafnetError:
-            return
-        if (raw / "dataset.json").read_bytes() != (self.folder / "dataset.json").read_bytes():
-            raise LeafnetError(
-                f"{raw / 'dataset.json'} changed after planning ({self.folder} holds the planned "
-                f"copy): the plans and arrays may be stale; {fix}")
-
     def _prepare(self) -> None:
         torch.manual_seed(self.seed)
         self.parameters = self.task.build()

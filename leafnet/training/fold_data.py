@@ -1,0 +1,78 @@
+"""What a trainer checks of its data before it builds anything: the fold's cases, from
+splits_final.json checked as planning checks it, and preprocessed arrays that are complete,
+readable and made from the raw dataset as it is now."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from leafnet.errors import LeafnetError
+from leafnet.planning.plans import SPLITS_FILE
+from leafnet.planning.splits import check_training_splits
+from leafnet.preprocessing.plans import Plans
+from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
+from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json
+from leafnet.utilities.json_files import read_json
+
+PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
+
+
+def fold_split(folder: Path, plans: Plans, fold: int) -> dict[str, list[str]]:
+    """Fold ``fold``'s train, val and test cases of the preprocessed dataset ``folder``, from
+    splits_final.json checked as planning checks it (it may have been edited since)."""
+    training_ids, test_ids = case_ids(folder, plans)
+    rule = load_dataset_json(folder).split
+    splits = check_training_splits(folder / SPLITS_FILE, training_ids, test_ids, rule,
+                                   PREPROCESS_FIX)
+    folds = splits["folds"]
+    if not 0 <= fold < len(folds):
+        raise LeafnetError(f"fold {fold} does not exist; splits_final.json has "
+                           f"{len(folds)} fold(s) (0..{len(folds) - 1})")
+    return {"train": folds[fold]["train"], "val": folds[fold]["val"],
+            "test": splits.get("test", [])}
+
+
+def case_ids(folder: Path, plans: Plans) -> tuple[list[str], list[str]]:
+    """The dataset's training and test case ids: the raw dataset's, else (raw data moved
+    away) those of the preprocessed arrays."""
+    with contextlib.suppress(LeafnetError):
+        raw = find_dataset(folder.name)
+        description = load_dataset_json(raw)
+        cases = dataset_cases(raw, description.image_ending, description.file_ending)
+        return sorted(cases.get("Tr", {})), sorted(cases.get("Ts", {}))
+    subsets: dict[str, list[str]] = {"Tr": [], "Ts": []}
+    for path in sorted((folder / plans.data_identifier).glob("*.json")):
+        subset = read_json(path).get("subset")
+        subsets.setdefault(subset, []).append(path.stem)
+    return subsets["Tr"], subsets["Ts"]
+
+
+def check_preprocessed(folder: Path, data: Path, plans: Plans, split: dict[str, list[str]],
+                       fold: int) -> None:
+    """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
+    changed after planning (the plans and arrays would be stale)."""
+    fix = f"run 'leafnet_plan_and_preprocess -d {folder.name[7:10]}'"
+    missing = [case for case in split["train"] + split["val"]
+               if not case_paths(data, case)["properties"].is_file()]
+    if missing:
+        raise LeafnetError(
+            f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
+            f"{fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
+            f"{fix} (it resumes)")
+    damaged = [(case, problem) for case in split["train"] + split["val"]
+               if (problem := array_problem(data, case, plans.target_size))]
+    if damaged:
+        shown = "; ".join(f"{case}: {problem}" for case, problem in damaged[:5])
+        raise LeafnetError(
+            f"{data}: the arrays of {len(damaged)} cases of fold {fold} cannot be used "
+            f"({shown}); nothing was trained or overwritten. {fix}: it preprocesses those "
+            "cases again")
+    try:
+        raw = find_dataset(folder.name)
+    except LeafnetError:
+        return
+    if (raw / "dataset.json").read_bytes() != (folder / "dataset.json").read_bytes():
+        raise LeafnetError(
+            f"{raw / 'dataset.json'} changed after planning ({folder} holds the planned "
+            f"copy): the plans and arrays may be stale; {fix}")
