@@ -90,6 +90,13 @@ def reconstruction_dice(autoencoder: AutoencoderKL, scheme: LabelScheme, masks: 
                      for probability, mask in zip(decoded, masks, strict=True)])
 
 
+def ceiling_by_class(autoencoder: AutoencoderKL, scheme: LabelScheme, masks: np.ndarray,
+                     device: str = "cpu") -> dict[str, float]:
+    """The mean :func:`reconstruction_dice` of ``masks`` per class, by class name."""
+    scores = reconstruction_dice(autoencoder, scheme, masks, device).mean(axis=0)
+    return {item.name: float(value) for item, value in zip(scheme.classes, scores, strict=True)}
+
+
 def describe_ceiling(scheme: LabelScheme, per_class: dict[str, float]) -> str:
     """``polyp 0.987`` or ``disc 0.991, cup 0.962``, for logs."""
     return ", ".join(f"{item.name} {per_class[item.name]:.3f}" for item in scheme.classes)

@@ -43,9 +43,9 @@ from leafnet.models.autoencoder import (
     rgb_to_mask,
 )
 from leafnet.models.shipped_autoencoder import (
+    ceiling_by_class,
     describe_ceiling,
     load_shipped_autoencoder,
-    reconstruction_dice,
 )
 from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import (
@@ -118,13 +118,11 @@ class AutoencoderTask(TrainingTask):
     @torch.no_grad()
     def measure_ceiling(self) -> dict[str, float]:
         """Mean reconstruction Dice per class of up to ``ceiling_cases`` training masks."""
-        scheme = self.run.plans.label_scheme
         self.autoencoder.eval()
-        scores = reconstruction_dice(self.autoencoder, scheme,
-                                     self.run.training_masks(self.ceiling_cases), self.run.device)
+        self.ceiling = ceiling_by_class(self.autoencoder, self.run.plans.label_scheme,
+                                        self.run.training_masks(self.ceiling_cases),
+                                        self.run.device)
         self.autoencoder.train()
-        self.ceiling = {item.name: float(value)
-                        for item, value in zip(scheme.classes, scores.mean(axis=0), strict=True)}
         return self.ceiling
 
     def goal_due(self, done: int) -> bool:

@@ -28,8 +28,8 @@ from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
 from leafnet.models.shipped_autoencoder import (
     TARGET_RECONSTRUCTION_DICE,
+    ceiling_by_class,
     describe_ceiling,
-    reconstruction_dice,
 )
 from leafnet.paths import trainer_output
 from leafnet.raw_format import find_dataset
@@ -135,10 +135,8 @@ class DiffusionTask(TrainingTask):
         scheme = run.plans.label_scheme
         ceiling = self.recorded_ceiling
         if ceiling is None:
-            scores = reconstruction_dice(self.network.autoencoder, scheme,
-                                         run.training_masks(CEILING_CASES), run.device)
-            ceiling = {item.name: float(value)
-                       for item, value in zip(scheme.classes, scores.mean(axis=0), strict=True)}
+            ceiling = ceiling_by_class(self.network.autoencoder, scheme,
+                                       run.training_masks(CEILING_CASES), run.device)
         below = min(ceiling.values()) < TARGET_RECONSTRUCTION_DICE
         return [f"ceiling: the mask autoencoder reconstructs this fold's training masks at Dice "
                 f"{describe_ceiling(scheme, ceiling)}; no prediction can score higher"
