@@ -38,7 +38,11 @@ def test_versus_nnunet_trains_every_row_for_the_budget_and_scores_the_same_test_
     labels = leafnet_folders["LEAFNET_RAW"] / "Dataset999_LeafnetDemo" / "labelsTs"
     tested = sorted(path.name for path in labels.iterdir())
     assert report["num_test_cases"] == len(tested) > 0
-    predicted = [(folder / "leafnet_predictions", tested), (folder / "unet_predictions", tested)]
+    mirrored = rows["leafnet LEAFTrainer_x0_cpu, mirroring"]
+    assert mirrored["leafnet"] and mirrored["samples_seen"] == leaf["samples_seen"]
+    assert mirrored["seconds_per_image"] > 0 and "HD95" in mirrored["scores"]
+    predicted = [(folder / "leafnet_predictions", tested), (folder / "unet_predictions", tested),
+                 (folder / "leafnet_mirroring_predictions", tested)]
     if nnunet_available():
         own = rows["nnU-Net v2 2D, its own plans, without mirroring"]
         same = rows["nnU-Net v2 2D, leafnet's images, without mirroring"]
@@ -69,3 +73,28 @@ def test_versus_nnunet_trains_every_row_for_the_budget_and_scores_the_same_test_
     assert [row["samples_seen"] for row in again["rows"]] == [
         row["samples_seen"] for row in report["rows"]]
     assert again["rows"][0]["scores"] == leaf["scores"]
+
+
+def test_the_verdict_sets_each_methods_better_row_against_the_others():
+    from leafnet.benchmarks.versus_nnunet import verdict
+
+    def row(method, dice, leafnet=False):
+        return {"method": method, "scores": {"Dice": dice}, **({"leafnet": True} if leafnet
+                                                               else {})}
+
+    report = {"rows": [row("leafnet", 0.80, True), row("leafnet, mirroring", 0.83, True),
+                       row("U-Net", 0.82), row("nnU-Net, without mirroring", 0.78),
+                       row("nnU-Net, mirroring", 0.81)]}
+    leaf, best = verdict(report)
+    assert (leaf["method"], best["method"]) == ("leafnet, mirroring", "U-Net")
+    report["rows"][4]["scores"]["Dice"] = 0.85
+    assert verdict(report)[1]["method"] == "nnU-Net, mirroring"
+    # a report written before leafnet's rows were marked: its first row is leafnet's
+    old = {"rows": [row("leafnet", 0.80), row("U-Net", 0.79)]}
+    assert [r["method"] for r in verdict(old)] == ["leafnet", "U-Net"]
+    assert verdict({"rows": [row("leafnet", 0.8, True)]}) is None
+    # a row scored on the first test images only (--mirroring-cases) does not decide
+    report["num_test_cases"] = 60
+    report["rows"][4]["num_cases"] = 2
+    assert verdict(report)[1]["method"] == "U-Net"
+

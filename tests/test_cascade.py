@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from leafnet.benchmarks.versus_nnunet import benchmark_versus_nnunet
 from leafnet.errors import LeafnetError
 from leafnet.inference.cascade import CascadePredictor, coarse_folders
 from leafnet.inference.cli import main as predict_main
@@ -178,6 +179,9 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
     candidates = disc_only.plans.json["target_size_rule"]["candidates"]
     assert candidates[0]["ceiling_dice"]["disc"] < 0.98
     assert disc_only.roi_plans is not None, candidates
+    # versus-nnunet trains one stage: it refuses two-stage plans before training anything
+    with pytest.raises(LeafnetError, match="plans two stages .*roi-crop.*--target-size"):
+        benchmark_versus_nnunet(997, 1.0, rows=(), device="cpu")
     one_stage = plan_and_preprocess(997, target_size=(128, 128), show_progress=False,
                                     num_processes=1)
     assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json

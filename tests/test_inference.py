@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from scipy import ndimage
 from conftest import disc_mask, planned_tiny_demo, rgb, save
 
@@ -19,6 +20,8 @@ from leafnet.inference.cli import main as predict_main
 from leafnet.model_store.discovery import find_model
 from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.predictor import LEAFPredictor
+from leafnet.preprocessing.label_scheme import LabelScheme
+from leafnet.preprocessing.plans import Plans
 from leafnet.training.registry import find_trainer
 
 
@@ -77,6 +80,45 @@ def test_in_memory_api_equals_the_command_and_seeds_reproduce(results, tmp_path)
     np.testing.assert_allclose(again[1].probability, in_memory.probability, atol=1e-5)
     other = predictor.predict([image], seed=8)[0]
     assert not np.allclose(other.probability, in_memory.probability)
+
+
+def test_mirroring_by_the_command_equals_the_api(results, tmp_path, capsys):
+    save(tmp_path / "in" / "a.png", rgb(70, 60, 5))
+    predict_main(["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--mirroring",
+                  "--save_probabilities", "-device", "cpu"])
+    assert "test-time mirroring" in capsys.readouterr().out
+    image, _ = read_image(tmp_path / "in" / "a.png")
+    saved = np.load(tmp_path / "out" / "a.npz")["probabilities"]
+    mirrored = LEAFPredictor.from_folder(find_model(), mirroring=True).predict([image])[0]
+    np.testing.assert_allclose(saved, mirrored.probability, atol=1e-6)
+    plain = LEAFPredictor.from_folder(find_model()).predict([image])[0]
+    assert not np.allclose(saved, plain.probability, atol=1e-4)
+
+
+def test_mirroring_flips_each_view_back_before_averaging():
+    class Corner(torch.nn.Module):
+        """Marks the top-left quarter whatever the image: not mirror-symmetric."""
+
+        def latent_shape(self, image_shape):
+            return (image_shape[0], 4, image_shape[2] // 8, image_shape[3] // 8)
+
+        def forward(self, image, noise):
+            out = torch.zeros(image.shape[0], 1, *image.shape[2:])
+            out[:, :, :32, :32] = 1.0
+            return out
+
+    plans = Plans.from_json({
+        "data_identifier": "x", "target_size": [64, 64], "num_channels": 1,
+        "normalisation": {"windows": [{"lower": 0, "upper": 255}]},
+        "labels": {"background": 0, "spot": 1},
+        "label_handling": LabelScheme.for_dataset({"background": 0, "spot": 1}).to_json(),
+        "batch_size": 2, "preset": "tiny"}, "test plans")
+    image = np.zeros((1, 64, 64), np.uint8)
+    assert LEAFPredictor(Corner(), plans).predict([image])[0].label[:32, :32].all()
+    mirrored = LEAFPredictor(Corner(), plans, mirroring=True).predict([image])[0]
+    # each view marks its own corner once flipped back: a quarter of the votes everywhere
+    np.testing.assert_allclose(mirrored.probability[-1], 0.25, atol=1e-6)
+    assert not mirrored.label.any()
 
 
 def test_corrupt_input_is_reported_and_the_rest_predicted(results, tmp_path, capsys):

@@ -7,6 +7,8 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from conftest import FOLDER_VARIABLES, planned_tiny_demo
 
 from leafnet.models.shipped_autoencoder import (
@@ -57,8 +59,30 @@ def test_the_shipped_autoencoder_loads_through_the_weights_loader_and_records_it
     assert record["steps"] > 0 and record["validation"]
     autoencoder = load_shipped_autoencoder(preset)
     assert not autoencoder.training
-    assert next(autoencoder.parameters()).dtype.is_floating_point
+    assert {parameter.dtype for parameter in autoencoder.parameters()} == {torch.float32}
     assert shipped_folder("paper") is None and load_shipped_autoencoder("paper") is None
+
+
+def test_the_shipping_script_trains_on_a_small_mask_folder_and_resumes_only_its_own_run(
+        tmp_path, capsys):
+    from leafnet.training.shipped_first_stage import main as ship_main
+
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    for index, radius in enumerate((10, 20, 30)):  # 3 masks: none can be held out
+        Image.fromarray(disc(96, radius, (48, 40)) * 255).save(masks / f"m{index}.png")
+    (masks / "notes.txt").write_text("not a mask")
+    output = tmp_path / "shipped"
+    arguments = ["--preset", "tiny", "--steps", "2", "--batch-size", "2", "--size", "32",
+                 "--validate-every", "1", "--masks", str(masks), "-o", str(output)]
+    ship_main(arguments)
+    record = json.loads((output / "shipped.json").read_text())
+    assert record["steps"] == 2 and "1 channel" in record["validation"]
+    assert all(np.isfinite(list(record["validation"].values())))
+    assert (output / "diffusion_pytorch_model.safetensors").is_file()
+    with pytest.raises(SystemExit):
+        ship_main(arguments[:-4] + ["-o", str(output), "--c"])  # the same run without --masks
+    assert "was written with other settings" in capsys.readouterr().err
 
 
 def test_the_small_shipped_autoencoder_carries_shapes_it_was_not_trained_on():
@@ -89,6 +113,14 @@ def test_planning_by_ceiling_enlarges_where_half_the_objects_are_lost_though_the
     one, doubled = measured
     assert one.worst < doubled.worst - 0.01
     assert choose(measured).candidate.target_size == (256, 256)
+
+
+def test_only_a_shipped_autoencoder_that_carries_its_own_shapes_judges_plans():
+    from leafnet.models.shipped_autoencoder import PLANNING_MIN_SHAPE_DICE, plans_by_ceiling
+
+    assert plans_by_ceiling("small")
+    assert shipped_record("tiny")["validation"]["1 channel"] < PLANNING_MIN_SHAPE_DICE
+    assert not plans_by_ceiling("tiny") and not plans_by_ceiling("paper")
 
 
 def test_the_cheapest_candidate_within_reach_of_the_best_is_chosen():

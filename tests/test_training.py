@@ -155,13 +155,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
+def _join(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
     os.environ.update(environment)
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank),
                        "WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port)})
     torch.set_num_threads(1)
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
+    _join(rank, world_size, port, environment)
     train("LEAFTrainer_x0_distill", 2, device="cpu")
+
+
+def _command_worker(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
+    _join(rank, world_size, port, environment)
+    find_trainer("LEAFAutoencoderTrainer").num_steps = 2  # a cap: the group is what is tested
+    train_main(["999", "LEAFTrainer_x0", "--steps", "2", "--workers", "0", "-device", "cpu"])
+
+
+def test_ddp_command_trains_the_missing_first_stage_and_then_the_model_in_one_group(env):
+    shutil.rmtree(env / "leafnet_results" / "Dataset999_LeafnetDemo")
+    environment = {k: os.environ[k] for k in FOLDER_VARIABLES}
+    mp.spawn(_command_worker, args=(2, _free_port(), environment), nprocs=2, join=True)
+    dataset = env / "leafnet_results" / "Dataset999_LeafnetDemo"
+    for trainer in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0"):
+        output = dataset / f"{trainer}__leafnetPlans__tiny" / "fold_0"
+        assert (output / "checkpoint_final.pth").is_file(), trainer
+        assert "2 process(es)" in (output / "training_log.txt").read_text()
 
 
 def test_ddp_on_two_gloo_processes_matches_one_process_with_the_full_batch(env):

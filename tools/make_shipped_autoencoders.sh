@@ -13,7 +13,7 @@ if [ -d ../shared/data/kvasir-seg/train/masks ]; then
 fi
 train() {  # preset steps
     "$BIN/python" -m leafnet.training.shipped_first_stage --preset "$1" --steps "$2" \
-        "${MASKS[@]}" -o "$WORK/$1" --c
+        ${MASKS[@]+"${MASKS[@]}"} -o "$WORK/$1" --c
     mkdir -p "leafnet/models/shipped/$1"
     cp "$WORK/$1/config.json" "$WORK/$1/diffusion_pytorch_model.safetensors" \
         "$WORK/$1/shipped.json" "leafnet/models/shipped/$1/"

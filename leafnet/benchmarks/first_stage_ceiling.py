@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from leafnet.dataset_conversion.demo import synthesize_case
 from leafnet.dataset_conversion.fundus import synthesize_fundus
 from leafnet.errors import LeafnetError
+from leafnet.imageio.mask_rule import read_binary_mask
 from leafnet.models.presets import get_preset
 from leafnet.models.shipped_autoencoder import (
     load_shipped_autoencoder,
@@ -35,6 +35,7 @@ from leafnet.models.shipped_autoencoder import (
 from leafnet.planning.ceiling import Candidate, measure
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.resampling import resize_label
+from leafnet.utilities.picks import evenly_spaced
 
 BINARY = LabelScheme.for_dataset({"background": 0, "foreground": 1})
 NESTED = {"background": 0, "outer": 1, "inner": 2}
@@ -46,18 +47,6 @@ REAL_SETS = {
     "drive vessels (1st observer)": ("drive/test/1st_manual", "*.gif"),
 }
 SYNTHETIC_SEED = 7
-
-
-def _spread(items: list, count: int) -> list:
-    picks = np.unique(np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int))
-    return [items[index] for index in picks]
-
-
-def read_binary_mask(path: Path) -> np.ndarray:
-    """A distributed mask as a 0/1 label: first channel, above half the file's range."""
-    array = np.asarray(Image.open(path))
-    array = array[..., 0] if array.ndim == 3 else array
-    return (array > (int(array.max()) + int(array.min())) / 2).astype(np.uint8)
 
 
 def synthetic_sets(cases: int) -> dict[str, tuple[LabelScheme, Callable[[int], np.ndarray]]]:
@@ -102,7 +91,7 @@ def benchmark_first_stage_ceiling(data: Path, preset: str = "small",
         if not paths:
             skipped[name] = f"no {pattern} in {data / relative}"
             continue
-        labels = [read_binary_mask(path) for path in _spread(paths, cases)]
+        labels = [read_binary_mask(path) for path in evenly_spaced(paths, cases)]
         rows.append(_row(name, BINARY, labels, autoencoder, size))
     for name, (scheme, make) in synthetic_sets(cases).items():
         count = min(cases, 40)

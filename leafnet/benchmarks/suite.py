@@ -20,7 +20,12 @@ from typing import Any
 from leafnet.atomic import write_text
 from leafnet.benchmarks.report import write_report
 from leafnet.benchmarks.scratch_environment import environment
-from leafnet.benchmarks.versus_nnunet import ROWS, benchmark_versus_nnunet, markdown_table
+from leafnet.benchmarks.versus_nnunet import (
+    ROWS,
+    benchmark_versus_nnunet,
+    markdown_table,
+    verdict,
+)
 from leafnet.dataset_conversion import convert_folder, convert_kvasir_seg
 from leafnet.errors import LeafnetError
 from leafnet.paths import results_root
@@ -130,11 +135,11 @@ def summary_table(suite: dict[str, Any]) -> str:
                 f"{scores['Dice']:.3f} | {scores['IoU']:.3f} | "
                 f"{scores.get('HD95', float('nan')):.1f} | {row['samples_seen']} | "
                 f"{row['seconds_per_step']:.2f} | {row['seconds_per_image']:.3f} |")
-        leafnet, *baselines = report["rows"]
-        if baselines:
-            best = max(baselines, key=lambda row: row["scores"]["Dice"])
+        decided = verdict(report)
+        if decided is not None:
+            leafnet, best = decided
             lead = leafnet["scores"]["Dice"] - best["scores"]["Dice"]
-            verdicts.append(f"- {report['dataset']}: leafnet "
+            verdicts.append(f"- {report['dataset']}: leafnet ({leafnet['method']}) "
                             f"{'leads' if lead > 0 else 'does not lead'} by {lead:+.3f} "
                             f"against {best['method']}")
     for name, reason in suite["skipped"].items():

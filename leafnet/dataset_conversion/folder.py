@@ -21,7 +21,8 @@ from leafnet.dataset_conversion.label_folders import (
     label_folder_cases,
     label_folder_labels,
 )
-from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule, survey_masks
+from leafnet.imageio.mask_facts import survey_masks
+from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule
 from leafnet.imageio.read_write import image_header
 from leafnet.dataset_conversion.source_layout import image_files, require_source
 from leafnet.dataset_conversion.writer import write_dataset

@@ -24,7 +24,8 @@ from leafnet.dataset_conversion.file_cases import ImageRule
 from leafnet.dataset_conversion.source_layout import case_id, pair_by_stem
 from leafnet.errors import LeafnetError
 from leafnet.imageio import write_label
-from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule, read_mask_channel, survey_masks
+from leafnet.imageio.mask_facts import read_mask_channel, survey_masks
+from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule
 from leafnet.utilities.parallel import parallel_map
 
 # Share of an inner mask that may lie outside the mask it is nested in (outlines drawn by hand).

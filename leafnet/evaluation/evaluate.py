@@ -22,12 +22,8 @@ from skimage.segmentation import find_boundaries
 
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
-from leafnet.imageio.mask_rule import (
-    MaskFacts,
-    decide_mask_rule,
-    mask_facts,
-    read_mask_channel,
-)
+from leafnet.imageio.mask_facts import MaskFacts, mask_facts, read_mask_channel
+from leafnet.imageio.mask_rule import decide_mask_rule
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
 from leafnet.preprocessing.label_scheme import LabelClass

@@ -3,9 +3,9 @@
 Masks come as 0/1 or 0/255 PNGs, JPEGs with compression noise, palette PNGs, RGB files with
 equal channels, colour masks, and more. A rule chosen per file (or guessed from the first one)
 silently turns a {0, 2} mask into background, or one file's stray value into a different
-threshold. :func:`survey_masks` reads every mask once; :func:`decide_mask_rule` picks one rule
-for all of them, says it in one line ("values {0,255} in 200 files -> foreground = value >=
-128"), and refuses anything ambiguous with the files named and the flag that resolves it.
+threshold. ``mask_facts.survey_masks`` reads every mask once; :func:`decide_mask_rule` picks
+one rule for all of them, says it in one line ("values {0,255} in 200 files -> foreground =
+value >= 128"), and refuses anything ambiguous with the files named and the flag that resolves it.
 :meth:`MaskRule.to_label` then checks each case: a mask whose foreground would vanish or change
 is an error, not a pass, and so is a dataset in which no mask keeps any foreground (an object
 drawn only in the alpha channel, an empty ``--mask-channel``). A third value is anti-aliasing only
@@ -21,121 +21,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from leafnet.errors import LeafnetError
 from leafnet.imageio.endings import LOSSY_ENDINGS, file_ending
-from leafnet.imageio.properties import ImageProperties
-from leafnet.imageio.read_write import read_array, write_label
-from leafnet.utilities.parallel import parallel_map
+from leafnet.imageio.mask_facts import (
+    LOSSY_CHANNEL_TOLERANCE,
+    NEAR_EXTREME_BAND,
+    MaskFacts,
+    read_mask_channel,
+    value_counts,
+)
+from leafnet.imageio.read_write import write_label
 
 MAX_LISTED = 5
-# JPEG masks: channels of a gray mask stored as RGB differ by compression noise only.
-LOSSY_CHANNEL_TOLERANCE = 24
 # A mask with more than two values is read as binary when almost every pixel lies near its
 # lowest or highest value (compression noise), or when its in-between pixels, of several
 # shades over a range of at least ANTI_ALIASED_RANGE, all lie on edges (anti-aliasing, however
 # large a share of a small image or thin object the edges are).
 NEAR_EXTREMES_FRACTION = 0.98
-# A value counts as near the lowest or highest when it lies within this share of the range.
-NEAR_EXTREME_BAND = 1 / 8
 ANTI_ALIASED_RANGE = 16
-# Anti-aliased or compressed edges: a value between the extremes lies within this many pixels
-# of both a low and a high pixel (resampling filters ring up to 3 pixels out; JPEG's ringing
-# spreads over its 8-pixel blocks).
-EDGE_RADIUS = 3
-LOSSY_EDGE_RADIUS = 8
 # A file's in-between pixels form regions of their own when more than this share of them (and
 # at least REGION_MIN_PIXELS) lie away from every edge.
 REGION_FRACTION = 0.05
 REGION_MIN_PIXELS = 4
-
-
-@dataclass(frozen=True)
-class ChannelFacts:
-    """What the channels of a mask file say beyond the channel read: whether its colour
-    channels differ, and whether its object is drawn only in alpha (colour channels one value,
-    alpha not)."""
-
-    colours: bool = False
-    alpha_only: bool = False
-
-
-@dataclass(frozen=True)
-class MaskFacts:
-    """What one mask file holds: its mode, channels and value counts (of the channel read)."""
-
-    path: Path
-    mode: str | None
-    channels: int
-    colours: bool
-    values: dict[int, int]
-    alpha_only: bool = False
-    middle: int = 0
-    middle_off_edges: int = 0
-    stray: int = 0
-
-    @property
-    def lossy(self) -> bool:
-        return file_ending(self.path) in LOSSY_ENDINGS
-
-
-def _colour_channels(array: np.ndarray, lossy: bool) -> bool:
-    """Whether the colour channels of ``array`` differ (beyond JPEG noise for lossy files)."""
-    if array.shape[0] == 1:
-        return False
-    spread = np.abs(array.astype(np.int32) - array[:1].astype(np.int32)).max()
-    return bool(spread > (LOSSY_CHANNEL_TOLERANCE if lossy else 0))
-
-
-def read_mask_channel(path: Path,
-                      channel: int | None) -> tuple[np.ndarray, ImageProperties, ChannelFacts]:
-    """The mask's ``(H, W)`` values: the chosen ``channel``, else the first colour channel
-    (alpha dropped). Also returns the file's properties and :class:`ChannelFacts`."""
-    array, properties = read_array(path, palette_as_index=True)
-    if channel is not None:
-        if not 0 <= channel < array.shape[0]:
-            raise LeafnetError(f"{path}: has {array.shape[0]} channel(s); --mask-channel "
-                               f"{channel} does not exist")
-        return array[channel], properties, ChannelFacts()
-    colour = array[:-1] if properties.has_alpha else array
-    alpha_only = bool(properties.has_alpha and colour.min() == colour.max()
-                      and array[-1].min() != array[-1].max())
-    return colour[0], properties, ChannelFacts(
-        _colour_channels(colour, file_ending(path) in LOSSY_ENDINGS), alpha_only)
-
-
-def mask_facts(path: Path, mask: np.ndarray, properties: ImageProperties,
-               channels: ChannelFacts) -> MaskFacts:
-    """The :class:`MaskFacts` of a mask read by :func:`read_mask_channel`."""
-    if not np.issubdtype(mask.dtype, np.integer) and not np.array_equal(mask, np.round(mask)):
-        fraction = float(mask[mask != np.round(mask)].flat[0])
-        raise LeafnetError(
-            f"{path}: mask values must be integers, found fractions (e.g. {fraction:g}), as in a "
-            "soft or probability map. Binarise the masks at your cut-off and save them as 0/1 "
-            "or 0/255, or scale them to integers (0..255) and give --threshold T")
-    lossy = file_ending(path) in LOSSY_ENDINGS
-    return MaskFacts(path, properties.mode, properties.channels, channels.colours,
-                     _value_counts(mask), channels.alpha_only,
-                     *middle_pixels(mask, LOSSY_EDGE_RADIUS if lossy else EDGE_RADIUS))
-
-
-def middle_pixels(mask: np.ndarray, radius: int) -> tuple[int, int, int]:
-    """Three counts of the pixels off the mask's two extreme values. How many lie between them
-    (beyond an eighth of the range from either); how many of those are farther than ``radius``
-    from a low or from a high pixel (anti-aliased and compressed edges have none, a region of a
-    third value has its interior there); and how many pixels of any value but the two extremes
-    lie off the edges (a stray value, near an extreme or not)."""
-    low, high = int(mask.min()), int(mask.max())
-    band = (high - low) * NEAR_EXTREME_BAND
-    lows, highs = mask <= low + band, mask >= high - band
-    others = (mask != low) & (mask != high)
-    if not others.any():
-        return 0, 0, 0
-    middle = ~(lows | highs)
-    size = 2 * radius + 1
-    off_edges = ~(ndimage.maximum_filter(lows, size) & ndimage.maximum_filter(highs, size))
-    return int(middle.sum()), int((middle & off_edges).sum()), int((others & off_edges).sum())
 
 
 def _shades(values: Sequence[int]) -> list[int]:
@@ -148,21 +56,6 @@ def _shades(values: Sequence[int]) -> list[int]:
 def _half_way(values: Sequence[int]) -> int:
     """The threshold half-way between the lowest and highest values (128 for 0/255)."""
     return (min(values) + max(values) + 1) // 2
-
-
-def _value_counts(mask: np.ndarray) -> dict[int, int]:
-    values, counts = np.unique(mask, return_counts=True)
-    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
-
-
-class SurveyTask:
-    """Picklable worker: one mask path -> its :class:`MaskFacts`."""
-
-    def __init__(self, channel: int | None) -> None:
-        self.channel = channel
-
-    def __call__(self, path: Path) -> MaskFacts:
-        return mask_facts(path, *read_mask_channel(path, self.channel))
 
 
 def _listing(paths: Sequence[Path]) -> str:
@@ -179,7 +72,7 @@ def _values_text(values: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class MaskRule:
-    """How a source mask becomes a label (from one channel, see :func:`read_mask_channel`).
+    """How a source mask becomes a label (from one channel, see ``mask_facts.read_mask_channel``).
 
     - ``label_map`` maps each source value to a label; a value it does not name is an error.
     - ``threshold``: foreground (1) where the value is ``>= threshold`` (``< threshold`` when
@@ -202,8 +95,8 @@ class MaskRule:
     def to_label(self, mask: np.ndarray, path: Path) -> np.ndarray:
         """``mask`` as labels; an error when the mask's object vanishes or fills the image."""
         label = self.map_values(mask, path)
-        counts = _value_counts(mask)
-        if loses_object(counts, _value_counts(label), file_ending(path) in LOSSY_ENDINGS):
+        counts = value_counts(mask)
+        if loses_object(counts, value_counts(label), file_ending(path) in LOSSY_ENDINGS):
             what = ("its object vanished: the rule marks no pixel as foreground"
                     if not label.any() else "the rule marks every pixel as foreground")
             raise LeafnetError(
@@ -256,6 +149,20 @@ class MaskRule:
         write_label(destination, self.to_label(mask, source), properties)
 
 
+def read_binary_mask(path: Path) -> np.ndarray:
+    """A mask file as a 0/1 label ``(H, W)`` without surveying its dataset: the channel
+    :func:`~leafnet.imageio.mask_facts.read_mask_channel` reads, foreground from half-way
+    between its lowest and highest value (the rule :func:`decide_mask_rule` takes for a
+    two-valued dataset). For tools that read mask folders as distributed (the shipped first
+    stage's real masks, the ceiling benchmark); conversion decides and checks one rule per
+    dataset instead."""
+    mask = read_mask_channel(path, None)[0]
+    low, high = int(mask.min()), int(mask.max())
+    if high == low:
+        return np.zeros(mask.shape, np.uint8)
+    return (mask >= _half_way([low, high])).astype(np.uint8)
+
+
 def loses_object(values: dict[int, int], labels: dict[int, int], lossy: bool) -> bool:
     """Whether a rule giving these label counts loses the object of a mask with these value
     counts: the mask holds two clearly different values (beyond JPEG noise), yet the label is
@@ -263,13 +170,6 @@ def loses_object(values: dict[int, int], labels: dict[int, int], lossy: bool) ->
     if max(values) - min(values) <= (LOSSY_CHANNEL_TOLERANCE if lossy else 0):
         return False
     return len([n for n in labels.values() if n]) == 1
-
-
-def survey_masks(paths: Sequence[Path], channel: int | None, num_processes: int | None,
-                 show_progress: bool) -> list[MaskFacts]:
-    """Read every mask once (in parallel) and record its values."""
-    return parallel_map(SurveyTask(channel), paths, num_processes, "reading masks",
-                        show_progress)
 
 
 def _refuse_colours(facts: Sequence[MaskFacts]) -> None:

@@ -97,16 +97,16 @@ def coarse_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
 
 
 def load_predictor(folders: Sequence[Path], checkpoint: str = "best", device: str = "cpu",
-                   batch_size: int = 4, backend: str = "torch",
-                   fast_decoder: bool = False) -> LEAFPredictor | CascadePredictor:
+                   batch_size: int = 4, backend: str = "torch", fast_decoder: bool = False,
+                   mirroring: bool = False) -> LEAFPredictor | CascadePredictor:
     """The model of ``folders`` (one fold, or the folds of an ensemble), with its coarse stage
-    when its plans are a second stage."""
+    when its plans are a second stage; ``mirroring`` for both stages."""
     predictor = LEAFPredictor.from_folders(folders, checkpoint, device, batch_size, backend,
-                                           fast_decoder)
+                                           fast_decoder, mirroring)
     if predictor.plans.roi_crop is None:
         return predictor
     coarse = LEAFPredictor.from_folders(coarse_folders(folders, predictor.plans), checkpoint,
-                                        device, batch_size, backend, fast_decoder)
+                                        device, batch_size, backend, fast_decoder, mirroring)
     return CascadePredictor(coarse, predictor)
 
 

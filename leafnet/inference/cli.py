@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="fixes the noise")
     parser.add_argument("--num_samples", type=positive_int, default=1,
                         help="average K noise draws before thresholding (default 1, the paper)")
+    parser.add_argument("--mirroring", action="store_true",
+                        help="test-time mirroring: average the predictions of the image and its "
+                        "three flips (as nnU-Net does; four times the time)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
     parser.add_argument("--continue", dest="continue_prediction", action="store_true",
                         help="skip inputs whose output exists")
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.backend == "onnxruntime" and device != "cpu":
         raise LeafnetError("--backend onnxruntime runs on the CPU; add -device cpu")
     predictor = load_predictor(folders, args.checkpoint, device, args.batch_size, args.backend,
-                               args.fast_decoder)
+                               args.fast_decoder, args.mirroring)
     folder = folders[0] if len(folders) == 1 else folders[0].parent
     if args.num_seeds > 1:
         if args.reference is None:
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                             args.save_probabilities, args.continue_prediction,
                             save_uncertainty=args.save_uncertainty)
     print(f"model: {folder}" + (f" (folds {args.folds}, probabilities averaged)"
-                                 if len(folders) > 1 else ""))
+                                 if len(folders) > 1 else "")
+          + (", test-time mirroring (four views averaged)" if args.mirroring else ""))
     if isinstance(predictor, CascadePredictor):
         print(f"two stages: {predictor.coarse.plans.plans_name} found the structure in the whole "
               f"image, {predictor.plans.plans_name} segmented a crop "

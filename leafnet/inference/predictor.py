@@ -9,7 +9,9 @@ not depend on the batch it was made in.
 A predictor holds one or more members (the folds of an ensemble), each a single-step model run
 by PyTorch or onnxruntime, with the frozen or the fast mask decoder. The probabilities are the
 mean over members and noise samples, as nnU-Net averages its folds; their standard deviation
-is the uncertainty map.
+is the uncertainty map. With ``mirroring`` each member also sees the image flipped along either
+axis and both (training flips both axes), and its four outputs, flipped back, are averaged
+first: nnU-Net's test-time mirroring, at four times the cost.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from leafnet.preprocessing import (
 from leafnet.preprocessing.plans import Plans
 
 BACKENDS = ("torch", "onnxruntime")
+# The flips of test-time mirroring: none, horizontal, vertical, both (dims of (B, C, H, W)).
+MIRROR_AXES: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
 
 class SingleStepModel(Protocol):
@@ -99,16 +103,17 @@ class LEAFPredictor:
     """Trained single-step models (one per fold) with the plans they were trained under."""
 
     def __init__(self, members: SingleStepModel | Sequence[SingleStepModel], plans: Plans,
-                 device: str = "cpu", batch_size: int = 4) -> None:
+                 device: str = "cpu", batch_size: int = 4, mirroring: bool = False) -> None:
         self.members = list(members) if isinstance(members, Sequence) else [members]
         if not self.members:
             raise LeafnetError("a predictor needs at least one model")
         self.plans, self.device, self.batch_size = plans, device, batch_size
+        self.mirroring = mirroring
 
     @classmethod
     def from_folders(cls, folders: Sequence[Path], checkpoint: str = "best",
                      device: str = "cpu", batch_size: int = 4, backend: str = "torch",
-                     fast_decoder: bool = False) -> LEAFPredictor:
+                     fast_decoder: bool = False, mirroring: bool = False) -> LEAFPredictor:
         """The exported models ``model_<checkpoint>/`` of one or more fold folders (an
         ensemble); without a best model (no validation cases) the final one is used. The folds
         must share their preprocessing and label scheme."""
@@ -124,29 +129,31 @@ class LEAFPredictor:
                                    "intensity windows or labels); ensemble folds of one plan")
         members = [load_member(folder, checkpoint, device, backend, fast_decoder)
                    for folder in folders]
-        return cls(members, plans[0], device, batch_size)
+        return cls(members, plans[0], device, batch_size, mirroring)
 
     @classmethod
     def from_folder(cls, folder: Path, checkpoint: str = "best", device: str = "cpu",
-                    batch_size: int = 4, backend: str = "torch",
-                    fast_decoder: bool = False) -> LEAFPredictor:
+                    batch_size: int = 4, backend: str = "torch", fast_decoder: bool = False,
+                    mirroring: bool = False) -> LEAFPredictor:
         """One fold folder's model (see :meth:`from_folders`)."""
-        return cls.from_folders([folder], checkpoint, device, batch_size, backend, fast_decoder)
+        return cls.from_folders([folder], checkpoint, device, batch_size, backend, fast_decoder,
+                                mirroring)
 
     @classmethod
     def from_zip(cls, archive: Path, folds: Sequence[int] | None = None,
                  checkpoint: str = "best", device: str = "cpu", batch_size: int = 4,
-                 backend: str = "torch", fast_decoder: bool = False) -> LEAFPredictor:
+                 backend: str = "torch", fast_decoder: bool = False,
+                 mirroring: bool = False) -> LEAFPredictor:
         """A model shared with ``leafnet_export_model``, without installing it: all its folds,
         or ``folds``. The archive is checked before anything is read."""
         with tempfile.TemporaryDirectory(prefix="leafnet_zip_") as scratch:
             model = extract_archive(archive, Path(scratch))
             predictor = cls.from_folders(model.fold_folders(folds), checkpoint, device,
-                                         batch_size, backend, fast_decoder)
+                                         batch_size, backend, fast_decoder, mirroring)
         if predictor.plans.roi_crop is not None:
             raise LeafnetError(
-                f"{archive} holds the second stage of a two-stage model ({predictor.plans.plans_name}"
-                f"), which predicts crops found by its first stage "
+                f"{archive} holds the second stage of a two-stage model "
+                f"({predictor.plans.plans_name}), which predicts crops found by its first stage "
                 f"({predictor.plans.roi_crop.coarse_plans}); install both with leafnet_install and "
                 f"predict with leafnet_predict -p {predictor.plans.plans_name}")
         return predictor
@@ -168,9 +175,16 @@ class LEAFPredictor:
 
     @torch.no_grad()
     def _member_probabilities(self, tensor: torch.Tensor, noise: torch.Tensor) -> np.ndarray:
-        """Mask-channel probabilities of every member and noise sample ``(M, B, C, h, w)``."""
-        outputs = [member(tensor, draw.to(self.device)).float().cpu().numpy()
-                   for member in self.members for draw in noise]
+        """Mask-channel probabilities of every member and noise sample ``(M, B, C, h, w)``,
+        each the mean over the mirrored views when mirroring."""
+        views = MIRROR_AXES if self.mirroring else MIRROR_AXES[:1]
+        outputs = []
+        for member in self.members:
+            for draw in noise:
+                draw = draw.to(self.device)
+                mean = sum(_flip(member(_flip(tensor, axes), _flip(draw, axes)).float(), axes)
+                           for axes in views) / len(views)
+                outputs.append(mean.cpu().numpy())
         return np.stack(outputs)
 
     def predict(self, images: Sequence[np.ndarray], seed: int = 0, num_samples: int = 1,
@@ -207,3 +221,9 @@ class LEAFPredictor:
                                           scheme.class_probabilities(original).astype(
                                               np.float32), spread, original))
         return results
+
+
+def _flip(tensor: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
+    """``tensor`` flipped along ``axes`` (itself for none); the image and its noise latent are
+    flipped alike, so that a view is the same sample seen mirrored."""
+    return torch.flip(tensor, axes) if axes else tensor

@@ -23,7 +23,7 @@ import numpy as np
 from leafnet.atomic import copy_file, write_json
 from leafnet.imageio import read_label
 from leafnet.models.presets import PRESETS
-from leafnet.models.shipped_autoencoder import load_shipped_autoencoder
+from leafnet.models.shipped_autoencoder import load_shipped_autoencoder, plans_by_ceiling
 from leafnet.planning.ceiling import CEILING_CASES
 from leafnet.paths import preprocessed_root
 from leafnet.planning.fingerprint import (
@@ -57,6 +57,7 @@ from leafnet.raw_format import (
 )
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.parallel import parallel_map
+from leafnet.utilities.picks import evenly_spaced
 from leafnet.utilities.processes import folder_lock, process_alive
 from leafnet.verification import assert_dataset_ok
 
@@ -164,16 +165,18 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         check_plans_match(existing, description, folder / PLANS_FILE)
         content = dict(existing.json)
     else:
+        measured = target_size is None and plans_by_ceiling(preset or DEFAULT_PRESET)
         content = make_plans(raw_folder.name, description, fingerprint,
                              preset or DEFAULT_PRESET, target_size, label_names,
-                             None if target_size else ceiling_labels(training))
+                             ceiling_labels(training) if measured else None)
     if existing is not None and target_size is not None:
         content["target_size_rule"] = given_size_rule(target_size)
         content.pop("cascade", None)
     elif existing is not None and preset is not None and preset != content["preset"]:
+        measured = plans_by_ceiling(preset)
         stages = plan_stages(fingerprint, existing.label_scheme, PRESETS[preset].target_size,
-                             labels=ceiling_labels(training),
-                             autoencoder=load_shipped_autoencoder(preset))
+                             labels=ceiling_labels(training) if measured else None,
+                             autoencoder=load_shipped_autoencoder(preset) if measured else None)
         target_size = stages.target_size
         content["target_size_rule"] = stages.rule
         content.pop("cascade", None)
@@ -185,9 +188,9 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         content["target_size"] = list(target_size)
         content["data_identifier"] = f"{content['plans_name']}_{target_size[0]}x{target_size[1]}"
     if label_names is not None:
-        content["label_handling"] = make_plans(raw_folder.name, description, fingerprint,
-                                               content["preset"],
-                                               label_names=label_names)["label_handling"]
+        content["label_handling"] = make_plans(
+            raw_folder.name, description, fingerprint, content["preset"],
+            tuple(content["target_size"]), label_names)["label_handling"]
     plans = Plans.from_json(content, folder / PLANS_FILE)
     write_json(folder / PLANS_FILE, content)
 
@@ -228,11 +231,7 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
 def ceiling_labels(training: dict[str, CaseFiles]) -> list[np.ndarray]:
     """The labels of up to ``CEILING_CASES`` training cases, evenly spaced over their sorted
     ids, that planning measures candidate plans on (ceiling.py)."""
-    ids = sorted(training)
-    if not ids:
-        return []
-    picked = sorted({ids[int(i)] for i in np.linspace(0, len(ids) - 1,
-                                                       min(CEILING_CASES, len(ids))).round()})
+    picked = evenly_spaced(sorted(training), CEILING_CASES)
     return [read_label(training[case_id].label)[0] for case_id in picked
             if training[case_id].label is not None]
 

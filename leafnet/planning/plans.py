@@ -18,7 +18,7 @@ from leafnet.paths import plain_name
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans, target_size_problems
 from leafnet.models.presets import PRESETS
-from leafnet.models.shipped_autoencoder import load_shipped_autoencoder
+from leafnet.models.shipped_autoencoder import load_shipped_autoencoder, plans_by_ceiling
 from leafnet.planning.stages import plan_stages
 from leafnet.raw_format import DatasetDescription
 
@@ -80,9 +80,10 @@ def make_plans(
         raise LeafnetError(f"{dataset_name}: {error}") from None
     cascade = None
     if target_size is None:
+        measuring = bool(ceiling_labels) and plans_by_ceiling(preset)
         stages = plan_stages(fingerprint, scheme, PRESETS[preset].target_size,
                              labels=ceiling_labels,
-                             autoencoder=load_shipped_autoencoder(preset))
+                             autoencoder=load_shipped_autoencoder(preset) if measuring else None)
         target_size, size_rule, cascade = stages.target_size, stages.rule, stages.cascade
     else:
         size_rule = given_size_rule(target_size)

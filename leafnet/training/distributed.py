@@ -11,9 +11,14 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistributedContext:
+    """This process's place in the group; ``owns_group`` when it joined the group itself (a
+    trainer run inside another one's group, as a first stage trained on the way, leaves the
+    group to its owner)."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False
 
     @property
     def is_main(self) -> bool:
@@ -34,16 +39,18 @@ def init_distributed(device: str) -> DistributedContext:
     if world_size <= 1:
         return DistributedContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
+    joins = not dist.is_initialized()
+    if joins:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend, rank=rank, world_size=world_size)
-    return DistributedContext(rank, world_size, local_rank)
+    return DistributedContext(rank, world_size, local_rank, joins)
 
 
 def shutdown_distributed(context: DistributedContext) -> None:
-    if context.enabled and dist.is_initialized():
+    """Leave the process group, if this context joined it."""
+    if context.enabled and context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

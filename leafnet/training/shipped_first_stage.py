@@ -30,6 +30,8 @@ from tqdm import tqdm
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError, exit_on_user_error
+from leafnet.imageio import IMAGE_ENDINGS, file_ending
+from leafnet.imageio.mask_rule import read_binary_mask
 from leafnet.models.autoencoder import encode_mask, mask_to_rgb, rgb_layout
 from leafnet.models.presets import PRESETS, get_preset
 from leafnet.models.shipped_autoencoder import SHIPPED_RECORD, round_trip
@@ -38,26 +40,29 @@ from leafnet.training.tasks.autoencoder import Reconstruction, rgb_dice_loss
 from leafnet.training.tasks.task import step_generator
 from leafnet.utilities.machine import autocast, cpu_has_bf16
 
-MASK_SUFFIXES = (".png", ".gif", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
 CHECKPOINT = "checkpoint.pth"
 
 
 def read_mask_folder(folder: Path, size: int) -> np.ndarray:
-    """Every mask image in ``folder`` as a binary ``(N, 1, size, size)`` float32 array: first
-    channel, above half its range, resized to ``size`` (bilinear, then > 0.5, as planning
-    resizes labels)."""
-    paths = sorted(path for path in folder.iterdir() if path.suffix.lower() in MASK_SUFFIXES)
+    """Every mask image in ``folder`` as a binary ``(N, 1, size, size)`` float32 array
+    (imageio's ``read_binary_mask``: half-way between the file's lowest and highest value),
+    resized to ``size`` (bilinear, then > 0.5, as planning resizes labels)."""
+    paths = sorted(path for path in folder.iterdir()
+                   if path.is_file() and file_ending(path) in IMAGE_ENDINGS)
     if not paths:
-        raise LeafnetError(f"{folder} holds no mask images ({', '.join(MASK_SUFFIXES)})")
+        raise LeafnetError(f"{folder} holds no mask images ({', '.join(IMAGE_ENDINGS)})")
     masks = []
     for path in tqdm(paths, desc=f"reading {folder}"):
-        array = np.asarray(Image.open(path))
-        array = array[..., 0] if array.ndim == 3 else array
-        binary = (array > array.max() / 2).astype(np.float32) if array.max() > 0 else (
-            np.zeros(array.shape, np.float32))
+        binary = read_binary_mask(path).astype(np.float32)
         resized = Image.fromarray(binary).resize((size, size), Image.BILINEAR)
         masks.append((np.asarray(resized) > 0.5).astype(np.float32)[None])
     return np.stack(masks)
+
+
+def held_out_count(total: int, count: int) -> int:
+    """How many of a real folder's ``total`` masks are kept out of training for validation:
+    ``count``, but never more than a fifth of them (a small folder still trains)."""
+    return min(count, total // 5)
 
 
 def draw_batch(seed: int, step: int, batch_size: int, size: int,
@@ -91,7 +96,8 @@ def reconstruction_loss(module: Reconstruction, masks: list[np.ndarray], seed: i
 
 def held_out(seed: int, size: int, count: int, real: dict[str, np.ndarray]) -> dict[str, list]:
     """Fixed validation masks: random shapes by channel count (a seed no step uses) and the
-    last ``count`` masks of each real folder (kept out of training)."""
+    last masks of each real folder (kept out of training; see :func:`held_out_count`; a folder
+    too small to spare any is not validated)."""
     rng = np.random.default_rng([seed, 2**32 - 1])
     shapes: dict[str, list] = {"1 channel": [], "2 channels": [], "3 channels": []}
     while min(len(v) for v in shapes.values()) < count:
@@ -99,7 +105,9 @@ def held_out(seed: int, size: int, count: int, real: dict[str, np.ndarray]) -> d
         key = f"{mask.shape[0]} channel" + ("s" if mask.shape[0] > 1 else "")
         if len(shapes[key]) < count:
             shapes[key].append(mask)
-    return {**shapes, **{name: list(masks[-count:]) for name, masks in real.items()}}
+    held = {name: held_out_count(len(masks), count) for name, masks in real.items()}
+    return {**shapes, **{name: list(masks[len(masks) - held[name]:])
+                         for name, masks in real.items() if held[name]}}
 
 
 def validate(autoencoder: AutoencoderKL, sets: dict[str, list], device: str) -> dict[str, float]:
@@ -144,7 +152,10 @@ def train(preset: str, steps: int, output: Path, masks: list[Path], seed: int = 
     real_sets = {"/".join(folder.resolve().parts[-3:]): read_mask_folder(folder, size)
                  for folder in masks}
     validation = held_out(seed, size, validation_count, real_sets)
-    real = [pool[:-validation_count] for pool in real_sets.values()]
+    real = [pool[:len(pool) - held_out_count(len(pool), validation_count)]
+            for pool in real_sets.values()]
+    settings = [preset, steps, seed, batch_size, size, real_share, learning_rate,
+                validation_count, sorted(real_sets)]
     autoencoder = AutoencoderKL(**get_preset(preset).autoencoder).to(device)
     parameters = list(autoencoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=0.01)
@@ -156,7 +167,7 @@ def train(preset: str, steps: int, output: Path, masks: list[Path], seed: int = 
     checkpoint, start, history = output / CHECKPOINT, 0, []
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=True)
-        if state["settings"] != [preset, steps, seed, batch_size, size, real_share]:
+        if state["settings"] != settings:
             raise LeafnetError(f"{checkpoint} was written with other settings "
                                f"{state['settings']}; remove it to start again")
         autoencoder.load_state_dict(state["autoencoder"])
@@ -188,7 +199,7 @@ def train(preset: str, steps: int, output: Path, masks: list[Path], seed: int = 
             tqdm.write(f"step {step + 1}: loss {float(loss.detach()):.4f}, " + ", ".join(
                 f"{name} {value:.4f}" for name, value in scores.items()))
             with atomic_path(checkpoint) as temporary:
-                torch.save({"settings": [preset, steps, seed, batch_size, size, real_share],
+                torch.save({"settings": settings,
                             "autoencoder": autoencoder.state_dict(),
                             "optimizer": optimizer.state_dict(),
                             "scheduler": scheduler.state_dict(), "ema": ema.state_dict(),

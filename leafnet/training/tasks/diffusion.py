@@ -89,6 +89,7 @@ class DiffusionTask(TrainingTask):
         self.timestep_sampling, self.pixel_loss_weight = timestep_sampling, pixel_loss_weight
         self.mask_latents = MaskLatentCache()
         self.recorded_ceiling: dict[str, float] | None = None
+        self.first_stage_target: float | None = None
 
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
@@ -124,26 +125,39 @@ class DiffusionTask(TrainingTask):
                 f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
                 f"--preset {run.preset.name}")
         self.recorded_ceiling = record.get("reconstruction_dice")
+        self.first_stage_target = record.get("target_dice")
         return network_config(run.preset.name, self.prediction_type, str(folder),
                               record["latent_scale"], scheme.num_channels)
 
     def start_notes(self) -> list[str]:
-        """The ceiling this run works under: the reconstruction Dice of the training masks through the frozen mask
-        autoencoder: no prediction decoded by it scores higher. Recorded by a trained first
-        stage; measured here for a pretrained one."""
+        """The ceiling this run works under: the reconstruction Dice of the training masks
+        through the frozen mask autoencoder at the plans' size, which a prediction decoded by it
+        can hardly pass there. Recorded by a trained first stage; measured here for a
+        pretrained one. Under the target, what to do about it."""
         run = self.run
         scheme = run.plans.label_scheme
         ceiling = self.recorded_ceiling
         if ceiling is None:
             ceiling = ceiling_by_class(self.network.autoencoder, scheme,
                                        run.training_masks(CEILING_CASES), run.device)
-        below = min(ceiling.values()) < TARGET_RECONSTRUCTION_DICE
-        return [f"ceiling: the mask autoencoder reconstructs this fold's training masks at Dice "
-                f"{describe_ceiling(scheme, ceiling)}; no prediction can score higher"
-                + (f" (under the {TARGET_RECONSTRUCTION_DICE:g} leafnet aims for: the first "
-                   f"stage stopped at its cap before reaching it; train it further with "
-                   f"leafnet_train {run.dataset_folder.name[7:10]} {self.first_stage} --c "
-                   "--extend --steps N, or plan a larger --target-size)" if below else "")]
+        note = (f"ceiling: the mask autoencoder reconstructs this fold's training masks at Dice "
+                f"{describe_ceiling(scheme, ceiling)} at the plans' size; predictions decoded "
+                "by it can hardly score higher there")
+        if min(ceiling.values()) >= TARGET_RECONSTRUCTION_DICE:
+            return [note]
+        dataset = run.dataset_folder.name
+        larger = (f"or plan a larger size: leafnet_plan_and_preprocess -d {dataset} "
+                  "--target-size H W")
+        if run.preset.pretrained is not None:
+            why = f"the '{run.preset.name}' preset's pretrained autoencoder; {larger}"
+        else:
+            extend = (f"train it further: leafnet_train {dataset} {self.first_stage} -f "
+                      f"{run.fold} --preset {run.preset.name} --c --extend --steps N, {larger}")
+            reached_cap = self.first_stage_target is not None
+            why = (f"the first stage stopped at its cap before reaching it; {extend}"
+                   if reached_cap else f"the first stage trains a fixed number of steps with no "
+                   f"goal; {extend}")
+        return [f"{note} (under the {TARGET_RECONSTRUCTION_DICE:g} leafnet aims for: {why})"]
 
     def build(self) -> list[nn.Parameter]:
         self.network = build_network(self.network_config()).to(self.run.device)

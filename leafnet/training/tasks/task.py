@@ -24,6 +24,7 @@ from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases
 from leafnet.training.distributed import DistributedContext
 from leafnet.utilities.machine import autocast
+from leafnet.utilities.picks import evenly_spaced
 
 
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
@@ -70,9 +71,8 @@ class RunContext:
     def training_masks(self, count: int) -> np.ndarray:
         """The coded masks ``(N, C, H, W)`` of up to ``count`` training cases, evenly spaced
         over the fold's list (what a first stage's reconstruction ceiling is measured on)."""
-        total = len(self.train_cases)
-        indices = np.unique(np.linspace(0, total - 1, min(count, total)).round().astype(int))
-        return np.stack([self.train_cases.image_and_mask(int(i))[1] for i in indices])
+        indices = evenly_spaced(range(len(self.train_cases)), count)
+        return np.stack([self.train_cases.image_and_mask(index)[1] for index in indices])
 
     def validation_batches(self) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """Validation images (on the device) and their target masks, in batches."""
