@@ -36,6 +36,13 @@ def planned_tiny_demo(root: Path, num_cases: int) -> Iterator[pytest.MonkeyPatch
         yield patch
 
 
+def point_folders_at(root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``root``'s leafnet folders (made by a module fixture) this test's folders."""
+    for variable in FOLDER_VARIABLES:
+        monkeypatch.setenv(variable, str(root / variable.lower()))
+    return root
+
+
 @pytest.fixture(autouse=True)
 def leafnet_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Point every leafnet folder into the test's temporary directory."""

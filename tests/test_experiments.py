@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import FOLDER_VARIABLES, planned_tiny_demo
+from conftest import planned_tiny_demo, point_folders_at
 from test_teachers import install_tiny_teachers
 
 from leafnet.errors import LeafnetError
@@ -33,9 +33,7 @@ def folders(tmp_path_factory):
 
 @pytest.fixture
 def env(folders, monkeypatch):
-    for variable in FOLDER_VARIABLES:
-        monkeypatch.setenv(variable, str(folders / variable.lower()))
-    return folders
+    return point_folders_at(folders, monkeypatch)
 
 
 def settings(steps: int = STEPS) -> RunSettings:

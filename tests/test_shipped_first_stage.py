@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from conftest import FOLDER_VARIABLES, planned_tiny_demo
+from conftest import planned_tiny_demo, point_folders_at
 
 from leafnet.models.shipped_autoencoder import (
     TARGET_RECONSTRUCTION_DICE,
@@ -144,9 +144,7 @@ def planned_demo(tmp_path_factory):
 @pytest.fixture
 def tiny_demo(planned_demo, monkeypatch):
     """The module's planned demo (64 px, tiny preset) as this test's leafnet folders."""
-    for variable in FOLDER_VARIABLES:
-        monkeypatch.setenv(variable, str(planned_demo / variable.lower()))
-    return planned_demo
+    return point_folders_at(planned_demo, monkeypatch)
 
 
 def _first_stage(target, steps=20):
