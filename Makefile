@@ -37,7 +37,7 @@ DEMO_FAST_OUT := $(RESULTS)/demo_predictions_fast_decoder
 # decoder (it prints the two decoders' agreement on the validation cases), then the test images
 # predicted with it and scored, to set beside `make demo`'s scores with the frozen decoder.
 demo-fast-decoder: $(STAMP)
-	$(BIN)/leafnet_distill_decoder -d 999 -tr LEAFTrainer_x0_cpu -f 0 --c
+	$(BIN)/leafnet_distill_decoder -d 999 -tr LEAFTrainer_x0_cpu -f 0
 	$(BIN)/leafnet_predict -d 999 -tr LEAFTrainer_x0_cpu -i $(RAW)/Dataset999_LeafnetDemo/imagesTs \
 		-o $(DEMO_FAST_OUT) --fast-decoder --save_probabilities
 	$(BIN)/leafnet_evaluate -ref $(RAW)/Dataset999_LeafnetDemo/labelsTs -pred $(DEMO_FAST_OUT) --hd95

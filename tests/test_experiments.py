@@ -93,7 +93,7 @@ def test_a_second_call_reuses_runs_and_predictions(env, monkeypatch):
         raise AssertionError("a finished run or prediction was redone")
 
     monkeypatch.setattr(LEAFTrainer, "run", refuse)
-    monkeypatch.setattr(scoring, "predict_cases", refuse)
+    monkeypatch.setattr(scoring, "predict_and_score", refuse)
     result = run_experiment("parameterization", settings())
     assert {row["status"] for row in result["rows"]} == {"reused", "skipped"}
 

@@ -25,6 +25,7 @@ from leafnet.model_store.discovery import find_models
 from leafnet.model_store.export_archive import export_model
 from leafnet.model_store.install_archive import install_model
 from leafnet.models.fast_decoder import load_fast_decoder
+from leafnet.models.fold_record import model_digest, read_fold_record
 from leafnet.training import fast_decoder_distillation as distillation
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
 from leafnet.training.registry import find_trainer
@@ -253,14 +254,14 @@ def test_distillation_windows_carry_context_and_the_loss_sees_the_window_only():
 
 
 def _fast_weights(folder):
-    decoder = load_fast_decoder(folder)
+    decoder = load_fast_decoder(folder, folder / "model_best")
     return {name: value.clone() for name, value in decoder.state_dict().items()}
 
 
 def test_interrupted_distillation_continues_to_the_same_decoder(results, monkeypatch):
     """Stopped after 25 of 40 steps (checkpoints every 10) and continued with resume=True, the
-    decoder equals one distilled straight through; the work folder is gone at the end, and a
-    continuation with other settings is refused."""
+    decoder equals one distilled straight through; the shared loop's record holds the steps
+    done, and a continuation with another target is refused."""
     folder = find_models("999", folds=[0])[0]
     settings = dict(steps=40, batch_size=4, max_cases=6, checkpoint_every=10,
                     show_progress=False)
@@ -268,7 +269,7 @@ def test_interrupted_distillation_continues_to_the_same_decoder(results, monkeyp
     straight = _fast_weights(folder)
     shutil.rmtree(folder / "fast_decoder")
 
-    real_step, calls = distillation._distillation_step, []
+    real_step, calls = distillation.FastDecoderTask.compute_losses, []
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -276,27 +277,83 @@ def test_interrupted_distillation_continues_to_the_same_decoder(results, monkeyp
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(distillation, "_distillation_step", interrupted)
+    monkeypatch.setattr(distillation.FastDecoderTask, "compute_losses", interrupted)
     with pytest.raises(KeyboardInterrupt):
         distill_fast_decoder(folder, **settings)
-    monkeypatch.setattr(distillation, "_distillation_step", real_step)
+    monkeypatch.setattr(distillation.FastDecoderTask, "compute_losses", real_step)
     assert not (folder / "fast_decoder").exists()
-    with pytest.raises(LeafnetError, match="without --c"):
+    with pytest.raises(LeafnetError, match=r"another target \(steps: 40 -> 50\)"):
         distill_fast_decoder(folder, **{**settings, "steps": 50}, resume=True)
     report = distill_fast_decoder(folder, **settings, resume=True)
-    assert report["continued_from_step"] == 20
+    work = folder / distillation.WORK_FOLDER
+    assert "at step 20" in (work / "training_log.txt").read_text()
+    assert report["steps"] == 40 and read_fold_record(work).steps_done == 40
     resumed = _fast_weights(folder)
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
-    assert not (folder / distillation.WORK_FOLDER).exists()
 
 
 def _retrain(model_folder):
-    """Stand-in for retraining: new weights under the same name."""
+    """Stand-in for retraining: new weights under the same name, recorded in the fold record
+    as training records what it exports."""
     path = model_folder / "network.safetensors"
     tensors = load_file(str(path))
     name = next(iter(tensors))
     tensors[name] = tensors[name] + 1
     save_file(tensors, str(path))
+    record = read_fold_record(model_folder.parent)
+    record.models[model_folder.name.removeprefix("model_")] = model_digest(model_folder)
+    record.save(model_folder.parent)
+
+
+def test_a_fast_decoder_decodes_only_for_the_model_it_was_distilled_from(results, capsys):
+    """A decoder distilled for model_best, asked for with -chk final (other weights), is refused
+    by prediction, ONNX export and the CLI, naming both models and the -chk that remakes it; one
+    distilled for final is then refused beside best."""
+    folder = find_models("999", folds=[0])[0]
+    _retrain(folder / "model_final")
+    distill_fast_decoder(folder, steps=5, batch_size=4, max_cases=4, show_progress=False)
+    LEAFPredictor.from_folder(folder, fast_decoder=True)
+    with pytest.raises(LeafnetError, match="distilled from model_best, but the model it would "
+                                           "decode for is model_final .*-chk final"):
+        LEAFPredictor.from_folder(folder, checkpoint="final", fast_decoder=True)
+    with pytest.raises(SystemExit):
+        predict_main(["-i", str(_images(folder.parent / "in", 1)), "-o",
+                      str(folder.parent / "out"), "-f", "0", "-chk", "final", "--fast-decoder",
+                      "-device", "cpu"])
+    assert "distilled from model_best" in capsys.readouterr().err
+    distill_fast_decoder(folder, steps=5, batch_size=4, max_cases=4, show_progress=False,
+                         checkpoint="final")
+    LEAFPredictor.from_folder(folder, checkpoint="final", fast_decoder=True)
+    with pytest.raises(LeafnetError, match="distilled from model_final.*-chk best"):
+        LEAFPredictor.from_folder(folder, fast_decoder=True)
+    with pytest.raises(LeafnetError, match="distilled from model_final"):
+        export_model([folder], folder.parent / "best_only.zip")
+    export_model([folder], folder.parent / "both.zip", ("best", "final"))
+
+
+def test_model_weights_the_fold_did_not_export_are_refused(results):
+    """Weights copied into model_best from another fold, an edited plans.json (prediction and
+    export), and a model_final left by an earlier run of a folder whose training was started
+    over, are refused naming the fold record."""
+    folders = find_models("999", folds=[0, 1])
+    model = folders[0] / "model_best"
+    shutil.copy(folders[1] / "model_best" / "network.safetensors", model / "network.safetensors")
+    with pytest.raises(LeafnetError, match="holds other weights .* than the fold's training "
+                                           "exported"):
+        LEAFPredictor.from_folder(folders[0])
+    plans = folders[1] / "plans.json"
+    original = plans.read_text()
+    plans.write_text(original.replace("\n", " \n", 1))
+    with pytest.raises(LeafnetError, match="is not the plans the fold was trained under"):
+        LEAFPredictor.from_folder(folders[1])
+    with pytest.raises(LeafnetError, match="is not the plans the fold was trained under"):
+        export_model([folders[1]], folders[1].parent / "edited.zip")
+    plans.write_text(original)
+    record = read_fold_record(folders[1])
+    record.models = {}
+    record.save(folders[1])
+    with pytest.raises(LeafnetError, match="not exported by the fold's run .*started over"):
+        LEAFPredictor.from_folder(folders[1], checkpoint="final")
 
 
 def test_an_onnx_file_and_fast_decoder_left_from_other_weights_are_refused(results, tmp_path):
@@ -313,7 +370,7 @@ def test_an_onnx_file_and_fast_decoder_left_from_other_weights_are_refused(resul
     shutil.copy(model / "network.onnx", tmp_path / "keep" / "network.onnx")
     _retrain(model)
     with pytest.raises(LeafnetError, match="other weights .*leafnet_export_onnx -d 999 "
-                                           f"-tr LEAFTrainer_x0 .* -f 0 -chk best"):
+                                           "-tr LEAFTrainer_x0 .* -f 0 -chk best"):
         load_member(folders[0], backend="onnxruntime")
     with pytest.raises(LeafnetError, match="fast_decoder was made from other weights .*"
                                            "leafnet_distill_decoder -d 999"):

@@ -19,7 +19,6 @@ from leafnet.benchmarks.roi_cascade import roi_markdown_table
 from leafnet.benchmarks.suite import DEFAULT_DATA, SUITE, run_suite, suite_folder, summary_table
 from leafnet.benchmarks.train_step import benchmark_train_step
 from leafnet.benchmarks.versus_nnunet import (
-    DEFAULT_FIRST_STAGE,
     DEFAULT_TRAINER,
     FIRST_STAGE_SHARE,
     ROWS,
@@ -58,7 +57,7 @@ def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str,
     parser.add_argument("-d", "--dataset", required=True)
     parser.add_argument("--minutes", type=positive_float, required=True, help=minutes_help)
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
-    parser.add_argument("--first-stage", default=DEFAULT_FIRST_STAGE)
+    parser.add_argument("--first-stage", help="first-stage trainer (default: the trainer's own)")
     parser.add_argument("--first-stage-share", type=open_fraction, default=first_stage_share,
                         help="the most of leafnet's minutes its first stage may take; it "
                         "stops as soon as it reconstructs the training masks at the target "

@@ -23,6 +23,7 @@ from torch import nn
 
 from leafnet.atomic import atomic_path, write_json
 from leafnet.inference.predictor import LEAFPredictor
+from leafnet.models.fold_record import FOLD_PLANS_FILE
 from leafnet.models.network import model_folder
 from leafnet.preprocessing.plans import Plans
 from leafnet.training.loop import Trainer
@@ -90,7 +91,7 @@ def unet_predictor(fold_folder: Path, device: str = "cpu") -> LEAFPredictor:
     folder = model_folder(fold_folder, "best")
     if not (folder / WEIGHTS_FILE).is_file():
         folder = model_folder(fold_folder, "final")
-    plans = Plans.load(fold_folder / "plans.json", "the U-Net run is incomplete; run again")
+    plans = Plans.load(fold_folder / FOLD_PLANS_FILE, "the U-Net run is incomplete; run again")
     return LEAFPredictor(UNetMember(load_unet(folder, device)), plans, device)
 
 
@@ -140,8 +141,10 @@ class SegmentationTask(TrainingTask):
     def load_model_state(self, state: dict[str, Any]) -> None:
         self.network.load_state_dict(state["network"])
 
-    def export(self, checkpoint: str) -> None:
-        save_unet(self.network, self.config, model_folder(self.run.output, checkpoint))
+    def export(self, checkpoint: str) -> Path:
+        folder = model_folder(self.run.output, checkpoint)
+        save_unet(self.network, self.config, folder)
+        return folder
 
 
 class PlainUNetTrainer(Trainer):

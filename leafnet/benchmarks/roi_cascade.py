@@ -36,13 +36,14 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import write_label
 from leafnet.inference.cascade import load_predictor
-from leafnet.inference.predict_cases import split_cases
+from leafnet.inference.predict_cases import ScoredPredictions, split_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.models.presets import PRESETS
 from leafnet.paths import preprocessed_root, results_root
 from leafnet.planning.plan_and_preprocess import FINGERPRINT_FILE, plan_and_preprocess
 from leafnet.planning.plans import PLANS_FILE, SPLITS_FILE, plans_file
 from leafnet.planning.target_size import choose_target_size
+from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.roi_crop import crop, roi_crop_box
 from leafnet.raw_format import find_dataset, read_case
@@ -58,21 +59,10 @@ def roi_benchmark_folder(dataset_name: str, minutes: float) -> Path:
     return results_root() / "benchmarks" / f"roi_crop_{dataset_name}_{minutes:g}min"
 
 
-def _scores(pairs: list[tuple[Path, Path]], plans: Plans, output: Path) -> dict[str, Any]:
-    """Each trained class's Dice, IoU and HD95 and their mean (summary.json in ``output``)."""
-    scheme = plans.label_scheme
-    summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=True,
-                             classes=list(scheme.classes))
-    write_summary(summary, output / "summary.json")
-    return {"classes": {item.name: summary["mean"][item.key] for item in scheme.classes},
-            "mean": {key: float(value) for key, value in summary["foreground_mean"].items()}}
-
-
-def _score_folder(raw: Path, case_ids: list[str], predictions: Path,
-                  plans: Plans) -> dict[str, Any]:
-    cases = split_cases(raw, case_ids)
-    pairs = [(cases[case_id].label, predictions / f"{case_id}.png") for case_id in case_ids]
-    return _scores(pairs, plans, predictions)
+def _scores(scored: ScoredPredictions, scheme: LabelScheme) -> dict[str, Any]:
+    """Each trained class's Dice, IoU and HD95 and their mean."""
+    return {"classes": {item.name: scored.summary["mean"][item.key] for item in scheme.classes},
+            "mean": scored.means}
 
 
 def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str],
@@ -95,7 +85,11 @@ def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str
         write_label(references / f"{case_id}.png", crop(label, box), properties[0])
         write_label(output / f"{case_id}.png", predicted, properties[0])
         pairs.append((references / f"{case_id}.png", output / f"{case_id}.png"))
-    return seconds, _scores(pairs, predictor.plans, output)
+    scheme = predictor.plans.label_scheme
+    summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=True,
+                             classes=list(scheme.classes))
+    write_summary(summary, output / "summary.json")
+    return seconds, _scores(ScoredPredictions(summary, seconds), scheme)
 
 
 def _size(plans: Plans) -> str:
@@ -126,7 +120,8 @@ def _one_stage(dataset: str | int, raw: Path, coarse: Plans, folder: Path) -> Pa
     return root
 
 
-def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str, first_stage: str,
+def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
+                       first_stage: str | None,
                        first_stage_share: float, validate_every: int,
                        coarse_share: float = COARSE_SHARE, rows: tuple[str, ...] = ROWS,
                        folder: Path | None = None, device: str = "cpu",
@@ -166,12 +161,12 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str, firs
         if not split["test"]:
             raise LeafnetError(f"{raw.name} has no test cases in its split")
         output = folder / "two_stages_predictions"
-        seconds = predict_test_images(load_predictor([second.output], "best", device), raw,
-                                      split["test"], output, second.seed, "two stages")
+        scored = predict_test_images(load_predictor([second.output], "best", device), raw,
+                                     split["test"], output, second.seed)
         table.append(_row("two_stages", "leafnet, two stages (whole image, then the crop it "
                           "finds)", f"{_size(coarse)} whole, {_size(roi)} crop",
-                          [first, second], seconds,
-                          _score_folder(raw, split["test"], output, roi)))
+                          [first, second], scored.seconds,
+                          _scores(scored, roi.label_scheme)))
     if "hand_cropped" in rows:
         with environment(LEAFNET_RESULTS=str(folder / "hand_cropped")):
             model = train_leafnet(dataset, minutes, plans_name=roi.plans_name, **options)
@@ -186,12 +181,11 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str, firs
                          LEAFNET_RESULTS=str(folder / "one_stage")):
             model = train_leafnet(dataset, minutes, **options)
             output = folder / "one_stage_predictions"
-            seconds = predict_test_images(LEAFPredictor.from_folder(model.output, "best",
-                                                                    device),
-                                          raw, split["test"], output, model.seed, "one stage")
+            scored = predict_test_images(LEAFPredictor.from_folder(model.output, "best", device),
+                                         raw, split["test"], output, model.seed)
             table.append(_row("one_stage", "leafnet, one stage (whole image)",
-                              f"{_size(model.plans)} whole", [model], seconds,
-                              _score_folder(raw, split["test"], output, model.plans)))
+                              f"{_size(model.plans)} whole", [model], scored.seconds,
+                              _scores(scored, model.plans.label_scheme)))
     return {"dataset": raw.name, "minutes": minutes, "coarse_share": coarse_share,
             "device": device, "num_test_cases": len(split["test"]),
             "smallest_class": coarse.json["target_size_rule"].get("smallest_class"),

@@ -32,28 +32,27 @@ import json
 import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from leafnet.atomic import write_json
 from leafnet.benchmarks.nnunet_raw_copy import write_nnunet_raw
 from leafnet.benchmarks.plain_unet import PlainUNetTrainer, unet_predictor
 from leafnet.benchmarks.scratch_environment import environment
 from leafnet.errors import LeafnetError
-from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
-from leafnet.imageio import write_label
-from leafnet.inference.predict_cases import split_cases
+from leafnet.inference.predict_cases import (
+    ScoredPredictions,
+    predict_and_score,
+    score_predictions,
+)
 from leafnet.inference.cascade import Segmenter
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.paths import preprocessed_root, results_root
 from leafnet.planning.plans import PLANS_FILE
-from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
-from leafnet.raw_format import find_dataset, load_dataset_json, read_case
+from leafnet.raw_format import find_dataset
 from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.registry import find_trainer
@@ -63,7 +62,6 @@ from leafnet.utilities.machine import default_device
 from leafnet.utilities.processes import run_child
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
-DEFAULT_FIRST_STAGE = "LEAFAutoencoderTrainer_cpu"
 FIRST_STAGE_SHARE = 0.3
 VALIDATE_EVERY = 250
 ROWS = ("leafnet", "unet", "nnunet", "nnunet_same_size")
@@ -86,14 +84,15 @@ def benchmark_folder(dataset_name: str, minutes: float) -> Path:
     return results_root() / "benchmarks" / f"versus_nnunet_{dataset_name}_{minutes:g}min"
 
 
-def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage: str,
+def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage: str | None,
                   first_stage_share: float, validate_every: int, device: str,
                   plans_name: str = DEFAULT_PLANS_NAME, preset: str | None = None) -> Any:
     """The first stage (from the shipped mask autoencoder, until it reconstructs the training
     masks at the target Dice, for at most ``first_stage_share`` of the minutes; a finished one
     is reused with the seconds it recorded), then the diffusion trainer for what the first stage
     left (both continue when run again), on the plans' preset unless ``preset``; return the
-    diffusion trainer."""
+    diffusion trainer. Without ``first_stage``, the trainer's own."""
+    first_stage = first_stage or find_trainer(trainer).first_stage
     stage = find_trainer(first_stage)(dataset, minutes=minutes * first_stage_share,
                                       validate_every=10**9, device=device,
                                       plans_name=plans_name, preset=preset)
@@ -117,34 +116,19 @@ def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage:
     return diffusion
 
 
-def predict_test_images(predictor: Segmenter, raw: Path, case_ids: list[str],
-                        output: Path, seed: int, what: str) -> list[float]:
-    """The test predictions at original size; seconds per image, file IO excluded."""
-    description = load_dataset_json(raw)
-    cases = split_cases(raw, case_ids)
-    output.mkdir(parents=True, exist_ok=True)
-    seconds = []
-    for case_id in tqdm(case_ids, desc=f"{what} predicting the test images"):
-        image, _, properties = read_case(cases[case_id])
-        started = time.perf_counter()
-        label = predictor.predict([image], seed=seed)[0].label
-        seconds.append(time.perf_counter() - started)
-        write_label(output / f"{case_id}{description.file_ending}", label, properties[0])
-    return seconds
+def predict_test_images(predictor: Segmenter, raw: Path, case_ids: list[str], output: Path,
+                        seed: int) -> ScoredPredictions:
+    """A row's test predictions at the original size, scored with HD95 (summary.json beside
+    them), and the seconds per image."""
+    return predict_and_score(predictor, raw, case_ids, output, seed, with_hd95=True,
+                             show_progress=True)
 
 
 def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]:
-    """leafnet's evaluation of one prediction folder (summary.json beside the masks): Dice, IoU
-    and HD95 of every label, or every region of a region dataset, and their mean."""
-    description = load_dataset_json(raw)
-    cases = split_cases(raw, case_ids)
-    pairs = [(cases[case_id].label, predictions / f"{case_id}{description.file_ending}")
-             for case_id in case_ids]
-    scheme = LabelScheme.for_dataset(description.labels, description.regions)
-    summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=True,
-                             classes=list(scheme.classes))
-    write_summary(summary, predictions / "summary.json")
-    return {key: float(value) for key, value in summary["foreground_mean"].items()}
+    """leafnet's evaluation of another program's predictions (nnU-Net's): the foreground means
+    of Dice, IoU and HD95 over the dataset's labels or regions."""
+    summary = score_predictions(raw, case_ids, predictions, with_hd95=True)
+    return ScoredPredictions(summary, []).means
 
 
 def _refuse_two_stages(dataset_name: str) -> None:
@@ -308,7 +292,7 @@ def markdown_table(report: dict[str, Any]) -> str:
 
 def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
                             trainer: str = DEFAULT_TRAINER,
-                            first_stage: str = DEFAULT_FIRST_STAGE,
+                            first_stage: str | None = None,
                             first_stage_share: float = FIRST_STAGE_SHARE,
                             validate_every: int = VALIDATE_EVERY, rows: tuple[str, ...] = ROWS,
                             num_processes: int = 2, mirroring_cases: int | None = None,
@@ -342,16 +326,14 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
             raise LeafnetError(f"{raw.name} has no test cases in its split; versus-nnunet scores "
                                "the test set (add imagesTs/labelsTs or a test fraction)")
         output = folder / "leafnet_predictions"
-        seconds = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best",
-                                                                device),
-                                      raw, split["test"], output, diffusion.seed, "leafnet")
-        table.append(leafnet_row(diffusion, seconds, score(raw, split["test"], output)))
+        scored = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best", device),
+                                     raw, split["test"], output, diffusion.seed)
+        table.append(leafnet_row(diffusion, scored.seconds, scored.means))
         output = folder / "leafnet_mirroring_predictions"
-        seconds = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best", device,
-                                                                mirroring=True),
-                                      raw, split["test"], output, diffusion.seed,
-                                      "leafnet with mirroring")
-        table.append(leafnet_row(diffusion, seconds, score(raw, split["test"], output), True))
+        scored = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best", device,
+                                                               mirroring=True),
+                                     raw, split["test"], output, diffusion.seed)
+        table.append(leafnet_row(diffusion, scored.seconds, scored.means, True))
         if "unet" not in rows:
             skipped["plain 2D U-Net"] = "not in --rows"
         elif unet_available():
@@ -359,9 +341,9 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
                                     device=device)
             unet.run(continue_training=True)
             output = folder / "unet_predictions"
-            seconds = predict_test_images(unet_predictor(unet.output, device), raw,
-                                          split["test"], output, unet.seed, "plain U-Net")
-            table.append(unet_row(unet, seconds, score(raw, split["test"], output)))
+            scored = predict_test_images(unet_predictor(unet.output, device), raw,
+                                         split["test"], output, unet.seed)
+            table.append(unet_row(unet, scored.seconds, scored.means))
         else:
             skipped["plain 2D U-Net"] = MISSING_BENCH_EXTRA
     for key, name in NNUNET_ROWS.items():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from leafnet.errors import exit_on_user_error
 from leafnet.experiments.experiment import run_experiment
-from leafnet.experiments.runs import RunSettings
+from leafnet.experiments.runs import TABLE_FIRST_STAGE, RunSettings
 from leafnet.experiments.tables import TABLES
 from leafnet.models.presets import PRESETS
 from leafnet.training.progress import log_to_console
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=12345, help="training seed of every row")
     parser.add_argument("--validate-every", type=positive_int,
                         help="validation interval in steps (the points of the plot)")
-    parser.add_argument("--first-stage", default="LEAFAutoencoderTrainer_masks",
+    parser.add_argument("--first-stage", default=TABLE_FIRST_STAGE,
                         help="first-stage trainer for presets without a pretrained autoencoder")
     parser.add_argument("--first-stage-steps", type=positive_int,
                         help="its steps (default: reuse a finished one, else its own default)")

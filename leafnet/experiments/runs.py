@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from leafnet.errors import LeafnetError
+from leafnet.models.fold_record import input_differences, read_fold_record
 from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.weights.store import installed
 from leafnet.training.checkpointing import load_checkpoint
@@ -16,6 +17,9 @@ from leafnet.training.registry import find_trainer
 from leafnet.training.trainers.base import LEAFTrainer
 
 FINAL = "checkpoint_final.pth"
+# The tables' rows share one first stage trained on the masks alone (the frozen autoencoder
+# only ever codes masks), whatever each row's trainer would pick by itself.
+TABLE_FIRST_STAGE = "LEAFAutoencoderTrainer_masks"
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,7 @@ class RunSettings:
     steps: int | None = None
     seed: int = 12345
     validate_every: int | None = None
-    first_stage: str = "LEAFAutoencoderTrainer_masks"
+    first_stage: str = TABLE_FIRST_STAGE
     first_stage_steps: int | None = None
     device: str | None = None
     show_progress: bool = True
@@ -72,21 +76,28 @@ def missing_teacher(trainer: LEAFTrainer) -> str | None:
 
 
 def finished_state(trainer: Trainer) -> dict[str, Any] | None:
-    """The final checkpoint of ``trainer``'s run if it reached the requested steps with the
-    requested seed; None when there is none or it has fewer steps (so training resumes)."""
+    """The final checkpoint of ``trainer``'s run if its fold record shows the same inputs and
+    the requested steps done; None when there is none or it has fewer steps (so training
+    resumes). Other inputs, more steps, or a run without a record are refused."""
     path = trainer.output / FINAL
     if not path.is_file():
         return None
-    state = load_checkpoint(path)
-    if state["seed"] != trainer.seed:
-        raise LeafnetError(f"{trainer.output} was trained with seed {state['seed']}, not "
-                           f"{trainer.seed}; pass --seed {state['seed']} to reuse it or move "
-                           "the folder away to train it again")
-    if state["step"] > trainer.num_steps:
-        raise LeafnetError(f"{trainer.output} was trained for {state['step']} steps, more than "
-                           f"the {trainer.num_steps} requested; pass --steps {state['step']} to "
-                           "reuse it or move the folder away to train it again")
-    return state if state["step"] == trainer.num_steps else None
+    record = read_fold_record(trainer.output)
+    if record is None:
+        raise LeafnetError(f"{trainer.output} was trained by an older leafnet, which recorded "
+                           "neither its split nor its first stage; move the folder away to "
+                           "train it again")
+    changed = input_differences(record.inputs, trainer.fold_inputs())
+    if changed:
+        raise LeafnetError(f"{trainer.output} was trained with other inputs than this table "
+                           f"asks for ({'; '.join(changed)}); pass the recorded settings to "
+                           "reuse it, or move the folder away to train it again")
+    if record.steps_done > trainer.num_steps:
+        raise LeafnetError(f"{trainer.output} was trained for {record.steps_done} steps, more "
+                           f"than the {trainer.num_steps} requested; pass --steps "
+                           f"{record.steps_done} to reuse it or move the folder away to train it "
+                           "again")
+    return load_checkpoint(path) if record.steps_done == trainer.num_steps else None
 
 
 def ensure_first_stage(trainer: LEAFTrainer, settings: RunSettings) -> None:

@@ -12,21 +12,22 @@ from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
-from leafnet.inference.predict_cases import predict_cases, split_cases
+from leafnet.inference.predict_cases import predict_and_score, split_cases
 from leafnet.inference.cascade import load_predictor
 from leafnet.models.network import WEIGHTS_FILE, exported_model
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer
+from leafnet.utilities.digests import weights_digest
 from leafnet.utilities.json_files import read_json
 
 MODEL_FILE = "model.json"
 
 
 def _model_identity(run_folder: Path, checkpoint: str) -> dict[str, Any]:
-    """Which exported model file the predictions came from (path, size, mtime)."""
-    path = exported_model(run_folder, checkpoint) / WEIGHTS_FILE
-    status = path.stat()
-    return {"checkpoint": str(path), "size": status.st_size, "mtime_ns": status.st_mtime_ns}
+    """Which exported model the predictions came from: its weights file and their digest (the
+    one the fold record holds)."""
+    folder = exported_model(run_folder, checkpoint)
+    return {"checkpoint": str(folder / WEIGHTS_FILE), "weights_sha256": weights_digest(folder)}
 
 
 def all_foreground_reference(trainer: LEAFTrainer) -> dict[str, float] | None:
@@ -72,7 +73,8 @@ def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
         if not (folder / "summary.json").is_file():
             if predictor is None:
                 predictor = load_predictor([trainer.output], checkpoint, trainer.device)
-            if predict_cases(predictor, raw, case_ids, folder, seed, show_progress) is None:
+            if predict_and_score(predictor, raw, case_ids, folder, seed,
+                                 show_progress=show_progress).summary is None:
                 raise LeafnetError(f"the test cases of {raw} have no labels (labelsTs), so the "
                                    "table cannot be scored; add them or use a split with a "
                                    "labelled test share")

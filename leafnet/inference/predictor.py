@@ -28,6 +28,7 @@ import torch
 from leafnet.errors import LeafnetError
 from leafnet.model_store.archive_format import extract_archive
 from leafnet.models.fast_decoder import load_fast_decoder
+from leafnet.models.fold_record import FOLD_PLANS_FILE, check_model
 from leafnet.models.network import exported_model, load_network
 from leafnet.models.single_step import SingleStep
 from leafnet.preprocessing import (
@@ -91,11 +92,12 @@ def load_member(fold_folder: Path, checkpoint: str = "best", device: str = "cpu"
     if backend not in BACKENDS:
         raise LeafnetError(f"backend must be one of {BACKENDS}, got '{backend}'")
     path = exported_model(fold_folder, checkpoint)
+    check_model(fold_folder, path.name.removeprefix("model_"))
     if backend == "onnxruntime":
         from leafnet.inference.onnx_backend import OnnxSingleStep
 
         return OnnxSingleStep.from_model_folder(path, fast_decoder)
-    decoder = load_fast_decoder(fold_folder, device) if fast_decoder else None
+    decoder = load_fast_decoder(fold_folder, path, device) if fast_decoder else None
     return SingleStep(load_network(path, device), decoder).to(device).eval()
 
 
@@ -119,7 +121,7 @@ class LEAFPredictor:
         must share their preprocessing and label scheme."""
         if not folders:
             raise LeafnetError("no fold folders given")
-        plans = [Plans.load(folder / "plans.json", "the model folder is incomplete; train "
+        plans = [Plans.load(folder / FOLD_PLANS_FILE, "the model folder is incomplete; train "
                             "again") for folder in folders]
         for folder, plan in zip(folders, plans, strict=True):
             _check_dataset_folder(folder, plan)

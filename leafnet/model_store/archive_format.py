@@ -9,7 +9,8 @@ unpacking into ``LEAFNET_RESULTS``::
         model_best/network.safetensors
         model_best/network.onnx             (when leafnet_export_onnx made one)
         fast_decoder/config.json, *.safetensors   (when leafnet_distill_decoder made one)
-        plans.json, dataset.json, split.json, validation/summary.json, test/summary.json
+        plans.json, dataset.json, split.json, fold_record.json,
+        validation/summary.json, test/summary.json
 
 Only JSON, safetensors and ONNX files are allowed: nothing in an archive is ever unpickled.
 An archive is refused before anything is written when a name leaves its folder (absolute,

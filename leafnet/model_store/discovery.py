@@ -7,7 +7,7 @@ from pathlib import Path
 from leafnet.errors import LeafnetError
 from leafnet.models.network import WEIGHTS_FILE
 from leafnet.paths import parse_run_folder_name, results_root
-from leafnet.raw_format import parse_dataset_id
+from leafnet.raw_format.locate import dataset_number, is_dataset_folder_name
 
 
 def trained_models(root: Path | None = None) -> list[Path]:
@@ -17,7 +17,8 @@ def trained_models(root: Path | None = None) -> list[Path]:
     folders = []
     for weights in sorted(root.glob(f"Dataset*/*/fold_*/model_*/{WEIGHTS_FILE}")):
         folder = weights.parent.parent
-        if parse_run_folder_name(folder.parent.name) is not None and folder not in folders:
+        if (parse_run_folder_name(folder.parent.name) is not None and folder not in folders
+                and is_dataset_folder_name(folder.parent.parent.name)):
             folders.append(folder)
     return folders
 
@@ -25,7 +26,8 @@ def trained_models(root: Path | None = None) -> list[Path]:
 def _describe(folder: Path) -> str:
     trainer, plans, preset = parse_run_folder_name(folder.parent.name)
     dataset = folder.parent.parent.name
-    return (f"{dataset}/{folder.parent.name}/{folder.name}  (-d {dataset[7:10]} -tr {trainer} "
+    return (f"{dataset}/{folder.parent.name}/{folder.name}  "
+            f"(-d {dataset_number(dataset)} -tr {trainer} "
             f"-f {folder.name.removeprefix('fold_')} -p {plans} --preset {preset})")
 
 
@@ -34,8 +36,8 @@ def find_model(dataset: str | None = None, trainer: str | None = None, fold: int
     """The fold folder selected by the given flags; an error lists the candidates otherwise."""
     candidates = trained_models()
     if dataset is not None:
-        number = f"{parse_dataset_id(dataset):03d}"
-        candidates = [c for c in candidates if c.parent.parent.name[7:10] == number]
+        number = dataset_number(dataset)
+        candidates = [c for c in candidates if dataset_number(c.parent.parent.name) == number]
     for value, index in ((trainer, 0), (plans, 1), (preset, 2)):
         if value is not None:
             candidates = [c for c in candidates

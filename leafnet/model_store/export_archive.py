@@ -25,16 +25,36 @@ from leafnet.model_store.archive_format import (
 )
 from leafnet.model_store.onnx_export import onnx_file, onnx_record
 from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, check_fast_decoder
+from leafnet.models.fold_record import (
+    FOLD_DATASET_FILE,
+    FOLD_RECORD_FILE,
+    FOLD_PLANS_FILE,
+    FOLD_SPLIT_FILE,
+    check_model,
+)
 from leafnet.models.network import WEIGHTS_FILE, model_folder
 from leafnet.paths import parse_run_folder_name
 
-FOLD_FILES = ("plans.json", "dataset.json", "split.json", "validation/summary.json",
-              "test/summary.json")
+FOLD_FILES = (FOLD_PLANS_FILE, FOLD_DATASET_FILE, FOLD_SPLIT_FILE, FOLD_RECORD_FILE,
+              "validation/summary.json", "test/summary.json")
+
+
+def _check_decoder_for_a_checkpoint(fold_folder: Path, checkpoints: Sequence[str]) -> None:
+    """Refuse a fast decoder made for none of the checkpoints shipped (prediction refuses it
+    beside any other checkpoint)."""
+    errors = []
+    for checkpoint in checkpoints:
+        try:
+            check_fast_decoder(fold_folder, model_folder(fold_folder, checkpoint))
+            return
+        except LeafnetError as error:
+            errors.append(error)
+    raise errors[0]
 
 
 def _fold_files(fold_folder: Path, checkpoints: Sequence[str]) -> list[Path]:
     files = [fold_folder / name for name in FOLD_FILES if (fold_folder / name).is_file()]
-    if not (fold_folder / "plans.json").is_file():
+    if not (fold_folder / FOLD_PLANS_FILE).is_file():
         raise LeafnetError(f"{fold_folder} has no plans.json: not a trained leafnet model")
     for checkpoint in checkpoints:
         folder = model_folder(fold_folder, checkpoint)
@@ -42,13 +62,14 @@ def _fold_files(fold_folder: Path, checkpoints: Sequence[str]) -> list[Path]:
             raise LeafnetError(f"{fold_folder} has no exported {checkpoint} model "
                                f"({folder.name}/{WEIGHTS_FILE}); finish its training, or "
                                "export other checkpoints with -chk")
+        check_model(fold_folder, checkpoint)
         for fast in (False, True):
             if onnx_file(folder, fast).is_file():
                 onnx_record(folder, fast)
         files += sorted(p for p in folder.iterdir() if p.name.endswith(ALLOWED_ENDINGS))
     decoder = fold_folder / FAST_DECODER_FOLDER
     if decoder.is_dir():
-        check_fast_decoder(fold_folder)
+        _check_decoder_for_a_checkpoint(fold_folder, checkpoints)
         files += sorted(p for p in decoder.iterdir() if p.name.endswith(ALLOWED_ENDINGS))
     return files
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.model_store.archive_format import extract_archive
+from leafnet.models.fold_record import FOLD_PLANS_FILE
 from leafnet.paths import results_root
 from leafnet.utilities.digests import file_digest
 from leafnet.utilities.json_files import read_json
@@ -35,11 +36,11 @@ def install_model(archive: Path, root: Path | None = None,
         model = extract_archive(archive, Path(scratch))
         sources = model.fold_folders()
         for source in sources:
-            if not (source / "plans.json").is_file():
+            if not (source / FOLD_PLANS_FILE).is_file():
                 raise LeafnetError(f"{archive}: the manifest lists {source.name}, but the archive "
                                    f"holds no {source.relative_to(model.root)}/plans.json; it "
                                    "is incomplete, export it again")
-            planned = (read_json(source / "plans.json") or {}).get("dataset_name")
+            planned = (read_json(source / FOLD_PLANS_FILE) or {}).get("dataset_name")
             if planned != model.manifest["dataset"]:
                 raise LeafnetError(
                     f"{archive}: {source.relative_to(model.root)} was planned for dataset "

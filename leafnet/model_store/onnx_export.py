@@ -23,6 +23,7 @@ from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
 from leafnet.models.derived_files import check_source, model_flags
 from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, check_fast_decoder, load_fast_decoder
+from leafnet.models.fold_record import FOLD_PLANS_FILE, check_model
 from leafnet.models.network import exported_model, load_network
 from leafnet.models.single_step import SingleStep
 from leafnet.preprocessing.plans import Plans
@@ -68,9 +69,11 @@ def export_onnx(fold_folder: Path, checkpoint: str = "best", fast_decoder: bool 
         raise LeafnetError("ONNX export needs onnx and onnxruntime: pip install -e '.[onnx]'") \
             from None
     folder = exported_model(fold_folder, checkpoint)
-    plans = Plans.load(fold_folder / "plans.json", "the model folder is incomplete; train again")
+    check_model(fold_folder, folder.name.removeprefix("model_"))
+    plans = Plans.load(fold_folder / FOLD_PLANS_FILE,
+                       "the model folder is incomplete; train again")
     height, width = plans.target_size
-    decoder = load_fast_decoder(fold_folder) if fast_decoder else None
+    decoder = load_fast_decoder(fold_folder, folder) if fast_decoder else None
     module = SingleStep(load_network(folder), decoder).eval()
     generator = torch.Generator().manual_seed(seed)
     image = torch.rand(batch, plans.num_channels, height, width,
@@ -110,7 +113,7 @@ def onnx_record(model_folder: Path, fast_decoder: bool = False) -> dict[str, Any
     check_source(path, recorded and record.get("weights_digest"), weights_digest(model_folder),
                  model_folder, remake)
     if fast_decoder:
-        decoder = check_fast_decoder(fold_folder)
+        decoder = check_fast_decoder(fold_folder, model_folder)
         check_source(path, record.get("fast_decoder_digest"), weights_digest(decoder), decoder,
                      remake)
     return record

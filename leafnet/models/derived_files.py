@@ -13,6 +13,7 @@ from pathlib import Path
 
 from leafnet.errors import LeafnetError
 from leafnet.paths import parse_run_folder_name
+from leafnet.raw_format.locate import dataset_number, is_dataset_folder_name
 
 
 def model_flags(fold_folder: Path) -> str:
@@ -21,11 +22,11 @@ def model_flags(fold_folder: Path) -> str:
     run = fold_folder.parent
     parsed = parse_run_folder_name(run.name)
     dataset = run.parent.name
-    if parsed is None or not dataset.startswith("Dataset") or \
+    if parsed is None or not is_dataset_folder_name(dataset) or \
             not fold_folder.name.startswith("fold_"):
         return f"... (the flags of {fold_folder})"
     trainer, plans, preset = parsed
-    return (f"-d {dataset[7:10]} -tr {trainer} -p {plans} --preset {preset} "
+    return (f"-d {dataset_number(dataset)} -tr {trainer} -p {plans} --preset {preset} "
             f"-f {fold_folder.name.removeprefix('fold_')}")
 
 

@@ -1,8 +1,7 @@
 """A small mask decoder distilled from the frozen autoencoder's decoder.
 
-The frozen decoder is most of single-step inference time (issue 15: 0.13 of 0.21 s per image
-for ``small``, 3.7 of 5.8 s for ``paper`` on a 2-core CPU) although a mask needs far less
-capacity than an RGB image. This decoder maps the same scaled mask latent to the mask channels'
+The frozen decoder is most of single-step inference time (docs/results.md) although a mask
+needs far less capacity than an RGB image. This decoder maps the same scaled mask latent to the mask channels'
 probabilities with a few plain convolutions at low resolution and a bilinear upsampling of the
 logits for the last ``2 ** bilinear_stages`` (mask boundaries are smooth). It is a diffusers
 ``ModelMixin``, saved and loaded like every other network (config JSON + safetensors).
@@ -20,7 +19,6 @@ from torch import nn
 
 from leafnet.errors import LeafnetError
 from leafnet.models.derived_files import check_source, model_flags
-from leafnet.models.network import WEIGHTS_FILE
 from leafnet.models.safetensors_io import NOT_SAFETENSORS, unreadable_weights
 from leafnet.paths import plain_name
 from leafnet.utilities.digests import weights_digest
@@ -85,28 +83,34 @@ def fast_decoder_for(latent_channels: int, mask_channels: int,
     return FastMaskDecoder(latent_channels, mask_channels, (64, 32, 16), bilinear)
 
 
-def check_fast_decoder(fold_folder: Path) -> Path:
+def check_fast_decoder(fold_folder: Path, model: Path) -> Path:
     """The fold's fast decoder folder, refused (naming ``leafnet_distill_decoder``) when there
-    is none or when it was distilled from other weights than the fold's model holds now."""
+    is none or when it was distilled from other weights than ``model``, the exported model it
+    is to decode for, holds now (another checkpoint of the fold, or a retrained model)."""
     folder = fold_folder / FAST_DECODER_FOLDER
-    remake = f"leafnet_distill_decoder {model_flags(fold_folder)}"
+    checkpoint = model.name.removeprefix("model_")
+    remake = f"leafnet_distill_decoder {model_flags(fold_folder)} -chk {checkpoint}"
     if not (folder / "config.json").is_file():
         raise LeafnetError(f"{fold_folder} has no fast decoder ({FAST_DECODER_FOLDER}/); distil "
                            f"one with {remake}, or predict without --fast-decoder")
     report = read_json(folder / REPORT_FILE) or {}
-    source = fold_folder / str(report.get("model", "model_best"))
-    plain_name(source.name, "model folder", folder / REPORT_FILE)
-    if not (source / WEIGHTS_FILE).is_file():
-        raise LeafnetError(f"{folder} was distilled from {source}, which holds no weights now; "
-                           f"remake it: {remake}")
-    check_source(folder, report.get("model_digest"), weights_digest(source), source, remake)
+    source = plain_name(str(report.get("model", "model_best")), "model folder",
+                        folder / REPORT_FILE)
+    recorded = report.get("model_digest")
+    if source != model.name and recorded != weights_digest(model):
+        raise LeafnetError(
+            f"{folder} was distilled from {source}, but the model it would decode for is "
+            f"{model.name} (other weights); distil one for {model.name}: {remake}, or predict "
+            f"with -chk {source.removeprefix('model_')}")
+    check_source(folder, recorded, weights_digest(model), model, remake)
     return folder
 
 
-def load_fast_decoder(fold_folder: Path, device: str | torch.device = "cpu") -> FastMaskDecoder:
-    """The fast decoder distilled for a fold (``leafnet_distill_decoder``), checked by
-    :func:`check_fast_decoder`."""
-    folder = check_fast_decoder(fold_folder)
+def load_fast_decoder(fold_folder: Path, model: Path,
+                      device: str | torch.device = "cpu") -> FastMaskDecoder:
+    """The fast decoder distilled for a fold's exported ``model`` (``leafnet_distill_decoder``),
+    checked by :func:`check_fast_decoder`."""
+    folder = check_fast_decoder(fold_folder, model)
     try:
         decoder = FastMaskDecoder.from_pretrained(str(folder), low_cpu_mem_usage=False)
     except NOT_SAFETENSORS as error:

@@ -15,7 +15,7 @@ whose small cases are lost scores low (a size rule on the median misses those).
 The candidates, cheapest first (relative time per training step of all stages together):
 one stage at the preset's size (1), two stages, the whole image then a crop around the
 structure, both at the preset's size (2; where the fingerprint says the foreground is one compact
-structure, stages.py), and one stage at the doubled side (3.5; measured 3-4x per step). The
+structure, stages.py), and one stage at the doubled side (3.5; docs/results.md). The
 plans take the cheapest candidate whose every class reaches ``TARGET_RECONSTRUCTION_DICE``, or
 comes within ``MIN_GAIN`` of the best candidate's (a dearer plan must buy at least that much).
 The two-stage crop is cut around the reference, so its ceiling leaves out the coarse stage's

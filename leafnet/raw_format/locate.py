@@ -37,6 +37,17 @@ def parse_dataset_id(dataset_id: str | int) -> int:
     )
 
 
+def is_dataset_folder_name(name: str) -> bool:
+    """Whether ``name`` is a ``DatasetXXX_Name`` folder name."""
+    return _FOLDER_PATTERN.match(name) is not None
+
+
+def dataset_number(dataset: str | int) -> str:
+    """The three-digit id of a dataset (``"005"`` from ``Dataset005_KvasirSEG``), as commands
+    take it after ``-d``."""
+    return f"{parse_dataset_id(dataset):03d}"
+
+
 def list_datasets(root: Path | None = None) -> dict[int, list[Path]]:
     """Every ``DatasetXXX_Name`` folder under ``root`` (the raw folder by default), by id."""
     root = raw_root() if root is None else root

@@ -62,6 +62,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
+def remove_checkpoints(folder: Path) -> None:
+    """Remove the checkpoints of an earlier run of ``folder``: a run that starts over must never
+    be continued (``--c``) from them."""
+    for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth"):
+        (folder / name).unlink(missing_ok=True)
+
+
 def rng_state() -> dict[str, Any]:
     """torch's and numpy's global RNG states as tensors and numbers (no numpy objects)."""
     kind, keys, position, has_gauss, cached = np.random.get_state()

@@ -39,10 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "of training (over all sittings), save the final checkpoint; a decaying "
                         "LR schedule follows the spent fraction of the budget")
     parser.add_argument("--c", action="store_true",
-                        help="continue from checkpoint_latest (refused when the run's recorded "
-                        "settings differ: seed, --lam, --first-stage, preset, plans, target)")
+                        help="continue from checkpoint_latest (refused when the fold record's "
+                        "inputs differ: seed, --lam, the first stage and its weights, the split, "
+                        "preset, plans; or the target, unless --extend)")
     parser.add_argument("--extend", action="store_true",
-                        help="with --c: continue to a changed --steps/--minutes target")
+                        help="with --c: train further, to a larger --steps/--minutes target")
     parser.add_argument("--val", action="store_true",
                         help="only validate checkpoint_final (EMA weights)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))

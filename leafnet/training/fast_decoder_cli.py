@@ -1,4 +1,5 @@
-"""``leafnet_distill_decoder -d ID [-tr TRAINER] [-f FOLDS]``: the fast mask decoder of a fold."""
+"""``leafnet_distill_decoder -d ID [-tr TRAINER] [-f FOLDS] [-chk best|final]``: the fast mask
+decoder of a fold's exported model."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from leafnet.model_store.cli import add_model_flags
 from leafnet.model_store.discovery import find_models
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
 from leafnet.training.progress import log_to_console
-from leafnet.utilities.cli_numbers import positive_int
+from leafnet.utilities.cli_numbers import positive_float, positive_int
 from leafnet.utilities.machine import default_device
 
 
@@ -26,16 +27,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-cases", type=positive_int, default=200,
                         help="training cases whose latents it learns from (the frozen decoder's "
                         "targets are the slow part; chosen by the seed)")
+    parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best",
+                        help="the exported model it decodes for (prediction with another "
+                        "checkpoint refuses it)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    parser.add_argument("--minutes", type=positive_float,
+                        help="wall-clock budget (over all sittings), as leafnet_train's")
     parser.add_argument("--c", action="store_true",
-                        help="continue an interrupted distillation (same settings) from its last "
-                        "checkpoint in FOLD/.fast_decoder_work/")
+                        help="continue an interrupted distillation (same settings and model) "
+                        "from its last checkpoint in FOLD/fast_decoder_training/")
+    parser.add_argument("--extend", action="store_true",
+                        help="with --c: train further, to a larger --steps/--minutes target")
     args = parser.parse_args(argv)
     log_to_console()
     for folder in find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset):
         report = distill_fast_decoder(folder, args.steps, args.batch_size,
                                       device=args.device or default_device(),
-                                      max_cases=args.max_cases, resume=args.c)
+                                      max_cases=args.max_cases, resume=args.c,
+                                      checkpoint=args.checkpoint, minutes=args.minutes,
+                                      extend=args.extend)
         validation = report.get("validation")
         summary = "no validation cases to measure it on"
         if validation:
@@ -46,6 +56,4 @@ def main(argv: list[str] | None = None) -> None:
                        f"{validation['estimates_frozen_vs_reference']:.4f}, fast "
                        f"{validation['estimates_fast_vs_reference']:.4f}")
         print(f"{folder}/fast_decoder: {report['training_cases']} training cases, "
-              f"{report['steps']} steps in "
-              f"{report['train_seconds']:.0f} s (+{report['prepare_seconds']:.0f} s for the "
-              f"targets); {summary}")
+              f"{report['steps']} steps in {report['train_seconds']:.0f} s; {summary}")

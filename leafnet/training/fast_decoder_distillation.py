@@ -1,4 +1,6 @@
-"""Distilling the fast mask decoder from a trained fold's frozen decoder.
+"""Distilling the fast mask decoder from a trained fold's frozen decoder, as a task on the shared
+training loop (loop.py: AdamW, the LR schedule, EMA, checkpoints, exact resume, the fold record
+and a --minutes budget, like every other trainer).
 
 The fast decoder must reproduce what the frozen decoder makes of the latents it is given at
 prediction: the single-step estimates z0, not only clean mask latents. So it learns from both,
@@ -11,33 +13,30 @@ convolutional, so the fast decoder trains on random windows of the latents and t
 which costs a fraction of whole images. Each window is decoded with ``context`` latent pixels of
 its neighbours around it and the loss taken inside only: without them a window's cut edges were
 learnt with zero padding where the frozen decoder had seen the neighbours, and the fast decoder
-learnt to shrink masks wherever they meet the image border (on the binary demo the round trip
-rose from 0.985 to 0.991 with them, 0.993 with the margin term too; issue 15). The frozen
+learnt to shrink masks wherever they meet the image border (docs/results.md). The frozen
 decoder's targets are the expensive part (it is the slow decoder), so at most ``max_cases``
-training cases are used, chosen by the seed. The validation cases measure agreement, on their
-single-step estimates (what prediction decodes) and on their masks' latents (the round trip):
-Dice between the two decoders' masks and each one's Dice against the reference labels.
-
-A distillation resumes (``--c``): the targets and, every 250 steps, the decoder, optimiser,
-schedule and sampling generator are kept in the fold's ``.fast_decoder_work/``, removed when the
-decoder is saved; a continued run ends with the same weights as one never interrupted. It only
-continues a run of the same settings and the same exported model (size and time of its weights).
+training cases are used, chosen by the seed, and they are kept in the run's folder
+(``fold_N/fast_decoder_training/``) for a continuation. Validation measures agreement on the
+validation cases, on their single-step estimates (what prediction decodes) and on their masks'
+latents (the round trip): Dice between the two decoders' masks and each one's Dice against the
+reference labels. The model distilled from (its checkpoint and the digest of its weights) is
+part of the run's identity, so ``--c`` never continues a distillation of other weights.
 """
 
 from __future__ import annotations
 
-import logging
+import itertools
 import shutil
 import tempfile
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers.optimization import get_scheduler
 from safetensors.torch import save_file
+from torch import nn
 from tqdm import tqdm
 
 from leafnet.atomic import atomic_path, write_json
@@ -49,32 +48,22 @@ from leafnet.models.fast_decoder import (
     FastMaskDecoder,
     fast_decoder_for,
 )
+from leafnet.models.fold_record import FOLD_SPLIT_FILE, read_fold_record, split_digest
 from leafnet.models.network import LEAFNetwork, exported_model, load_network
 from leafnet.models.safetensors_io import read_safetensors
+from leafnet.paths import parse_run_folder_name
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
-from leafnet.training.checkpointing import load_checkpoint, save_checkpoint
-from leafnet.training.locate import preprocessed_dataset
+from leafnet.training.loop import Trainer
 from leafnet.training.losses import soft_dice_loss
-from leafnet.utilities.digests import weights_digest
+from leafnet.training.tasks.task import RunContext, TrainingTask, step_generator
+from leafnet.utilities.digests import file_digest, weights_digest
 from leafnet.utilities.json_files import read_json
 
-WORK_FOLDER = ".fast_decoder_work"
-CHECKPOINT_FILE = "checkpoint.pth"
+WORK_FOLDER = "fast_decoder_training"
+TARGETS_FILE = "targets.safetensors"
 MASK_VIEWS = ((False, False), (True, False), (False, True), (True, True))
 IMAGE_VIEWS = ((False, False), (False, True))
-logger = logging.getLogger(__name__)
-
-
-def _fold_data(fold_folder: Path) -> tuple[Plans, dict[str, list[str]], Path]:
-    plans = Plans.load(fold_folder / "plans.json", "the model folder is incomplete; train again")
-    split = read_json(fold_folder / "split.json", "the model folder is incomplete; train again")
-    data = preprocessed_dataset(fold_folder.parent.parent.name) / plans.data_identifier
-    if not data.is_dir():
-        raise LeafnetError(f"{data} is missing: the fast decoder learns from the preprocessed "
-                           f"training cases; run leafnet_plan_and_preprocess -d "
-                           f"{fold_folder.parent.parent.name[7:10]}")
-    return plans, split, data
 
 
 @torch.no_grad()
@@ -143,28 +132,6 @@ def _crops(latents: torch.Tensor, targets: torch.Tensor, index: torch.Tensor, cr
     return latent, target, (rows, columns)
 
 
-def _model_identity(model: Path) -> dict[str, Any]:
-    """The weights distilled from: what tells a retrained model from the one a resumed
-    distillation started on, and what the saved decoder records (models/derived_files.py)."""
-    return {"model": model.name, "model_digest": weights_digest(model)}
-
-
-def _prepared(network: LEAFNetwork, train: PreprocessedCases, work: Path, device: str, seed: int,
-              show_progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The latents and the frozen decoder's targets, computed once and kept in ``work`` so that
-    a resumed distillation does not pay for them again."""
-    path = work / "targets.safetensors"
-    if path.is_file():
-        tensors = read_safetensors(path)
-        return tensors["latents"], tensors["targets"]
-    latents = _latents(network, train, device, seed, True, show_progress, "latents")
-    targets = _frozen_probabilities(network, latents, device, show_progress)
-    with atomic_path(path) as temporary:
-        save_file({"latents": latents.contiguous(), "targets": targets.contiguous()},
-                  str(temporary))
-    return latents, targets
-
-
 def distillation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy on the frozen decoder's probabilities ``target``, the soft Dice of
     its 0.5 masks, and a hinge that asks each logit to lie at least 1 on the frozen decoder's
@@ -175,127 +142,219 @@ def distillation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
             + F.relu(1.0 - logits * (2.0 * side - 1.0)).mean())
 
 
-def _distillation_step(decoder: FastMaskDecoder, optimizer: torch.optim.Optimizer,
-                       schedule: torch.optim.lr_scheduler.LRScheduler, latents: torch.Tensor,
-                       targets: torch.Tensor, batch_size: int, crop: int, context: int,
-                       factor: int, generator: torch.Generator, device: str) -> float:
-    """One optimiser step on random windows of a random batch; returns the loss."""
-    index = torch.randint(len(latents), (batch_size,), generator=generator)
-    latent, target, inside = _crops(latents, targets, index, crop, context, factor, generator)
-    logits = decoder.logits(latent.to(device))[..., inside[0], inside[1]]
-    loss = distillation_loss(logits, target.float().to(device))
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    schedule.step()
-    return loss.item()
+class _Logits(nn.Module):
+    """The decoder's logits as a module's forward (what the loop wraps in DDP)."""
+
+    def __init__(self, decoder: FastMaskDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.decoder.logits(latent)
 
 
-def _resume_state(work: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to continue from, or None to start over (after clearing ``work``)."""
-    checkpoint = work / CHECKPOINT_FILE
-    if resume and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        if state["settings"] != settings:
+class FastDecoderTask(TrainingTask):
+    """Trains a fast decoder to reproduce the frozen decoder of the exported ``model``."""
+
+    def __init__(self, run: RunContext, model: Path, max_cases: int, crop: int,
+                 context: int) -> None:
+        super().__init__(run)
+        self.model, self.max_cases, self.crop, self.context = model, max_cases, crop, context
+        self.model_digest = weights_digest(model)
+        self.validation: dict[str, tuple[torch.Tensor, np.ndarray]] | None = None
+
+    def training_cases(self) -> PreprocessedCases:
+        """Up to ``max_cases`` of the fold's training cases, chosen by the seed."""
+        run = self.run
+        chosen = run.split["train"]
+        if len(chosen) > self.max_cases:
+            order = np.random.default_rng(run.seed).permutation(len(chosen))[:self.max_cases]
+            chosen = [chosen[i] for i in sorted(order)]
+        return PreprocessedCases(run.train_cases.folder, chosen, run.plans.label_scheme)
+
+    def build(self) -> list[nn.Parameter]:
+        run = self.run
+        self.network = load_network(self.model, run.device).eval()
+        self.network.requires_grad_(False)
+        self.cases = self.training_cases()
+        path = run.output / TARGETS_FILE
+        if run.distributed.is_main and not path.is_file():
+            latents = _latents(self.network, self.cases, run.device, run.seed, True,
+                               run.show_progress, "latents")
+            targets = _frozen_probabilities(self.network, latents, run.device,
+                                            run.show_progress)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as temporary:
+                save_file({"latents": latents.contiguous(), "targets": targets.contiguous()},
+                          str(temporary))
+        run.distributed.barrier()
+        tensors = read_safetensors(path)
+        self.latents, self.targets = tensors["latents"], tensors["targets"]
+        config = self.network.config
+        self.decoder = fast_decoder_for(config.autoencoder["latent_channels"],
+                                        config.mask_channels,
+                                        config.downsampling).to(run.device).train()
+        return list(self.decoder.parameters())
+
+    def ema_parameters(self) -> list[nn.Parameter]:
+        return list(self.decoder.parameters())
+
+    def trained_module(self) -> nn.Module:
+        return _Logits(self.decoder)
+
+    def batches(self, start: int) -> Iterator[dict[str, Any]]:
+        """The windows are drawn in :meth:`compute_losses` from the step's generator."""
+        return ({"step": step} for step in itertools.count(start))
+
+    def compute_losses(self, module: nn.Module, batch: dict[str, Any],
+                       step: int) -> dict[str, torch.Tensor]:
+        """The distillation loss on random windows of a random batch of latents (the same
+        draws in every process; each takes its share)."""
+        run = self.run
+        generator = step_generator(run.seed, step)
+        index = run.local(torch.randint(len(self.latents), (run.global_batch,),
+                                        generator=generator))
+        latent, target, inside = _crops(self.latents, self.targets, index, self.crop,
+                                        self.context, self.network.config.downsampling,
+                                        generator)
+        logits = module(latent.to(run.device))[..., inside[0], inside[1]]
+        return {"loss": distillation_loss(logits, target.float().to(run.device))}
+
+    @torch.no_grad()
+    def _agreements(self) -> dict[str, float]:
+        """Dice of the fast against the frozen decoder's masks and of each against the labels,
+        on the validation cases' single-step estimates and on their masks' latents."""
+        run, scheme = self.run, self.run.plans.label_scheme
+        if self.validation is None:
+            val = run.val_cases
+            reference = [np.asarray(val.image_and_mask(i)[1]) for i in range(len(val))]
+            masks = torch.cat([self.network.encode_mask(torch.from_numpy(mask)[None].to(
+                run.device)).float().cpu() for mask in reference])
+            estimates = _latents(self.network, val, run.device, run.seed, False, False, "")
+            self.labels = [scheme.decode(mask) for mask in reference]
+            self.validation = {
+                name: (found, _frozen_probabilities(self.network, found, run.device,
+                                                    False).float().numpy())
+                for name, found in (("estimates", estimates), ("masks", masks))}
+        self.decoder.eval()
+        scores = {}
+        for name, (found, frozen) in self.validation.items():
+            fast = self.decoder(found.to(run.device)).float().cpu().numpy()
+            scores.update({f"{name}_{key}": value for key, value
+                           in _agreement(fast, frozen, self.labels, run.plans).items()})
+        self.decoder.train()
+        return scores
+
+    def validate(self) -> dict[str, float]:
+        """``dice``: the fast decoder's agreement with the frozen one on the validation
+        estimates (what prediction decodes)."""
+        if not len(self.run.val_cases):
+            return {}
+        return {"dice": self._agreements()["estimates_fast_vs_frozen"]}
+
+    def model_state(self) -> dict[str, Any]:
+        return {"decoder": self.decoder.state_dict()}
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.decoder.load_state_dict(state["decoder"])
+
+    def settings(self) -> dict[str, Any]:
+        return {"model": self.model.name, "model_digest": self.model_digest,
+                "max_cases": self.max_cases, "crop": self.crop, "context": self.context,
+                "batch_size": self.run.global_batch}
+
+    def export(self, checkpoint: str) -> Path | None:
+        """At the end only: the (EMA) decoder with its report in ``fold_N/fast_decoder/``."""
+        if checkpoint != "final":
+            return None
+        report: dict[str, Any] = {
+            "fold_folder": str(self.model.parent), **self.settings(),
+            "training_cases": len(self.cases), "training_latents": len(self.latents),
+            "config": dict(self.decoder.config)}
+        if len(self.run.val_cases):
+            report["validation"] = {"cases": len(self.run.val_cases), **self._agreements()}
+        self.decoder.eval()
+        self.report = report
+        return _save(self.decoder, self.model.parent, report)
+
+
+class FastDecoderTrainer(Trainer):
+    """The fast decoder of a trained fold's exported model, on the shared loop. Not a trainer
+    found by name: ``leafnet_distill_decoder`` builds it from the fold folder."""
+
+    found_by_name = False
+    num_steps = 1500
+    validate_every = 250
+    learning_rate = 2e-3
+    lr_schedule = "cosine"
+    batch_size = 32
+    num_workers = 0
+
+    def __init__(self, fold_folder: Path, checkpoint: str = "best", max_cases: int = 200,
+                 crop: int = 8, context: int = 2, batch_size: int | None = None,
+                 num_steps: int | None = None, **options: Any) -> None:
+        parsed = parse_run_folder_name(fold_folder.parent.name)
+        if parsed is None or not fold_folder.name.startswith("fold_"):
+            raise LeafnetError(f"{fold_folder} is not a trained fold folder "
+                               "(DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N)")
+        self.model_fold = fold_folder
+        self.model = exported_model(fold_folder, checkpoint)
+        self.max_cases, self.crop, self.context = max_cases, crop, context
+        self.batch_size = batch_size or self.batch_size
+        steps = num_steps or self.num_steps
+        self.warmup_steps = min(50, steps // 10)
+        _, plans_name, preset = parsed
+        super().__init__(fold_folder.parent.parent.name,
+                         int(fold_folder.name.removeprefix("fold_")), plans_name, preset,
+                         num_steps=num_steps, **options)
+        record = read_fold_record(fold_folder)
+        trained = record.inputs if record is not None else None
+        split = (trained.split_sha256 if trained is not None else
+                 split_digest(read_json(fold_folder / FOLD_SPLIT_FILE) or {}))
+        plans = trained.plans_sha256 if trained is not None else file_digest(self.plans_path)
+        if (split, plans) != (split_digest(self.split), file_digest(self.plans_path)):
             raise LeafnetError(
-                f"{work} holds a distillation with other settings or of another model "
-                f"({state['settings']}, now {settings}); continue it with its settings, or "
-                "run without --c to start over")
-        logger.info("continuing the fast decoder's distillation at step %d of %d",
-                    state["step"], settings["steps"])
-        return state
-    if work.exists():
-        logger.info("%s: %s", work, "no checkpoint yet, starting over" if resume
-                    else "an earlier unfinished distillation, started over (--c continues one)")
-        shutil.rmtree(work)
-    work.mkdir()
-    return None
+                f"{fold_folder}'s model was trained under other plans or another split than "
+                f"the dataset's fold {self.fold} has now (it was planned again since); the "
+                "fast decoder learns from the model's own training cases: train the model "
+                "again first")
+
+    def output_folder(self) -> Path:
+        return self.model_fold / WORK_FOLDER
+
+    def make_task(self, run: RunContext) -> FastDecoderTask:
+        return FastDecoderTask(run, self.model, self.max_cases, self.crop, self.context)
 
 
 def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int = 32,
-                         learning_rate: float = 2e-3, device: str = "cpu", seed: int = 0,
-                         max_cases: int = 200, crop: int = 8, context: int = 2,
-                         show_progress: bool = True, resume: bool = False,
-                         checkpoint_every: int = 250) -> dict[str, Any]:
-    """Train the fast decoder of ``fold_folder`` and write it to ``fast_decoder/`` (replacing
-    an older one only when done); return the report, also ``fast_decoder/distillation.json``.
-    ``crop`` is the side of the latent windows trained on, ``context`` the latent pixels of
-    their neighbours decoded with them. The frozen decoder's targets and,
-    every ``checkpoint_every`` steps, the state of the run are kept in ``.fast_decoder_work/``:
-    ``resume`` continues from there exactly as if never interrupted."""
-    plans, split, data = _fold_data(fold_folder)
-    model = exported_model(fold_folder, "best")
-    network = load_network(model, device).eval()
-    config = network.config
-    chosen = split["train"]
-    if len(chosen) > max_cases:
-        order = np.random.default_rng(seed).permutation(len(chosen))[:max_cases]
-        chosen = [chosen[i] for i in sorted(order)]
-    settings = {"steps": steps, "batch_size": batch_size, "learning_rate": learning_rate,
-                "seed": seed, "max_cases": max_cases, "crop": crop, "context": context,
-                **_model_identity(model)}
-    work = fold_folder / WORK_FOLDER
-    state = _resume_state(work, settings, resume)
-    train = PreprocessedCases(data, chosen, plans.label_scheme)
-    start = time.perf_counter()
-    latents, targets = _prepared(network, train, work, device, seed, show_progress)
-    prepare_seconds = time.perf_counter() - start
-    torch.manual_seed(seed)
-    decoder = fast_decoder_for(config.autoencoder["latent_channels"], config.mask_channels,
-                               config.downsampling).to(device).train()
-    optimizer = torch.optim.AdamW(decoder.parameters(), lr=learning_rate)
-    schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(50, steps // 10),
-                             num_training_steps=steps)
-    generator = torch.Generator().manual_seed(seed)
-    first, train_seconds, loss = 0, 0.0, float("nan")
-    if state is not None:
-        decoder.load_state_dict(state["decoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        generator.set_state(state["generator"])
-        first, train_seconds, loss = state["step"], state["train_seconds"], state["loss"]
-    start = time.perf_counter() - train_seconds
-    for step in tqdm(range(first, steps), desc="distilling the fast decoder", initial=first,
-                     total=steps, disable=not show_progress):
-        loss = _distillation_step(decoder, optimizer, schedule, latents, targets, batch_size,
-                                  crop, context, config.downsampling, generator, device)
-        if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(work / CHECKPOINT_FILE, {
-                "trainer": "fast_decoder_distillation", "settings": settings, "step": step + 1,
-                "decoder": decoder.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                "train_seconds": time.perf_counter() - start, "loss": loss})
-    train_seconds = time.perf_counter() - start
-    decoder.eval()
-    report: dict[str, Any] = {
-        "fold_folder": str(fold_folder), "steps": steps, "batch_size": batch_size,
-        "learning_rate": learning_rate, "crop": crop, "context": context,
-        "training_cases": len(chosen), "training_latents": len(latents),
-        "continued_from_step": first, **_model_identity(model),
-        "prepare_seconds": prepare_seconds, "train_seconds": train_seconds,
-        "final_loss": loss, "config": dict(decoder.config)}
-    if split["val"]:
-        val = PreprocessedCases(data, split["val"], plans.label_scheme)
-        reference = [np.asarray(val.image_and_mask(i)[1]) for i in range(len(val))]
-        labels = [plans.label_scheme.decode(mask) for mask in reference]
-        with torch.no_grad():
-            mask_latents = torch.cat([network.encode_mask(torch.from_numpy(mask)[None].to(
-                device)).float() for mask in reference])
-        report["validation"] = {"cases": len(val)}
-        for name, found in (("estimates", _latents(network, val, device, seed, False, False,
-                                                  "")), ("masks", mask_latents.cpu())):
-            with torch.no_grad():
-                fast = decoder(found.to(device)).float().cpu().numpy()
-            frozen = _frozen_probabilities(network, found, device, False).float().numpy()
-            scores = _agreement(fast, frozen, labels, plans)
-            report["validation"].update({f"{name}_{key}": value
-                                         for key, value in scores.items()})
-    _save(decoder, fold_folder, report)
-    shutil.rmtree(work)
-    return report
+                         device: str = "cpu", seed: int = 0, max_cases: int = 200,
+                         crop: int = 8, context: int = 2, show_progress: bool = True,
+                         resume: bool = False, checkpoint_every: int = 250,
+                         checkpoint: str = "best", minutes: float | None = None,
+                         extend: bool = False) -> dict[str, Any]:
+    """Distil the fast decoder of ``fold_folder``'s exported ``checkpoint`` model and write it
+    to ``fast_decoder/`` (replacing an older one only when done); return its report, also
+    ``fast_decoder/distillation.json``. ``crop`` is the side of the latent windows trained on,
+    ``context`` the latent pixels of their neighbours decoded with them. ``resume`` continues
+    an interrupted distillation from its last checkpoint (every ``checkpoint_every`` steps)
+    exactly as if never interrupted; without it an earlier unfinished one is started over."""
+    trainer = FastDecoderTrainer(fold_folder, checkpoint, max_cases, crop, context, batch_size,
+                                 num_steps=steps, device=device, seed=seed,
+                                 validate_every=checkpoint_every, show_progress=show_progress,
+                                 minutes=minutes, extend=extend)
+    resumable = resume and (trainer.output / "checkpoint_latest.pth").is_file()
+    if trainer.context.is_main and trainer.output.exists() and not resumable:
+        shutil.rmtree(trainer.output)
+    trainer.run(continue_training=resume)
+    if not trainer.context.is_main:
+        return {}
+    report = getattr(trainer.task, "report", None) or read_json(
+        fold_folder / FAST_DECODER_FOLDER / REPORT_FILE)
+    return {**report, "steps": trainer.num_steps,
+            "train_seconds": trainer.history["train_seconds"]}
 
 
-def _save(decoder: FastMaskDecoder, fold_folder: Path, report: dict[str, Any]) -> None:
+def _save(decoder: FastMaskDecoder, fold_folder: Path, report: dict[str, Any]) -> Path:
     """Write into a hidden sibling, then swap it in: no half-written decoder is ever found."""
     target = fold_folder / FAST_DECODER_FOLDER
     scratch = Path(tempfile.mkdtemp(prefix=".fast_decoder_", dir=fold_folder))
@@ -304,3 +363,4 @@ def _save(decoder: FastMaskDecoder, fold_folder: Path, report: dict[str, Any]) -
     if target.exists():
         shutil.rmtree(target)
     scratch.rename(target)
+    return target

@@ -5,14 +5,18 @@ readable and made from the raw dataset as it is now."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
-from leafnet.planning.plans import SPLITS_FILE
+from leafnet.planning.plans import SPLITS_FILE, plans_file
 from leafnet.planning.splits import check_training_splits
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
 from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json
+from leafnet.preprocessing.preprocessed_data import PreprocessedCases
+from leafnet.raw_format.locate import dataset_number
+from leafnet.training.locate import preprocessed_dataset
 from leafnet.utilities.json_files import read_json
 
 PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
@@ -52,7 +56,7 @@ def check_preprocessed(folder: Path, data: Path, plans: Plans, split: dict[str, 
                        fold: int) -> None:
     """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
     changed after planning (the plans and arrays would be stale)."""
-    fix = f"run 'leafnet_plan_and_preprocess -d {folder.name[7:10]}'"
+    fix = f"run 'leafnet_plan_and_preprocess -d {dataset_number(folder.name)}'"
     missing = [case for case in split["train"] + split["val"]
                if not case_paths(data, case)["properties"].is_file()]
     if missing:
@@ -76,3 +80,31 @@ def check_preprocessed(folder: Path, data: Path, plans: Plans, split: dict[str, 
         raise LeafnetError(
             f"{raw / 'dataset.json'} changed after planning ({folder} holds the planned "
             f"copy): the plans and arrays may be stale; {fix}")
+
+
+@dataclass
+class FoldData:
+    """A fold's data as training uses it: the preprocessed dataset folder, its plans (file and
+    content), the fold's split and its training and validation cases."""
+
+    folder: Path
+    plans_path: Path
+    plans: Plans
+    split: dict[str, list[str]]
+    train_cases: PreprocessedCases
+    val_cases: PreprocessedCases
+
+
+def load_fold(dataset: str | int, plans_name: str, fold: int) -> FoldData:
+    """Fold ``fold`` of a preprocessed dataset under plans ``plans_name``, checked
+    (:func:`fold_split`, :func:`check_preprocessed`) before anything is built."""
+    folder = preprocessed_dataset(dataset)
+    plans_path = folder / plans_file(plans_name)
+    plans = Plans.load(plans_path, PREPROCESS_FIX)
+    split = fold_split(folder, plans, fold)
+    data = folder / plans.data_identifier
+    check_preprocessed(folder, data, plans, split, fold)
+    scheme = plans.label_scheme
+    return FoldData(folder, plans_path, plans, split,
+                    PreprocessedCases(data, split["train"], scheme),
+                    PreprocessedCases(data, split["val"], scheme))

@@ -1,15 +1,11 @@
-"""The training loop every trainer shares; what it trains is the trainer's task.
-
-AdamW, linear warm-up then diffusers' LR schedule (constant, cosine or linear decay over the
-steps, or, with a ``--minutes`` budget, over the spent fraction of the budget), gradient
-clipping, EMA weights (validated, checkpointed and exported), DistributedDataParallel when
-started by torchrun, validation and checkpoints every ``validate_every`` steps, checkpoint_best
-by validation Dice, the training log and progress.png. Batches are a function of (seed, step)
-(data_loading.py) and so is every random draw of a task's step, so ``--c`` resumes exactly; the
-run's settings are recorded and a continuation with other ones is refused (run_identity.py).
-
-A trainer is a subclass that sets class attributes and builds its task in :meth:`make_task`;
-trainers are found by class name (registry.py).
+"""The training loop every trainer shares, built from parts: the trainer's task (what is
+trained, its losses, validation and export; tasks/), its data (the fold's cases, or the task's
+own batches), AdamW with diffusers' LR schedule (lr_schedule.py), EMA weights, DDP under
+torchrun, and the target: steps, a ``--minutes`` budget, or the task's goal. Batches and every
+random draw of a step are functions of (seed, step), so ``--c`` resumes exactly; the fold
+record holds the run's inputs and a continuation with other ones is refused
+(models/fold_record.py). A trainer is a subclass that sets class attributes and builds its task
+in :meth:`make_task`; trainers are found by class name (registry.py).
 """
 
 from __future__ import annotations
@@ -21,39 +17,45 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
 from torch.nn.parallel import DistributedDataParallel
 
-from leafnet.atomic import copy_file, write_json
 from leafnet.errors import LeafnetError
+from leafnet.models.fold_record import (
+    FOLD_DATASET_FILE,
+    FoldInputs,
+    FoldRecord,
+    Target,
+    check_checkpoint_inputs,
+    continued_record,
+    describe_target,
+    model_digest,
+    split_digest,
+    write_fold_inputs,
+)
 from leafnet.models.presets import get_preset
 from leafnet.paths import trainer_output
-from leafnet.planning.plans import plans_file
-from leafnet.preprocessing.plans import Plans
 from leafnet.training.checkpointing import (
     load_checkpoint,
+    remove_checkpoints,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from leafnet.training.augmentation import AUGMENTATIONS, full_augmentation
-from leafnet.training.data_loading import PreprocessedCases, make_loader
+from leafnet.training.data_loading import make_loader
 from leafnet.training.distributed import (
     init_distributed,
     rank0_value,
     shutdown_distributed,
 )
-from leafnet.training.locate import preprocessed_dataset
-from leafnet.training.fold_data import PREPROCESS_FIX, check_preprocessed, fold_split
-from leafnet.training.progress import LOGGER, plot_progress, training_log
-from leafnet.training.lr_schedule import budget_schedule
-from leafnet.training.run_identity import check_continuation, record_run_settings
+from leafnet.training.fold_data import load_fold
+from leafnet.training.progress import LOGGER, interval_summary, plot_progress, training_log
+from leafnet.training.lr_schedule import check_targets, lr_scheduler
 from leafnet.training.tasks.task import RunContext, TrainingTask
 from leafnet.utilities.digests import file_digest
-from leafnet.utilities.machine import cpu_has_bf16, default_device
+from leafnet.utilities.machine import cpu_has_bf16, default_device, describe_precision
 
 UNBOUNDED_STEPS = 10**9
 
@@ -74,6 +76,8 @@ class Trainer(ABC):
     flips = True
     num_workers = 2
     validation_batch_size = 4
+    batch_size: int | None = None
+    found_by_name = True
 
     def __init__(self, dataset: str | int, fold: int = 0, plans_name: str = "leafnetPlans",
                  preset: str | None = None, device: str | None = None, seed: int = 12345,
@@ -85,24 +89,17 @@ class Trainer(ABC):
         if self.context.enabled and self.device.startswith("cuda"):
             self.device = f"cuda:{self.context.local_rank}"
         self.name = type(self).__name__
-        self.folder = preprocessed_dataset(dataset)
+        data = load_fold(dataset, plans_name, fold)
+        self.folder, self.plans_path, self.plans = data.folder, data.plans_path, data.plans
+        self.split, self.train_cases, self.val_cases = data.split, data.train_cases, data.val_cases
         self.plans_name = plans_name
-        self.plans_path = self.folder / plans_file(plans_name)
-        self.plans = Plans.load(self.plans_path, PREPROCESS_FIX)
         self.preset = get_preset(preset or self.plans.preset)
         self.fold, self.seed = fold, seed
         self.cpu_bf16 = self.cpu_bf16 and self.device == "cpu" and cpu_has_bf16()
         if self.augmentation not in AUGMENTATIONS:
             raise LeafnetError(f"{self.name}: augmentation '{self.augmentation}' is not one of "
                                f"{', '.join(AUGMENTATIONS)}")
-        if minutes is not None and not (math.isfinite(minutes) and minutes > 0):
-            raise LeafnetError(f"--minutes must be a positive number, got {minutes}")
-        for flag, value in (("--steps", num_steps), ("--validate-every", validate_every)):
-            if value is not None and value < 1:
-                raise LeafnetError(f"{flag} must be at least 1, got {value}: a run without steps "
-                                   "would save untrained weights over the trained ones")
-        if num_workers is not None and num_workers < 0:
-            raise LeafnetError(f"--workers must be 0 or more, got {num_workers}")
+        check_targets(minutes, num_steps, validate_every, num_workers)
         self.minutes, self.extend = minutes, extend
         if num_steps is not None:
             self.num_steps = num_steps
@@ -112,17 +109,10 @@ class Trainer(ABC):
             self.validate_every = validate_every
         if num_workers is not None:
             self.num_workers = num_workers
-        self.split = fold_split(self.folder, self.plans, fold)
-        self.output = trainer_output(self.folder.name, self.name, plans_name, self.preset.name,
-                                     fold)
-        data = self.folder / self.plans.data_identifier
-        check_preprocessed(self.folder, data, self.plans, self.split, fold)
-        scheme = self.plans.label_scheme
-        self.train_cases = PreprocessedCases(data, self.split["train"], scheme)
-        self.val_cases = PreprocessedCases(data, self.split["val"], scheme)
-        batch = self.plans.batch_size
+        self.output = self.output_folder()
+        batch = self.batch_size or self.plans.batch_size
         if batch % self.context.world_size:
-            raise LeafnetError(f"batch size {batch} (plans) does not split over "
+            raise LeafnetError(f"batch size {batch} does not split over "
                                f"{self.context.world_size} processes")
         self.global_batch = batch
         self.history: dict[str, Any] = {"train_step": [], "losses": {}, "lr": [],
@@ -141,6 +131,11 @@ class Trainer(ABC):
     def make_task(self, run: RunContext) -> TrainingTask:
         """The task this trainer trains, configured from its class attributes."""
 
+    def output_folder(self) -> Path:
+        """The run's folder: ``DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N``."""
+        return trainer_output(self.folder.name, self.name, self.plans_name, self.preset.name,
+                              self.fold)
+
     # -- set-up ---------------------------------------------------------------------------
     def _prepare(self) -> None:
         torch.manual_seed(self.seed)
@@ -151,7 +146,9 @@ class Trainer(ABC):
         self.optimizer = torch.optim.AdamW(self.parameters, lr=learning_rate,
                                            weight_decay=self.weight_decay)
         self.budget_spent = 0.0
-        self.scheduler = self._lr_scheduler()
+        self.scheduler = lr_scheduler(self.lr_schedule, self.optimizer, self.warmup_steps,
+                                      None if self.minutes is None else self._progress,
+                                      self.num_steps)
         module = self.task.trained_module()
         if self.context.enabled:
             module = DistributedDataParallel(
@@ -159,31 +156,27 @@ class Trainer(ABC):
                 else None)
         self.module = module
 
-    def _lr_scheduler(self) -> torch.optim.lr_scheduler.LambdaLR:
-        """diffusers' schedule ``lr_schedule`` (warm-up, then constant, cosine or linear decay;
-        a cosine is one half period, down to zero at the end) over ``num_steps``; with
-        ``--minutes``, the decay follows the spent fraction of the budget (or of the steps,
-        whichever is further), so the LR falls smoothly to the end of the budget."""
-        if self.minutes is None:
-            return get_scheduler(self.lr_schedule, self.optimizer,
-                                 num_warmup_steps=self.warmup_steps,
-                                 num_training_steps=self.num_steps, num_cycles=0.5)
-        return budget_schedule(self.lr_schedule, self.optimizer, self.warmup_steps,
-                               self._progress)
-
     def _progress(self, step: int) -> float:
         """How far the run is at ``step``: the spent fraction of the budget, or of the steps
         when they are bounded and further."""
         steps = 0.0 if self.num_steps == UNBOUNDED_STEPS else step / self.num_steps
         return max(self.budget_spent, steps)
 
-    def run_settings(self) -> dict[str, Any]:
-        """What makes this run's weights what they are: compared by ``--c`` (run_identity.py)."""
-        return {"trainer": self.name, "fold": self.fold, "plans": self.plans_name,
-                "plans_sha256": file_digest(self.plans_path), "preset": self.preset.name,
-                "seed": self.seed,
-                "steps": None if self.num_steps == UNBOUNDED_STEPS else self.num_steps,
-                "minutes": self.minutes, **self.task.settings()}
+    def fold_inputs(self) -> FoldInputs:
+        """What makes this run's weights what they are: compared by ``--c`` and by a resumed
+        checkpoint (models/fold_record.py)."""
+        teacher, teacher_digest = self.task.teacher_identity()
+        return FoldInputs(
+            trainer=self.name, dataset=self.folder.name, plans=self.plans_name,
+            plans_sha256=file_digest(self.plans_path), preset=self.preset.name, fold=self.fold,
+            seed=self.seed, split_sha256=split_digest(self.split),
+            first_stage=self.task.first_stage_identity(), teacher=teacher,
+            teacher_sha256=teacher_digest, task=self.task.settings())
+
+    def target(self) -> Target:
+        """The steps and minutes this run trains to."""
+        return Target(None if self.num_steps == UNBOUNDED_STEPS else self.num_steps,
+                      self.minutes)
 
     def log(self, message: str) -> None:
         """A line in the training log (rank 0 only)."""
@@ -206,17 +199,19 @@ class Trainer(ABC):
     # -- checkpoints ------------------------------------------------------------------------
     def checkpoint_state(self, step: int) -> dict[str, Any]:
         return {
-            "trainer": self.name, "plans_name": self.plans_name, "preset": self.preset.name,
-            "fold": self.fold, "seed": self.seed, "step": step, **self.task.model_state(),
-            "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "history": self.history,
-            "best_dice": self.best_dice, **self.task.settings(), "rng": rng_state(),
+            "trainer": self.name, "fold_inputs": self.fold_record.to_json()["inputs"],
+            "step": step, **self.task.model_state(), "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "history": self.history, "best_dice": self.best_dice, "rng": rng_state(),
         }
 
-    def restore(self, state: dict[str, Any]) -> int:
+    def restore(self, state: dict[str, Any], name: str) -> int:
+        """Load checkpoint ``name``'s ``state``; refused when another run wrote it (a copied
+        checkpoint; checkpoints of an older leafnet record only their trainer)."""
         if state["trainer"] != self.name:
-            raise LeafnetError(f"checkpoint_latest.pth belongs to {state['trainer']}, not "
-                               f"{self.name}")
+            raise LeafnetError(f"{name} belongs to {state['trainer']}, not {self.name}")
+        check_checkpoint_inputs(self.output / name, state.get("fold_inputs"),
+                                self.fold_record.inputs)
         self.task.load_model_state(state)
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -228,20 +223,15 @@ class Trainer(ABC):
     def validate_checkpoint(self, name: str = "checkpoint_final.pth") -> dict[str, float]:
         """``--val``: validation metrics of a saved checkpoint's EMA weights."""
         self.output.mkdir(parents=True, exist_ok=True)
+        self.fold_record = FoldRecord(self.fold_inputs(), self.target())
         self._prepare()
-        self.restore(load_checkpoint(self.output / name))
+        self.restore(load_checkpoint(self.output / name), name)
         with self._log_file():
             metrics = self._with_ema(self.task.validate)
             self.log(f"validation of {name}: {metrics}")
         return metrics
 
     # -- the loop ---------------------------------------------------------------------------
-    def _copy_inputs(self) -> None:
-        for source, name in ((self.plans_path, "plans.json"),
-                             (self.folder / "dataset.json", "dataset.json")):
-            copy_file(source, self.output / name)
-        write_json(self.output / "split.json", self.split)
-
     def run(self, continue_training: bool = False, save: bool = True) -> Path:
         """Train to ``num_steps`` (resuming from checkpoint_latest with ``continue_training``).
         The output folder is created only once everything training needs is there. ``save``
@@ -249,36 +239,53 @@ class Trainer(ABC):
         1.8 GB) need only the log."""
         self.save = save
         note = ""
+        self.fold_record = FoldRecord(self.fold_inputs(), self.target())
         if continue_training and (self.output / "checkpoint_latest.pth").is_file():
-            note = check_continuation(self.output, self.run_settings(), self.extend,
-                                      write=self.context.is_main and save)
-        settings = self.run_settings()
+            self.fold_record, note = continued_record(self.output, self.fold_record,
+                                                      self.extend, self.split)
         self._prepare()
         self.output.mkdir(parents=True, exist_ok=True)
         with self._log_file():
             if note:
                 self.log(note)
-            self._run(continue_training, settings)
+            self._run(continue_training)
         self.context.barrier()
         shutdown_distributed(self.context)
         return self.output
 
-    def _run(self, continue_training: bool, settings: dict[str, Any]) -> None:
+    def _save_record(self, **changes: Any) -> None:
+        """Update the fold record (progress, exported models) and write it (rank 0, saving)."""
+        for name, value in changes.items():
+            setattr(self.fold_record, name, value)
+        if self.context.is_main and self.save:
+            self.fold_record.save(self.output)
+
+    def _export(self, checkpoint: str) -> None:
+        """Export the EMA weights as ``checkpoint``'s model and record its digest."""
+        folder = self._with_ema(lambda: self.task.export(checkpoint))
+        if folder is not None:
+            self._save_record(models={**self.fold_record.models,
+                                      checkpoint: model_digest(folder)})
+
+    def _run(self, continue_training: bool) -> None:
         start = 0
         latest = self.output / "checkpoint_latest.pth"
         if continue_training and latest.is_file():
-            start = self.restore(load_checkpoint(latest))
+            start = self.restore(load_checkpoint(latest), latest.name)
             self.budget_spent = self._spent_fraction()
+            self._save_record()
             self.log(f"resumed from {latest} at step {start}")
         elif self.context.is_main:
-            self._copy_inputs()
             if self.save:
-                record_run_settings(self.output, settings)
+                remove_checkpoints(self.output)
+            write_fold_inputs(self.output, self.plans_path, self.folder / FOLD_DATASET_FILE,
+                              self.split)
+            self._save_record()
             self.log(f"{self.name} on {self.folder.name} fold {self.fold}, preset "
                      f"{self.preset.name}, {len(self.train_cases)} train / "
                      f"{len(self.val_cases)} val cases, device {self.device}, "
-                     f"{self.context.world_size} process(es), {self._target()}, "
-                     f"{self._precision()}")
+                     f"{self.context.world_size} process(es), {describe_target(self.target())},"
+                     f" {describe_precision(self.device, self.cpu_bf16, type(self).cpu_bf16)}")
         for note in self.task.start_notes():
             self.log(note)
         if start and self.budget_spent >= 1:
@@ -291,8 +298,11 @@ class Trainer(ABC):
             self.log(f"{self.name}: the goal is met at step {start}; no more training needed")
         transform = (full_augmentation(self.plans.target_size)
                      if self.augmentation == "full" else None)
-        loader = make_loader(self.train_cases, self.global_batch, self.seed, start, self.flips,
-                             self.num_workers, transform) if start < self.num_steps else None
+        loader = None
+        if start < self.num_steps:
+            loader = self.task.batches(start) or make_loader(
+                self.train_cases, self.global_batch, self.seed, start, self.flips,
+                self.num_workers, transform)
         try:
             for step in range(start, self.num_steps):
                 step_started = time.perf_counter()
@@ -328,10 +338,16 @@ class Trainer(ABC):
             if loader is not None and hasattr(loader, "_finish"):
                 loader._finish()
         self.history["train_seconds"] = before + time.perf_counter() - started
-        if self.context.is_main and self.save:
+        finished = start == self.num_steps == self.fold_record.steps_done and "final" in \
+            self.fold_record.models and (self.output / "checkpoint_final.pth").is_file()
+        if finished:
+            self.log(f"the run had already finished at step {start}: nothing to do")
+        elif self.context.is_main and self.save:
             final = self.output / "checkpoint_final.pth"
             save_checkpoint(final, self.checkpoint_state(self.num_steps))
-            self._with_ema(lambda: self.task.export("final"))
+            self._save_record(steps_done=self.num_steps,
+                              train_seconds=self.history["train_seconds"])
+            self._export("final")
             self.task.after_training()
             self.log(f"done: {final}")
 
@@ -343,18 +359,6 @@ class Trainer(ABC):
         reached = self._with_ema(lambda: self.task.goal_reached(done)) \
             if self.context.is_main else False
         return bool(rank0_value(self.context, float(reached), self.device))
-
-    def _precision(self) -> str:
-        if self.device.startswith("cuda") or self.cpu_bf16:
-            return "bf16 autocast"
-        if type(self).cpu_bf16 and self.device == "cpu":
-            return "float32 (the trainer asks for bf16, which this CPU lacks natively)"
-        return "float32"
-
-    def _target(self) -> str:
-        steps = "" if self.num_steps == UNBOUNDED_STEPS else f"{self.num_steps} steps"
-        budget = "" if self.minutes is None else f"{self.minutes:g} minutes"
-        return " or ".join(part for part in (steps, budget) if part)
 
     def _spent_fraction(self) -> float:
         """The spent fraction of the ``--minutes`` budget (training time over all sittings; 0
@@ -377,24 +381,20 @@ class Trainer(ABC):
         overrun the budget for nothing new), log, checkpoint, plot."""
         if self.context.is_main:
             metrics = self._with_ema(self.task.validate) if validate else {}
-            recent = {k: float(np.mean(v[-self.validate_every:]))
-                      for k, v in self.history["losses"].items()}
-            text = ", ".join(f"{k} {v:.4f}" for k, v in recent.items())
-            seconds_per_step = np.median(self.history["step_seconds"][-self.validate_every:])
-            text += f", {seconds_per_step:.2f} s/step"
             if metrics:
                 self.history["val_step"].append(done)
                 self.history["val_dice"].append(metrics["dice"])
-                self.history["val_iou"].append(metrics["iou"])
-                text += f", val Dice {metrics['dice']:.4f}, IoU {metrics['iou']:.4f}"
-            self.log(f"step {done} of {self._target()} ({seconds:.0f} s): {text}")
+                self.history["val_iou"].append(metrics.get("iou", math.nan))
+            text = interval_summary(self.history, self.validate_every, metrics)
+            self.log(f"step {done} of {describe_target(self.target())} ({seconds:.0f} s): {text}")
         if self.context.is_main and self.save:
             state = self.checkpoint_state(done)
             if metrics and metrics["dice"] > self.best_dice:
                 self.best_dice = metrics["dice"]
                 state["best_dice"] = self.best_dice
                 save_checkpoint(self.output / "checkpoint_best.pth", state)
-                self._with_ema(lambda: self.task.export("best"))
+                self._export("best")
             save_checkpoint(self.output / "checkpoint_latest.pth", state)
+            self._save_record(steps_done=done, train_seconds=self.history["train_seconds"])
             plot_progress(self.output / "progress.png", self.history)
         self.context.barrier()

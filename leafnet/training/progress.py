@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -89,3 +90,16 @@ def plot_progress(path: Path, history: dict[str, Any]) -> None:
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=80)
     plt.close(figure)
+
+
+def interval_summary(history: dict[str, Any], steps: int, metrics: dict[str, float]) -> str:
+    """The log line's figures for the last ``steps`` steps: mean losses, the median seconds per
+    step, and the validation metrics when there are some."""
+    recent = {k: float(np.mean(v[-steps:])) for k, v in history["losses"].items()}
+    text = ", ".join(f"{k} {v:.4f}" for k, v in recent.items())
+    text += f", {np.median(history['step_seconds'][-steps:]):.2f} s/step"
+    if metrics:
+        text += f", val Dice {metrics['dice']:.4f}"
+        if "iou" in metrics:
+            text += f", IoU {metrics['iou']:.4f}"
+    return text

@@ -35,14 +35,16 @@ def _import_extra() -> None:
 
 
 def all_trainers() -> dict[str, type[Trainer]]:
-    """Every subclass of the training loop, by class name."""
+    """Every subclass of the training loop that is found by name (not the fast decoder's,
+    which ``leafnet_distill_decoder`` builds from a fold folder), by class name."""
     _import_builtin()
     _import_extra()
     found = {}
     pending = [Trainer]
     while pending:
         for subclass in pending.pop().__subclasses__():
-            found[subclass.__name__] = subclass
+            if subclass.found_by_name:
+                found[subclass.__name__] = subclass
             pending.append(subclass)
     return found
 

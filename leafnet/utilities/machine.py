@@ -39,8 +39,7 @@ def machine() -> dict[str, Any]:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX, as oneDNN reports it).
-    Without it bf16 autocast is emulated and many times slower: measured 30 s against 1.6 s
-    per first-stage step on a 2-core AVX2 AMD EPYC."""
+    Without it bf16 autocast is emulated and many times slower (docs/results.md)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -53,3 +52,13 @@ def autocast(device: str, cpu_bf16: bool = False) -> torch.autocast:
     if device.startswith("cuda"):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16 and device == "cpu")
+
+
+def describe_precision(device: str, cpu_bf16: bool, asked_cpu_bf16: bool) -> str:
+    """The precision :func:`autocast` gives a run, in words (``asked_cpu_bf16``: the trainer
+    asked for bf16 on the CPU, ``cpu_bf16``: it got it)."""
+    if device.startswith("cuda") or cpu_bf16:
+        return "bf16 autocast"
+    if asked_cpu_bf16 and device == "cpu":
+        return "float32 (the trainer asks for bf16, which this CPU lacks natively)"
+    return "float32"

@@ -3,12 +3,11 @@
 
 L1 reconstruction plus ``kl_weight`` x KL on random crops, validated by the Dice of the
 reconstructed validation masks. Masks of several classes add ``dice_weight`` x the soft Dice
-loss of each RGB channel: with L1 alone a first stage codes one binary mask (three equal
-channels) in 130 steps but had not started on two region channels (validation Dice 0.17 on the
-nested demo), with the Dice term it reached 0.90 / 0.85 in the same steps. Like the L1, the
-Dice term counts the channel that two masks repeat in B twice (``rgb_layout``): on the nested
-demo this moved the test Dice from 0.925 / 0.850 (lesion / core) to 0.906 / 0.859, towards the
-weaker region. One class keeps L1 alone, so binary first stages train exactly as before.
+loss of each RGB channel: with L1 alone a first stage learns one binary mask (three equal
+channels) quickly but several region channels hardly at all (docs/results.md). Like the L1,
+the Dice term counts the channel that two masks repeat in B twice (``rgb_layout``), which
+favours the weaker region. One class keeps L1 alone, so binary first stages train exactly as
+before.
 
 Where the preset ships a mask autoencoder (models/shipped_autoencoder.py) and the trainer asks
 for it, training starts from the shipped weights and has a goal: it measures the reconstruction
@@ -25,6 +24,7 @@ preset and fold finds them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,9 @@ from leafnet.models.shipped_autoencoder import (
     ceiling_by_class,
     describe_ceiling,
     load_shipped_autoencoder,
+    shipped_folder,
 )
+from leafnet.models.fold_record import FirstStage, model_digest
 from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import (
     RunContext,
@@ -193,6 +195,16 @@ class AutoencoderTask(TrainingTask):
     def settings(self) -> dict[str, Any]:
         return {"initial_weights": self.initial_weights, "target_dice": self.target_dice}
 
+    def first_stage_identity(self) -> FirstStage | None:
+        """The shipped weights that fine-tuning starts from (a leafnet that ships others makes
+        another experiment); None from random weights."""
+        if self.initial_weights != "shipped":
+            return None
+        preset = self.run.preset.name
+        folder = shipped_folder(preset)
+        return FirstStage(f"shipped/{preset}", "shipped",
+                          None if folder is None else model_digest(folder), None)
+
     def model_state(self) -> dict[str, Any]:
         return {"autoencoder_config": dict(self.autoencoder.config),
                 "autoencoder": self.autoencoder.state_dict()}
@@ -201,12 +213,12 @@ class AutoencoderTask(TrainingTask):
         self.autoencoder.load_state_dict(state["autoencoder"])
 
     @torch.no_grad()
-    def export(self, checkpoint: str) -> None:
+    def export(self, checkpoint: str) -> Path | None:
         """Save the (EMA) autoencoder, 1 / std of the training masks' latents and the training
         masks' reconstruction Dice (at the end only: the diffusion trainers use the final first
         stage)."""
         if checkpoint != "final":
-            return
+            return None
         run = self.run
         self.autoencoder.eval()
         latents = []
@@ -226,3 +238,4 @@ class AutoencoderTask(TrainingTask):
         run.log(f"first stage saved to {folder} (latent scale {scale:.4f}; reconstruction "
                 f"Dice of the training masks {describe_ceiling(run.plans.label_scheme, ceiling)}"
                 ": the ceiling of every diffusion model trained on it)")
+        return folder

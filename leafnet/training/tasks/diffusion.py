@@ -10,7 +10,6 @@ fold's validation and test cases from the raw images at their original size.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,11 @@ from torch import nn
 from leafnet.diffusion import estimate_z0
 from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
-from leafnet.inference.predict_cases import predict_cases
+from leafnet.features.cache import teacher_signature
+from leafnet.inference.predict_cases import predict_and_score
 from leafnet.inference.cascade import load_predictor
 from leafnet.models.autoencoder import rgb_layout, unrecorded_rgb_layout
+from leafnet.models.fold_record import FirstStage, model_digest, read_fold_record
 from leafnet.models.distillation import EncoderFeatureHook, Projector
 from leafnet.models.network import LEAFNetwork, NetworkConfig, build_network, network_config
 from leafnet.models.shipped_autoencoder import (
@@ -38,6 +39,7 @@ from leafnet.training.tasks.alignment import FeatureAlignment
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.training.tasks.mask_latents import MaskLatentCache
 from leafnet.training.losses import dice_bce_loss
+from leafnet.utilities.json_files import read_json
 from leafnet.training.tasks.task import (
     RunContext,
     TrainingTask,
@@ -91,6 +93,31 @@ class DiffusionTask(TrainingTask):
         self.recorded_ceiling: dict[str, float] | None = None
         self.first_stage_target: float | None = None
 
+    def _first_stage(self) -> tuple[Path, dict[str, Any] | None]:
+        """The first stage's folder and record (None when it was not trained)."""
+        run = self.run
+        folder = first_stage_folder(run.dataset_folder.name, self.first_stage, run.plans_name,
+                                    run.preset.name, run.fold)
+        return folder, read_json(folder / FIRST_STAGE_RECORD)
+
+    def first_stage_identity(self) -> FirstStage:
+        """The mask autoencoder this run uses, for the fold record: a pretrained preset's
+        weights by name, or the first stage's folder with the digest of its weights, its latent
+        scale and whether it is the shipped autoencoder as it came or fine-tuned here."""
+        run = self.run
+        if run.preset.pretrained is not None:
+            return FirstStage(run.preset.pretrained, "pretrained", None,
+                              network_config(run.preset.name).latent_scale)
+        folder, record = self._first_stage()
+        source = folder.relative_to(folder.parents[2]).as_posix()
+        if record is None:
+            return FirstStage(source, "missing", None, None)
+        tuned = read_fold_record(folder.parent)
+        steps = tuned.steps_done if tuned is not None else None
+        origin = ("trained here" if record.get("initial_weights") != "shipped" else
+                  "shipped" if steps == 0 else "shipped, fine-tuned here")
+        return FirstStage(source, origin, model_digest(folder), record["latent_scale"])
+
     def network_config(self) -> NetworkConfig:
         """The preset's network; without pretrained weights, the first stage trained here."""
         run = self.run
@@ -99,16 +126,14 @@ class DiffusionTask(TrainingTask):
             return network_config(run.preset.name, self.prediction_type,
                                   mask_channels=scheme.num_channels)
         dataset = run.dataset_folder.name
-        folder = first_stage_folder(dataset, self.first_stage, run.plans_name, run.preset.name,
-                                    run.fold)
-        if not (folder / FIRST_STAGE_RECORD).is_file():
+        folder, record = self._first_stage()
+        if record is None:
             raise LeafnetError(
                 f"the '{run.preset.name}' preset has no pretrained autoencoder and none was "
                 f"trained for this dataset and fold ({folder} is missing). Train it first: "
                 f"leafnet_train {dataset} {self.first_stage} -f {run.fold} "
                 f"--preset {run.preset.name} (or choose another with --first-stage)"
             )
-        record = json.loads((folder / FIRST_STAGE_RECORD).read_text())
         coded = record.get("label_handling")
         if (coded != scheme.coding) if coded is not None else not scheme.is_binary:
             raise LeafnetError(
@@ -236,15 +261,21 @@ class DiffusionTask(TrainingTask):
         if self.alignment is not None:
             self.alignment.load_state(state["projector"])
 
+    def teacher_identity(self) -> tuple[str | None, str | None]:
+        if self.alignment is None:
+            return None, None
+        return self.alignment.teacher, teacher_signature(self.alignment.teacher)
+
     def settings(self) -> dict[str, Any]:
         return {"distill_lambda": self.alignment.weight if self.alignment is not None else 0.0,
                 "first_stage": self.first_stage}
 
-    def export(self, checkpoint: str) -> None:
+    def export(self, checkpoint: str) -> Path:
         """``model_best/`` or ``model_final/``: what prediction loads, so that it never unpickles
         a training checkpoint."""
         folder = export_model(self.network, self.run.output, checkpoint)
         self.run.log(f"inference model ({checkpoint}) saved to {folder}")
+        return folder
 
     def after_training(self) -> None:
         """Predict the validation and test cases from the raw images (original size) with the
@@ -265,7 +296,7 @@ class DiffusionTask(TrainingTask):
             if not case_ids:
                 continue
             folder = run.output / split
-            summary = predict_cases(predictor, raw, case_ids, folder, run.seed)
+            summary = predict_and_score(predictor, raw, case_ids, folder, run.seed).summary
             if summary is not None:
                 means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
                 run.log(f"{split}: {summary['num_cases']} cases, {means} "

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from leafnet.evaluation.metrics import dice_and_iou
+from leafnet.models.fold_record import FirstStage
 from leafnet.models.presets import Preset
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import Plans
@@ -133,12 +134,27 @@ class TrainingTask(ABC):
         """Restore what :meth:`model_state` returned."""
 
     @abstractmethod
-    def export(self, checkpoint: str) -> None:
-        """Save the inference model of ``checkpoint`` (the EMA weights are in place)."""
+    def export(self, checkpoint: str) -> Path | None:
+        """Save the inference model of ``checkpoint`` (the EMA weights are in place); return
+        its folder (its digest goes into the fold record), or None when nothing was saved."""
+
+    def batches(self, start: int) -> Iterator[dict[str, Any]] | None:
+        """The task's own batches from step ``start`` (each a function of its step, for an
+        exact resume), or None for the fold's training cases (data_loading.py)."""
+        return None
 
     def settings(self) -> dict[str, Any]:
-        """Task settings recorded in every checkpoint."""
+        """Task settings that are part of the run's identity (the fold record's inputs)."""
         return {}
+
+    def first_stage_identity(self) -> FirstStage | None:
+        """The mask autoencoder the task's network is built on (or, for a first stage, the
+        weights it starts from); None when there is none."""
+        return None
+
+    def teacher_identity(self) -> tuple[str | None, str | None]:
+        """The teacher whose features the task aligns to and a digest of its weights."""
+        return None, None
 
     def start_notes(self) -> list[str]:
         """Lines the loop logs when a run starts or resumes (after :meth:`build`)."""

@@ -87,7 +87,7 @@ class LEAFTrainer_x0_pixel(LEAFTrainer_x0):
 
 
 class LEAFTrainer_x0_cpu(LEAFTrainer_x0):
-    """The from-scratch recipe that learns fastest on a CPU (issue 13's measurements): t = T-1,
+    """The from-scratch recipe that learns fastest on a CPU (docs/results.md): t = T-1,
     cosine decay over the run (or its --minutes), batchgenerators augmentation, bf16 autocast
     on CPUs with native bf16."""
 
