@@ -88,17 +88,20 @@ def _check_dataset_folder(fold_folder: Path, plans: Plans) -> None:
 def load_member(fold_folder: Path, checkpoint: str = "best", device: str = "cpu",
                 backend: str = "torch", fast_decoder: bool = False) -> SingleStepModel:
     """The single-step model of one fold folder: its exported network (safetensors, never a
-    training checkpoint) in PyTorch, or its ONNX file in onnxruntime."""
+    training checkpoint) in PyTorch, or its ONNX file in onnxruntime; refused when the fold
+    record says the fold did not export these weights (an unreadable file says so first)."""
     if backend not in BACKENDS:
         raise LeafnetError(f"backend must be one of {BACKENDS}, got '{backend}'")
     path = exported_model(fold_folder, checkpoint)
-    check_model(fold_folder, path.name.removeprefix("model_"))
     if backend == "onnxruntime":
         from leafnet.inference.onnx_backend import OnnxSingleStep
 
-        return OnnxSingleStep.from_model_folder(path, fast_decoder)
-    decoder = load_fast_decoder(fold_folder, path, device) if fast_decoder else None
-    return SingleStep(load_network(path, device), decoder).to(device).eval()
+        member = OnnxSingleStep.from_model_folder(path, fast_decoder)
+    else:
+        decoder = load_fast_decoder(fold_folder, path, device) if fast_decoder else None
+        member = SingleStep(load_network(path, device), decoder).to(device).eval()
+    check_model(fold_folder, path.name.removeprefix("model_"))
+    return member
 
 
 class LEAFPredictor:

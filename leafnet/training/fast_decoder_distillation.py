@@ -299,7 +299,7 @@ class FastDecoderTrainer(Trainer):
                                "(DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N)")
         self.model_fold = fold_folder
         self.model = exported_model(fold_folder, checkpoint)
-        self.max_cases, self.crop, self.context = max_cases, crop, context
+        self.max_cases, self.crop, self.crop_context = max_cases, crop, context
         self.batch_size = batch_size or self.batch_size
         steps = num_steps or self.num_steps
         self.warmup_steps = min(50, steps // 10)
@@ -323,7 +323,7 @@ class FastDecoderTrainer(Trainer):
         return self.model_fold / WORK_FOLDER
 
     def make_task(self, run: RunContext) -> FastDecoderTask:
-        return FastDecoderTask(run, self.model, self.max_cases, self.crop, self.context)
+        return FastDecoderTask(run, self.model, self.max_cases, self.crop, self.crop_context)
 
 
 def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int = 32,
