@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,4 +91,89 @@ def make_raw_dataset(
         "leafnet_split": {"rule": "ratio", "train": 0.6, "val": 0.2, "test": 0.2},
     }
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def training_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stages (the
+    default one and the CPU recipe's) trained for a few steps, and tiny teachers installed
+    (built once per module that asks for it)."""
+    from test_teachers import install_tiny_teachers
+
+    from leafnet.training.registry import find_trainer
+
+    root = tmp_path_factory.mktemp("training")
+    with planned_tiny_demo(root, num_cases=40):
+        for first_stage in ("LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_cpu"):
+            find_trainer(first_stage)(999, num_steps=20, validate_every=20, num_workers=0,
+                                      show_progress=False).run()
+        install_tiny_teachers(root)
+    return root
+
+
+@pytest.fixture
+def training_env(training_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The training demo's folders, with this test's own copy of results and preprocessed
+    data."""
+    for variable in ("LEAFNET_RAW", "LEAFNET_WEIGHTS"):
+        monkeypatch.setenv(variable, str(training_demo / variable.lower()))
+    for variable in ("LEAFNET_PREPROCESSED", "LEAFNET_RESULTS"):
+        shutil.copytree(training_demo / variable.lower(), tmp_path / variable.lower(),
+                        dirs_exist_ok=True)
+        monkeypatch.setenv(variable, str(tmp_path / variable.lower()))
+    return tmp_path
+
+
+def train_demo(name: str, steps: int | None, **options):
+    """Train ``name`` on dataset 999 for ``steps`` (``every``: validation interval, default
+    the steps; ``workers``: loader processes, default 0; ``continue_training``: --c)."""
+    from leafnet.training.registry import find_trainer
+
+    resume = options.pop("continue_training", False)
+    trainer = find_trainer(name)(999, num_steps=steps, validate_every=options.pop("every", steps),
+                                 num_workers=options.pop("workers", 0), show_progress=False,
+                                 **options)
+    trainer.run(continue_training=resume)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def two_folds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for a few steps on two folds of the demo (each fold with its own
+    first stage; fold 0's first stage long enough to code the masks, for the fast decoder)."""
+    from leafnet.training.registry import find_trainer
+
+    root = tmp_path_factory.mktemp("model_store")
+    with planned_tiny_demo(root, num_cases=20):
+        splits_path = next((root / "leafnet_preprocessed").glob("Dataset999_*")) \
+            / "splits_final.json"
+        splits = json.loads(splits_path.read_text())
+        first = splits["folds"][0]
+        cases = sorted(first["train"] + first["val"])
+        second = {"val": cases[:3], "train": cases[3:]}
+        splits["folds"] = [first, second]
+        splits.pop("generated_by")
+        splits_path.write_text(json.dumps(splits))
+        for fold in (0, 1):
+            find_trainer("LEAFAutoencoderTrainer")(999, fold=fold, num_steps=3 + 150 * (fold == 0),
+                                                   num_workers=0, show_progress=False).run()
+            find_trainer("LEAFTrainer_x0")(999, fold=fold, num_steps=3, num_workers=0,
+                                           show_progress=False).run()
+    return root
+
+
+@pytest.fixture
+def two_fold_results(two_folds: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """This test's own copy of the two-fold model's results folder."""
+    shutil.copytree(two_folds / "leafnet_results", tmp_path / "results")
+    monkeypatch.setenv("LEAFNET_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("LEAFNET_PREPROCESSED", str(two_folds / "leafnet_preprocessed"))
+    return tmp_path / "results"
+
+
+def fold_images(folder: Path, count: int = 3) -> Path:
+    """``count`` RGB images of several sizes, named as leafnet_predict takes them."""
+    for index in range(count):
+        save(folder / f"case{index}_0000.png", rgb(48 + 8 * index, 64, index))
     return folder

@@ -1,10 +1,11 @@
 """A small mask decoder distilled from the frozen autoencoder's decoder.
 
 The frozen decoder is most of single-step inference time (docs/results.md) although a mask
-needs far less capacity than an RGB image. This decoder maps the same scaled mask latent to the mask channels'
-probabilities with a few plain convolutions at low resolution and a bilinear upsampling of the
-logits for the last ``2 ** bilinear_stages`` (mask boundaries are smooth). It is a diffusers
-``ModelMixin``, saved and loaded like every other network (config JSON + safetensors).
+needs far less capacity than an RGB image. This decoder maps the same scaled mask latent to the
+mask channels' probabilities with a few plain convolutions at low resolution and a bilinear
+upsampling of the logits for the last ``2 ** bilinear_stages`` (mask boundaries are smooth). It
+is a diffusers ``ModelMixin``, saved and loaded like every other network (config JSON +
+safetensors).
 """
 
 from __future__ import annotations

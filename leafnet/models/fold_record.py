@@ -130,7 +130,8 @@ class FoldRecord:
                                f"leafnet (this one reads up to {FOLD_RECORD_VERSION}); upgrade "
                                "leafnet")
         try:
-            return cls(inputs=FoldInputs.from_json(data["inputs"]), target=Target(**data["target"]), steps_done=int(data["steps_done"]),
+            return cls(inputs=FoldInputs.from_json(data["inputs"]),
+                       target=Target(**data["target"]), steps_done=int(data["steps_done"]),
                        train_seconds=float(data["train_seconds"]),
                        models=dict(data["models"]), version=version)
         except (KeyError, TypeError, ValueError) as error:
@@ -198,9 +199,10 @@ def _explain(changed: list[str], fold_folder: Path,
 def check_continuation(fold_folder: Path, current: FoldRecord, extend: bool,
                        current_split: dict[str, list[str]] | None = None) -> FoldRecord:
     """The recorded record that ``--c`` continues (its target is still the recorded one; the
-    caller sets ``current``'s, which ``extend`` allows). Refused, naming each difference: a folder without a record (an older
-    leafnet's), other inputs, another target without ``extend``, or a target under what the
-    run has already done (``--extend`` trains further, it never shrinks a run)."""
+    caller sets ``current``'s, which ``extend`` allows). Refused, naming each difference: a
+    folder without a record (an older leafnet's), other inputs, another target without
+    ``extend``, or a target under what the run has already done (``--extend`` trains further,
+    it never shrinks a run)."""
     recorded = read_fold_record(fold_folder)
     if recorded is None:
         older = (fold_folder / OLDER_SETTINGS_FILE).is_file()
