@@ -4,6 +4,7 @@ that runs both stages, and the commands end to end on the synthetic fundus set."
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,13 @@ import torch
 
 from leafnet.benchmarks.versus_nnunet import benchmark_versus_nnunet
 from leafnet.errors import LeafnetError
-from leafnet.inference.cascade import CascadePredictor, coarse_folders
+from leafnet.imageio import read_image
+from leafnet.inference.cascade import CascadePredictor, load_predictor
+from leafnet.model_store.discovery import coarse_folders
 from leafnet.inference.cli import main as predict_main
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.model_store.export_archive import export_model
+from leafnet.model_store.install_archive import install_model
 from leafnet.planning.cli import main as plan_main
 from leafnet.planning.plan_and_preprocess import plan_and_preprocess
 from leafnet.planning.stages import MAX_CROP_SHARE, ROI_PLANS_NAME, plan_stages
@@ -261,8 +265,22 @@ def test_both_stages_train_and_predict_through_the_commands(leafnet_folders, tmp
     written = sorted((tmp_path / "out").glob("*.png"))
     assert len(written) == len(list(images.iterdir()))
     archive = export_model([stage_two], tmp_path / "stage_two.zip")
-    with pytest.raises(LeafnetError, match="holds the second stage of a two-stage model"):
-        LEAFPredictor.from_zip(archive)
+    names = zipfile.ZipFile(archive).namelist()
+    assert any("LEAFTrainer_x0__leafnetPlans__tiny/fold_0/model_best/" in n for n in names)
+    image = read_image(sorted(images.iterdir())[0])[0]
+    zipped = LEAFPredictor.from_zip(str(archive))
+    assert isinstance(zipped, CascadePredictor)
+    installed = load_predictor([stage_two])
+    assert np.array_equal(zipped.predict([image], seed=1)[0].label,
+                          installed.predict([image], seed=1)[0].label)
+    fresh = tmp_path / "fresh_results"
+    install_model(archive, fresh)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEAFNET_RESULTS", str(fresh))
+        predict_main(["-i", str(images), "-o", str(tmp_path / "out_installed"), "-d", "997",
+                      "-tr", "LEAFTrainer_x0", "-p", ROI_PLANS_NAME])
+    assert sorted(p.name for p in (tmp_path / "out_installed").glob("*.png")) == \
+        [p.name for p in written]
 
 
 def test_roi_crop_benchmark_sets_two_stages_beside_hand_cropped_and_one_stage(leafnet_folders,

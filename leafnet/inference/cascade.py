@@ -21,8 +21,7 @@ import numpy as np
 
 from leafnet.errors import LeafnetError
 from leafnet.inference.predictor import LEAFPredictor, Prediction, SingleStepModel
-from leafnet.models.network import WEIGHTS_FILE
-from leafnet.paths import parse_run_folder_name, run_folder_name
+from leafnet.model_store.discovery import coarse_folders
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.roi_crop import crop, paste, roi_crop_box
 
@@ -68,32 +67,6 @@ class CascadePredictor:
             coarse[index] = Prediction(scheme.decode(channels), scheme.class_probabilities(
                 channels).astype(np.float32), spread, channels)
         return coarse
-
-
-def coarse_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
-    """The coarse model's fold folders of second-stage ``folders``: the same trainer, preset
-    and folds under the coarse plans; an error names the training command when one is
-    missing."""
-    assert plans.roi_crop is not None
-    found = []
-    for folder in folders:
-        parsed = parse_run_folder_name(folder.parent.name)
-        if parsed is None:
-            raise LeafnetError(f"{folder}: a second-stage model is predicted beside its coarse "
-                               "model in leafnet_results; install the archive (leafnet_install) "
-                               "with the coarse model's")
-        trainer, _, preset = parsed
-        coarse = folder.parent.parent / run_folder_name(trainer, plans.roi_crop.coarse_plans,
-                                                        preset) / folder.name
-        if not any((coarse / name / WEIGHTS_FILE).is_file()
-                   for name in ("model_final", "model_best")):
-            dataset = folder.parent.parent.name
-            raise LeafnetError(
-                f"{folder} is the second stage of a two-stage model; its coarse stage {coarse} "
-                f"is not trained. Train it: leafnet_train {dataset} {trainer} -p "
-                f"{plans.roi_crop.coarse_plans} -f {folder.name.removeprefix('fold_')}")
-        found.append(coarse)
-    return found
 
 
 def load_predictor(folders: Sequence[Path], checkpoint: str = "best", device: str = "cpu",

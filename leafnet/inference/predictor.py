@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Protocol
 
 import numpy as np
@@ -38,6 +39,9 @@ from leafnet.preprocessing import (
     to_network_input,
 )
 from leafnet.preprocessing.plans import Plans
+
+if TYPE_CHECKING:
+    from leafnet.inference.cascade import CascadePredictor
 
 BACKENDS = ("torch", "onnxruntime")
 # The flips of test-time mirroring: none, horizontal, vertical, both (dims of (B, C, H, W)).
@@ -148,20 +152,26 @@ class LEAFPredictor:
     def from_zip(cls, archive: Path, folds: Sequence[int] | None = None,
                  checkpoint: str = "best", device: str = "cpu", batch_size: int = 4,
                  backend: str = "torch", fast_decoder: bool = False,
-                 mirroring: bool = False) -> LEAFPredictor:
+                 mirroring: bool = False) -> LEAFPredictor | CascadePredictor:
         """A model shared with ``leafnet_export_model``, without installing it: all its folds,
-        or ``folds``. The archive is checked before anything is read."""
+        or ``folds``; a second stage with the coarse stage packed beside it (a
+        ``CascadePredictor``). The archive is checked before anything is read."""
+        options = (checkpoint, device, batch_size, backend, fast_decoder, mirroring)
         with tempfile.TemporaryDirectory(prefix="leafnet_zip_") as scratch:
-            model = extract_archive(archive, Path(scratch))
-            predictor = cls.from_folders(model.fold_folders(folds), checkpoint, device,
-                                         batch_size, backend, fast_decoder, mirroring)
-        if predictor.plans.roi_crop is not None:
-            raise LeafnetError(
-                f"{archive} holds the second stage of a two-stage model "
-                f"({predictor.plans.plans_name}), which predicts crops found by its first stage "
-                f"({predictor.plans.roi_crop.coarse_plans}); install both with leafnet_install and "
-                f"predict with leafnet_predict -p {predictor.plans.plans_name}")
-        return predictor
+            model = extract_archive(Path(archive), Path(scratch))
+            predictor = cls.from_folders(model.fold_folders(folds), *options)
+            if predictor.plans.roi_crop is None:
+                return predictor
+            coarse = model.coarse_fold_folders(folds)
+            if not coarse:
+                raise LeafnetError(
+                    f"{archive} holds the second stage of a two-stage model "
+                    f"({predictor.plans.plans_name}) without its coarse stage "
+                    f"({predictor.plans.roi_crop.coarse_plans}): it was exported by an older "
+                    "leafnet. Export it again (the archive then carries both stages)")
+            from leafnet.inference.cascade import CascadePredictor
+
+            return CascadePredictor(cls.from_folders(coarse, *options), predictor)
 
     def check_image(self, image: np.ndarray) -> None:
         """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the

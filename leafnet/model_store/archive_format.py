@@ -3,7 +3,9 @@
 A zip written by ``leafnet_export_model`` mirrors the results layout, so installing is
 unpacking into ``LEAFNET_RESULTS``::
 
-    leafnet_model.json                      manifest: model, folds, every file's SHA-256
+    leafnet_model.json                      manifest: model, folds, every file's SHA-256 (and
+                                            coarse_run: a second stage's coarse stage, packed
+                                            beside it)
     DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N/
         model_best/network_config.json      (and model_final/, when exported)
         model_best/network.safetensors
@@ -88,6 +90,16 @@ class SharedModel:
             raise LeafnetError(f"the model has no fold(s) {missing}; it holds folds {available}")
         return [self.run_folder / f"fold_{fold}" for fold in chosen]
 
+    def coarse_fold_folders(self, folds: list[int] | tuple[int, ...] | None = None
+                            ) -> list[Path]:
+        """The coarse stage's folders of ``folds`` when the model is a second stage exported
+        with its coarse stage (``coarse_run`` in the manifest); empty otherwise."""
+        coarse = self.manifest.get("coarse_run")
+        if coarse is None:
+            return []
+        run = self.root / self.manifest["dataset"] / coarse
+        return [run / folder.name for folder in self.fold_folders(folds)]
+
 
 def _safe_name(name: str, archive: Path) -> PurePosixPath:
     path = PurePosixPath(name)
@@ -111,7 +123,12 @@ def _check_manifest(manifest: Any, archive: Path) -> dict[str, Any]:
     dataset, run = str(manifest.get("dataset", "")), str(manifest.get("run", ""))
     if not dataset.startswith("Dataset") or parse_run_folder_name(run) is None:
         raise LeafnetError(f"{archive}: the manifest names no dataset / run folder")
-    for part in (dataset, run):
+    coarse = manifest.get("coarse_run")
+    if coarse is not None and (not isinstance(coarse, str) or
+                               parse_run_folder_name(coarse) is None or coarse == run):
+        raise LeafnetError(f"{archive}: the manifest's coarse_run {coarse!r} is not a run folder "
+                           "name; the archive was altered, export it again")
+    for part in (dataset, run, *([coarse] if coarse else [])):
         _safe_name(part, archive)
         if "/" in part:
             raise LeafnetError(f"{archive}: refused, '{part}' is not a plain folder name")
@@ -144,12 +161,14 @@ def read_archive(archive: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                 raise LeafnetError(f"{archive}: not a leafnet model ({MANIFEST} missing); "
                                    "make one with leafnet_export_model")
             manifest = _check_manifest(json.loads(bundle.read(MANIFEST)), archive)
-            top = f"{manifest['dataset']}/{manifest['run']}/"
+            tops = tuple(f"{manifest['dataset']}/{run}/" for run in
+                         (manifest["run"], manifest.get("coarse_run")) if run)
             contents = {}
             for name in sorted(names - {MANIFEST}):
-                if not name.startswith(top):
+                if not name.startswith(tops):
                     raise LeafnetError(f"{archive}: refused, '{name}' lies outside the model's "
-                                       f"folder {top}")
+                                       f"folder{'s' if len(tops) > 1 else ''} "
+                                       f"{' and '.join(tops)}")
                 if not name.endswith(ALLOWED_ENDINGS):
                     raise LeafnetError(f"{archive}: refused, '{name}' is not one of "
                                        f"{ALLOWED_ENDINGS} (shared models hold no pickles or "

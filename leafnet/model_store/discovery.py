@@ -1,12 +1,15 @@
-"""Finding the trained model to predict with: the only one there is, or the one the flags name."""
+"""Finding the trained model to predict with: the only one there is, or the one the flags name;
+and the coarse stage of a second-stage model."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
 from leafnet.models.network import WEIGHTS_FILE
-from leafnet.paths import parse_run_folder_name, results_root
+from leafnet.paths import parse_run_folder_name, results_root, run_folder_name
+from leafnet.preprocessing.plans import Plans
 from leafnet.raw_format.locate import dataset_number, is_dataset_folder_name
 
 
@@ -67,4 +70,30 @@ def find_models(dataset: str | None = None, trainer: str | None = None,
     if len(runs) > 1:
         raise LeafnetError("the folds belong to different models; choose one with -d, -tr, -p "
                            "and --preset:\n  " + "\n  ".join(runs))
+    return found
+
+
+def coarse_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
+    """The coarse model's fold folders of second-stage ``folders``: the same trainer, preset
+    and folds under the coarse plans; an error names the training command when one is
+    missing."""
+    assert plans.roi_crop is not None
+    found = []
+    for folder in folders:
+        parsed = parse_run_folder_name(folder.parent.name)
+        if parsed is None:
+            raise LeafnetError(f"{folder}: a second-stage model is predicted beside its coarse "
+                               "model in leafnet_results; install the archive (leafnet_install) "
+                               "with the coarse model's")
+        trainer, _, preset = parsed
+        coarse = folder.parent.parent / run_folder_name(trainer, plans.roi_crop.coarse_plans,
+                                                        preset) / folder.name
+        if not any((coarse / name / WEIGHTS_FILE).is_file()
+                   for name in ("model_final", "model_best")):
+            dataset = folder.parent.parent.name
+            raise LeafnetError(
+                f"{folder} is the second stage of a two-stage model; its coarse stage {coarse} "
+                f"is not trained. Train it: leafnet_train {dataset} {trainer} -p "
+                f"{plans.roi_crop.coarse_plans} -f {folder.name.removeprefix('fold_')}")
+        found.append(coarse)
     return found
