@@ -94,11 +94,11 @@ def make_raw_dataset(
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def training_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stages (the
     default one and the CPU recipe's) trained for a few steps, and tiny teachers installed
-    (built once per module that asks for it)."""
+    (built once per test process; tests copy what they change: training_env)."""
     from test_teachers import install_tiny_teachers
 
     from leafnet.training.registry import find_trainer
@@ -138,7 +138,7 @@ def train_demo(name: str, steps: int | None, **options):
     return trainer
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def two_folds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny model trained for a few steps on two folds of the demo (each fold with its own
     first stage; fold 0's first stage long enough to code the masks, for the fast decoder)."""
