@@ -49,12 +49,12 @@ from leafnet.inference.predict_cases import (
 )
 from leafnet.inference.cascade import Segmenter
 from leafnet.inference.predictor import LEAFPredictor
+from leafnet.models.fold_record import read_fold_record
 from leafnet.paths import preprocessed_root, results_root
 from leafnet.planning.plans import PLANS_FILE
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.raw_format import find_dataset
 from leafnet.raw_format.locate import parse_dataset_id
-from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.registry import find_trainer
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.utilities.json_files import read_json
@@ -89,18 +89,16 @@ def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage:
                   plans_name: str = DEFAULT_PLANS_NAME, preset: str | None = None) -> Any:
     """The first stage (from the shipped mask autoencoder, until it reconstructs the training
     masks at the target Dice, for at most ``first_stage_share`` of the minutes; a finished one
-    is reused with the seconds it recorded), then the diffusion trainer for what the first stage
+    is checked against its fold record and reused with the seconds it recorded), then the diffusion trainer for what the first stage
     left (both continue when run again), on the plans' preset unless ``preset``; return the
     diffusion trainer. Without ``first_stage``, the trainer's own."""
     first_stage = first_stage or find_trainer(trainer).first_stage
     stage = find_trainer(first_stage)(dataset, minutes=minutes * first_stage_share,
                                       validate_every=10**9, device=device,
                                       plans_name=plans_name, preset=preset)
-    final = stage.output / "checkpoint_final.pth"
-    if not final.is_file():
-        stage.run(continue_training=True)
-    state = load_checkpoint(final)
-    first_stage_seconds = state["history"].get("train_seconds", 0.0)
+    stage.run(continue_training=True)
+    record = read_fold_record(stage.output)
+    first_stage_seconds = record.train_seconds
     left = minutes * 60 - first_stage_seconds
     if left <= 0:
         raise LeafnetError(f"the first stage used all of the {minutes:g} minutes; give the "
@@ -110,7 +108,7 @@ def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage:
                                       plans_name=plans_name, preset=preset)
     diffusion.run(continue_training=True)
     diffusion.first_stage_seconds = first_stage_seconds
-    diffusion.first_stage_steps = int(state["step"])
+    diffusion.first_stage_steps = record.steps_done
     diffusion.ceiling = read_json(stage.output / "autoencoder" / FIRST_STAGE_RECORD).get(
         "reconstruction_dice")
     return diffusion

@@ -26,6 +26,7 @@ from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.teachers import Teacher
 from leafnet.models.weights.store import entry_folder, require
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
+from leafnet.utilities.digests import file_digest
 
 FLIP_STATES = ((False, False), (False, True), (True, False), (True, True))
 
@@ -35,14 +36,13 @@ def _view_name(flip: tuple[bool, bool]) -> str:
 
 
 def teacher_signature(teacher_name: str) -> str:
-    """A digest of the installed teacher's weights file (size, time and provenance)."""
+    """A digest of the installed teacher: its weights file's bytes and its provenance (what
+    the feature cache and a run's fold record key on)."""
     name = teacher_spec(teacher_name).entry
     weights = require(name, "teacher.safetensors")
-    status = weights.stat()
     source = entry_folder(name) / "source.json"
     provenance = source.read_text() if source.is_file() else ""
-    return hashlib.sha256(
-        f"{name}:{status.st_size}:{status.st_mtime_ns}:{provenance}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{name}:{file_digest(weights)}:{provenance}".encode()).hexdigest()[:16]
 
 
 def cache_key(teacher_name: str, grid: int, cases: PreprocessedCases) -> str:
