@@ -89,14 +89,16 @@ def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage:
                   plans_name: str = DEFAULT_PLANS_NAME, preset: str | None = None) -> Any:
     """The first stage (from the shipped mask autoencoder, until it reconstructs the training
     masks at the target Dice, for at most ``first_stage_share`` of the minutes; a finished one
-    is checked against its fold record and reused with the seconds it recorded), then the diffusion trainer for what the first stage
-    left (both continue when run again), on the plans' preset unless ``preset``; return the
-    diffusion trainer. Without ``first_stage``, the trainer's own."""
+    is reused with the seconds its fold record holds; the diffusion run's record holds the
+    first stage's digest, so a changed one is refused there), then the diffusion trainer for
+    what the first stage left (both continue when run again), on the plans' preset unless
+    ``preset``; return the diffusion trainer. Without ``first_stage``, the trainer's own."""
     first_stage = first_stage or find_trainer(trainer).first_stage
     stage = find_trainer(first_stage)(dataset, minutes=minutes * first_stage_share,
                                       validate_every=10**9, device=device,
                                       plans_name=plans_name, preset=preset)
-    stage.run(continue_training=True)
+    if not (stage.output / "checkpoint_final.pth").is_file():
+        stage.run(continue_training=True)
     record = read_fold_record(stage.output)
     first_stage_seconds = record.train_seconds
     left = minutes * 60 - first_stage_seconds
