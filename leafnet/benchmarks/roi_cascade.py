@@ -36,7 +36,7 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import write_label
 from leafnet.inference.cascade import load_predictor
-from leafnet.inference.predict_cases import ScoredPredictions, split_cases
+from leafnet.inference.predict_cases import foreground_means, split_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.models.presets import PRESETS
 from leafnet.paths import preprocessed_root, results_root
@@ -59,10 +59,10 @@ def roi_benchmark_folder(dataset_name: str, minutes: float) -> Path:
     return results_root() / "benchmarks" / f"roi_crop_{dataset_name}_{minutes:g}min"
 
 
-def _scores(scored: ScoredPredictions, scheme: LabelScheme) -> dict[str, Any]:
+def _scores(summary: dict[str, Any], scheme: LabelScheme) -> dict[str, Any]:
     """Each trained class's Dice, IoU and HD95 and their mean."""
-    return {"classes": {item.name: scored.summary["mean"][item.key] for item in scheme.classes},
-            "mean": scored.means}
+    return {"classes": {item.name: summary["mean"][item.key] for item in scheme.classes},
+            "mean": foreground_means(summary)}
 
 
 def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str],
@@ -89,7 +89,7 @@ def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str
     summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=True,
                              classes=list(scheme.classes))
     write_summary(summary, output / "summary.json")
-    return seconds, _scores(ScoredPredictions(summary, seconds), scheme)
+    return seconds, _scores(summary, scheme)
 
 
 def _size(plans: Plans) -> str:
@@ -166,7 +166,7 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
         table.append(_row("two_stages", "leafnet, two stages (whole image, then the crop it "
                           "finds)", f"{_size(coarse)} whole, {_size(roi)} crop",
                           [first, second], scored.seconds,
-                          _scores(scored, roi.label_scheme)))
+                          _scores(scored.summary, roi.label_scheme)))
     if "hand_cropped" in rows:
         with environment(LEAFNET_RESULTS=str(folder / "hand_cropped")):
             model = train_leafnet(dataset, minutes, plans_name=roi.plans_name, **options)
@@ -185,7 +185,7 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
                                          raw, split["test"], output, model.seed)
             table.append(_row("one_stage", "leafnet, one stage (whole image)",
                               f"{_size(model.plans)} whole", [model], scored.seconds,
-                              _scores(scored, model.plans.label_scheme)))
+                              _scores(scored.summary, model.plans.label_scheme)))
     return {"dataset": raw.name, "minutes": minutes, "coarse_share": coarse_share,
             "device": device, "num_test_cases": len(split["test"]),
             "smallest_class": coarse.json["target_size_rule"].get("smallest_class"),

@@ -44,6 +44,7 @@ from leafnet.benchmarks.scratch_environment import environment
 from leafnet.errors import LeafnetError
 from leafnet.inference.predict_cases import (
     ScoredPredictions,
+    foreground_means,
     predict_and_score,
     score_predictions,
 )
@@ -127,8 +128,7 @@ def predict_test_images(predictor: Segmenter, raw: Path, case_ids: list[str], ou
 def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]:
     """leafnet's evaluation of another program's predictions (nnU-Net's): the foreground means
     of Dice, IoU and HD95 over the dataset's labels or regions."""
-    summary = score_predictions(raw, case_ids, predictions, with_hd95=True)
-    return ScoredPredictions(summary, []).means
+    return foreground_means(score_predictions(raw, case_ids, predictions, with_hd95=True))
 
 
 def _refuse_two_stages(dataset_name: str) -> None:

@@ -50,6 +50,13 @@ def score_predictions(raw_dataset: Path, case_ids: list[str], predictions: Path,
     return summary
 
 
+def foreground_means(summary: dict[str, Any] | None) -> dict[str, float]:
+    """A summary's foreground means (Dice, IoU; HD95 where measured); empty without one."""
+    if summary is None:
+        return {}
+    return {key: float(value) for key, value in summary["foreground_mean"].items()}
+
+
 @dataclass(frozen=True)
 class ScoredPredictions:
     """What predicting cases gave: their summary (None without labels) and the seconds each
@@ -60,10 +67,8 @@ class ScoredPredictions:
 
     @property
     def means(self) -> dict[str, float]:
-        """The foreground means (Dice, IoU; HD95 where measured); empty without labels."""
-        if self.summary is None:
-            return {}
-        return {key: float(value) for key, value in self.summary["foreground_mean"].items()}
+        """The foreground means (:func:`foreground_means`)."""
+        return foreground_means(self.summary)
 
 
 def predict_and_score(predictor: Segmenter, raw_dataset: Path, case_ids: list[str],

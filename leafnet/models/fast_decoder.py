@@ -97,13 +97,13 @@ def check_fast_decoder(fold_folder: Path, model: Path) -> Path:
     report = read_json(folder / REPORT_FILE) or {}
     source = plain_name(str(report.get("model", "model_best")), "model folder",
                         folder / REPORT_FILE)
-    recorded = report.get("model_digest")
-    if source != model.name and recorded != weights_digest(model):
+    recorded, current = report.get("model_digest"), weights_digest(model)
+    if source != model.name and recorded != current:
         raise LeafnetError(
             f"{folder} was distilled from {source}, but the model it would decode for is "
             f"{model.name} (other weights); distil one for {model.name}: {remake}, or predict "
             f"with -chk {source.removeprefix('model_')}")
-    check_source(folder, recorded, weights_digest(model), model, remake)
+    check_source(folder, recorded, current, model, remake)
     return folder
 
 
