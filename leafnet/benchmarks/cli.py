@@ -12,10 +12,14 @@ from leafnet.benchmarks.first_stage_ceiling import benchmark_first_stage_ceiling
 from leafnet.benchmarks.inference import benchmark_inference
 from leafnet.benchmarks.preprocess import benchmark_preprocess
 from leafnet.benchmarks.report import write_report
-from leafnet.benchmarks.roi_cascade import COARSE_SHARE, benchmark_roi_crop, roi_benchmark_folder
-from leafnet.benchmarks.roi_cascade import FIRST_STAGE_SHARE as ROI_FIRST_STAGE_SHARE
-from leafnet.benchmarks.roi_cascade import ROWS as ROI_ROWS
-from leafnet.benchmarks.roi_cascade import roi_markdown_table
+from leafnet.benchmarks.two_stages import (
+    COARSE_SHARE,
+    benchmark_two_stages,
+    two_stages_benchmark_folder,
+    two_stages_markdown_table,
+)
+from leafnet.benchmarks.two_stages import FIRST_STAGE_SHARE as TWO_STAGES_FIRST_STAGE_SHARE
+from leafnet.benchmarks.two_stages import ROWS as TWO_STAGES_ROWS
 from leafnet.benchmarks.suite import DEFAULT_DATA, SUITE, run_suite, suite_folder, summary_table
 from leafnet.benchmarks.train_step import benchmark_train_step
 from leafnet.benchmarks.versus_nnunet import (
@@ -57,9 +61,10 @@ def add_training_flags(parser: argparse.ArgumentParser, minutes_help: str,
     parser.add_argument("-d", "--dataset", required=True)
     parser.add_argument("--minutes", type=positive_float, required=True, help=minutes_help)
     parser.add_argument("-tr", "--trainer", default=DEFAULT_TRAINER)
-    parser.add_argument("--first-stage", help="first-stage trainer (default: the trainer's own)")
+    parser.add_argument("--first-stage", help="mask autoencoder trainer (default: the trainer's "
+                        "own)")
     parser.add_argument("--first-stage-share", type=open_fraction, default=first_stage_share,
-                        help="the most of leafnet's minutes its first stage may take; it "
+                        help="the most of leafnet's minutes its mask autoencoder may take; it "
                         "stops as soon as it reconstructs the training masks at the target "
                         "Dice, often before its first step (default: %(default)s)")
     parser.add_argument("--validate-every", type=positive_int, default=VALIDATE_EVERY)
@@ -100,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "versus-nnunet", help="leafnet, nnU-Net v2 2D (its own plans, and on leafnet's "
         "resized images) and a plain U-Net trained for the same minutes each on the same split, "
         "scored on the same test images")
-    add_training_flags(versus, "training minutes of each method (leafnet's first stage "
+    add_training_flags(versus, "training minutes of each method (leafnet's mask autoencoder "
                        "included)")
     versus.add_argument("--rows", type=rows_parser(ROWS), default=ROWS,
                         help="the baseline rows to train beside leafnet, comma-separated "
@@ -121,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         "chest X-ray lungs), each converted as distributed and planned with the defaults, with "
         "a summary table")
     suite.add_argument("--minutes", type=positive_float, required=True,
-                       help="training minutes of each row (leafnet's first stage included)")
+                       help="training minutes of each row (leafnet's mask autoencoder included)")
     suite.add_argument("--data", type=Path, default=DEFAULT_DATA,
                        help="the folder holding the datasets as distributed (default: "
                        "%(default)s)")
@@ -145,35 +150,36 @@ def build_parser() -> argparse.ArgumentParser:
                          help="masks per set (default: %(default)s)")
     ceiling.add_argument("-o", "--output", type=Path,
                          help="JSON file (default: LEAFNET_RESULTS/benchmarks/...)")
-    roi = benchmarks.add_parser(
-        "roi-crop", help="two-stage plans (whole image, then a crop) against images cropped "
+    two = benchmarks.add_parser(
+        "two-stages", help="two-stage plans (whole image, then a crop) against images cropped "
         "around the reference by hand and against one enlarged stage, the same minutes each")
-    add_training_flags(roi, "training minutes of each row (both stages together)",
-                       ROI_FIRST_STAGE_SHARE)
-    roi.add_argument("--coarse-share", type=open_fraction, default=COARSE_SHARE,
-                     help="share of the two stages' minutes for the coarse model (default: "
+    add_training_flags(two, "training minutes of each row (both stages together)",
+                       TWO_STAGES_FIRST_STAGE_SHARE)
+    two.add_argument("--coarse-share", type=open_fraction, default=COARSE_SHARE,
+                     help="share of the two stages' minutes for the coarse stage (default: "
                      "%(default)s)")
-    roi.add_argument("--rows", type=rows_parser(ROI_ROWS), default=ROI_ROWS,
-                     help=f"rows beside the two stages (default: all, {','.join(ROI_ROWS)})")
-    roi.add_argument("--preset", choices=sorted(PRESETS),
+    two.add_argument("--rows", type=rows_parser(TWO_STAGES_ROWS), default=TWO_STAGES_ROWS,
+                     help=f"rows beside the two stages (default: all, {','.join(TWO_STAGES_ROWS)})")
+    two.add_argument("--preset", choices=sorted(PRESETS),
                      help="train every row with this preset (default: the plans')")
-    roi.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
-    roi.add_argument("-o", "--output", type=Path,
+    two.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    two.add_argument("-o", "--output", type=Path,
                      help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
-                     "roi_crop_DATASET_Mmin)")
+                     "two_stages_DATASET_Mmin)")
     return parser
 
 
-def roi_crop(args: argparse.Namespace) -> None:
-    """Run the roi-crop benchmark; write its JSON and markdown table in its folder."""
-    folder = args.output or roi_benchmark_folder(find_dataset(args.dataset).name, args.minutes)
-    numbers = benchmark_roi_crop(
+def two_stages(args: argparse.Namespace) -> None:
+    """Run the two-stages benchmark; write its JSON and markdown table in its folder."""
+    folder = args.output or two_stages_benchmark_folder(find_dataset(args.dataset).name,
+                                                        args.minutes)
+    numbers = benchmark_two_stages(
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
         coarse_share=args.coarse_share, rows=args.rows, folder=folder,
         device=args.device or default_device(), preset=args.preset)
-    path = write_report("roi_crop", numbers, folder / "roi_crop.json")
-    table = roi_markdown_table({**numbers, "machine": machine()})
+    path = write_report("two_stages", numbers, folder / "two_stages.json")
+    table = two_stages_markdown_table({**numbers, "machine": machine()})
     write_text(path.with_suffix(".md"), table)
     print(table)
     print(f"written to {path} and {path.with_suffix('.md')}")
@@ -230,8 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.benchmark == "suite":
         suite(args)
         return
-    elif args.benchmark == "roi-crop":
-        roi_crop(args)
+    elif args.benchmark == "two-stages":
+        two_stages(args)
         return
     else:
         versus_nnunet(args)

@@ -48,7 +48,7 @@ from leafnet.inference.predict_cases import (
     predict_and_score,
     score_predictions,
 )
-from leafnet.inference.cascade import Segmenter
+from leafnet.inference.segmenter import Segmenter
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.models.fold_record import read_fold_record
 from leafnet.paths import preprocessed_root, results_root
@@ -133,16 +133,16 @@ def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]
 
 def _refuse_two_stages(dataset_name: str) -> None:
     """versus-nnunet trains and predicts one stage: refuse two-stage plans before any minute is
-    spent, rather than report the first stage alone as leafnet."""
+    spent, rather than report the coarse stage alone as leafnet."""
     source = preprocessed_root() / dataset_name
     plans = Plans.load(source / PLANS_FILE, "plan it first: leafnet_plan_and_preprocess -d "
                                             f"{dataset_name}")
-    if plans.json.get("cascade") is not None:
+    if plans.next_stage is not None:
         decision = plans.json.get("target_size_rule", {}).get("decision", "")
         raise LeafnetError(
             f"{source / PLANS_FILE} plans two stages ({decision or 'a crop around the structure'}"
             "), and versus-nnunet compares one-stage models. Compare the two stages with "
-            "leafnet_benchmark roi-crop, or plan one stage: leafnet_plan_and_preprocess -d "
+            "leafnet_benchmark two-stages, or plan one stage: leafnet_plan_and_preprocess -d "
             f"{dataset_name} --target-size H W")
 
 

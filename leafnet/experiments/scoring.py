@@ -13,7 +13,7 @@ from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
 from leafnet.inference.predict_cases import predict_and_score, split_cases
-from leafnet.inference.cascade import load_predictor
+from leafnet.inference.two_stages import load_predictor
 from leafnet.models.network import WEIGHTS_FILE, exported_model
 from leafnet.raw_format import find_dataset
 from leafnet.training.trainers.base import LEAFTrainer

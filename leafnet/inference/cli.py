@@ -9,7 +9,7 @@ from pathlib import Path
 from leafnet.errors import LeafnetError, exit_on_user_error
 from leafnet.model_store.discovery import find_models
 from leafnet.inference.predict_folder import predict_folder
-from leafnet.inference.cascade import CascadePredictor, load_predictor
+from leafnet.inference.two_stages import TwoStagePredictor, load_predictor
 from leafnet.inference.predictor import BACKENDS
 from leafnet.inference.stability import seed_stability
 from leafnet.utilities.cli_numbers import positive_int
@@ -89,12 +89,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"model: {folder}" + (f" (folds {args.folds}, probabilities averaged)"
                                  if len(folders) > 1 else "")
           + (", test-time mirroring (four views averaged)" if args.mirroring else ""))
-    if isinstance(predictor, CascadePredictor):
-        print(f"two stages: {predictor.coarse.plans.plans_name} found the structure in the whole "
-              f"image, {predictor.plans.plans_name} segmented a crop "
-              f"({predictor.plans.roi_crop.margin:g}x its size) around it"
-              + (f"; in {predictor.not_found} image(s) the first stage found no foreground and "
-                 "its (empty) prediction was kept" if predictor.not_found else ""))
+    if isinstance(predictor, TwoStagePredictor):
+        print(predictor.describe())
     print(f"{len(result.written)} predicted, {len(result.skipped)} skipped (already there), "
           f"written to {args.output}")
     if result.failed:

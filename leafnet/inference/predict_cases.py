@@ -13,7 +13,7 @@ from tqdm import tqdm
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import write_label
-from leafnet.inference.cascade import Segmenter
+from leafnet.inference.segmenter import Segmenter
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.raw_format import CaseFiles, dataset_cases, load_dataset_json, read_case
 

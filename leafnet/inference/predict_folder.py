@@ -21,7 +21,7 @@ from leafnet.imageio import (
     strip_ending,
     write_label,
 )
-from leafnet.inference.cascade import Segmenter
+from leafnet.inference.segmenter import Segmenter
 
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 

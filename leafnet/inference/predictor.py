@@ -20,8 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ from leafnet.preprocessing import (
 from leafnet.preprocessing.plans import Plans
 
 if TYPE_CHECKING:
-    from leafnet.inference.cascade import CascadePredictor
+    from leafnet.inference.segmenter import Segmenter
 
 BACKENDS = ("torch", "onnxruntime")
 # The flips of test-time mirroring: none, horizontal, vertical, both (dims of (B, C, H, W)).
@@ -149,29 +148,27 @@ class LEAFPredictor:
                                 mirroring)
 
     @classmethod
-    def from_zip(cls, archive: Path, folds: Sequence[int] | None = None,
+    def from_zip(cls, archive: Path | str, folds: Sequence[int] | None = None,
                  checkpoint: str = "best", device: str = "cpu", batch_size: int = 4,
                  backend: str = "torch", fast_decoder: bool = False,
-                 mirroring: bool = False) -> LEAFPredictor | CascadePredictor:
+                 mirroring: bool = False) -> Segmenter:
         """A model shared with ``leafnet_export_model``, without installing it: all its folds,
-        or ``folds``; a second stage with the coarse stage packed beside it (a
-        ``CascadePredictor``). The archive is checked before anything is read."""
-        options = (checkpoint, device, batch_size, backend, fast_decoder, mirroring)
+        or ``folds``; a crop stage with the stages packed before it (a ``TwoStagePredictor``).
+        The archive is checked before anything is read."""
+        from leafnet.inference.two_stages import load_predictor
+
         with tempfile.TemporaryDirectory(prefix="leafnet_zip_") as scratch:
             model = extract_archive(Path(archive), Path(scratch))
-            predictor = cls.from_folders(model.fold_folders(folds), *options)
-            if predictor.plans.roi_crop is None:
-                return predictor
-            coarse = model.coarse_fold_folders(folds)
-            if not coarse:
+            folders = model.fold_folders(folds)
+            plans = Plans.load(folders[0] / FOLD_PLANS_FILE,
+                               "the archive is incomplete; export it again")
+            if plans.previous_stage is not None and not model.previous_stage_folders(folds):
                 raise LeafnetError(
-                    f"{archive} holds the second stage of a two-stage model "
-                    f"({predictor.plans.plans_name}) without its coarse stage "
-                    f"({predictor.plans.roi_crop.coarse_plans}): it was exported by an older "
-                    "leafnet. Export it again (the archive then carries both stages)")
-            from leafnet.inference.cascade import CascadePredictor
-
-            return CascadePredictor(cls.from_folders(coarse, *options), predictor)
+                    f"{archive} holds the crop stage of a two-stage model ({plans.plans_name}) "
+                    f"without its coarse stage ({plans.previous_stage.plans}): it was exported "
+                    "by an older leafnet. Export it again (the archive then carries both stages)")
+            return load_predictor(folders, checkpoint, device, batch_size, backend,
+                                  fast_decoder, mirroring)
 
     def check_image(self, image: np.ndarray) -> None:
         """An error naming the expected layout unless ``image`` is ``(C, H, W)`` with the

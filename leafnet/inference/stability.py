@@ -11,7 +11,7 @@ import numpy as np
 from leafnet.atomic import write_json
 from leafnet.evaluation.evaluate import evaluate_folders
 from leafnet.inference.predict_folder import predict_folder
-from leafnet.inference.cascade import Segmenter
+from leafnet.inference.segmenter import Segmenter
 
 
 def _spread(dice: list[float]) -> dict[str, float]:

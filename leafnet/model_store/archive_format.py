@@ -4,8 +4,8 @@ A zip written by ``leafnet_export_model`` mirrors the results layout, so install
 unpacking into ``LEAFNET_RESULTS``::
 
     leafnet_model.json                      manifest: model, folds, every file's SHA-256 (and
-                                            coarse_run: a second stage's coarse stage, packed
-                                            beside it)
+                                            previous_runs: the stages before a crop stage,
+                                            packed beside it, the first first)
     DatasetXXX_Name/TRAINER__PLANS__PRESET/fold_N/
         model_best/network_config.json      (and model_final/, when exported)
         model_best/network.safetensors
@@ -38,7 +38,7 @@ from leafnet.errors import LeafnetError
 from leafnet.paths import parse_run_folder_name
 
 MANIFEST = "leafnet_model.json"
-ARCHIVE_FORMAT = 1
+ARCHIVE_FORMAT = 2
 ALLOWED_ENDINGS = (".json", ".safetensors", ".onnx")
 MAX_RATIO = 100
 RATIO_CHECKED_ABOVE = 1 << 20
@@ -90,15 +90,20 @@ class SharedModel:
             raise LeafnetError(f"the model has no fold(s) {missing}; it holds folds {available}")
         return [self.run_folder / f"fold_{fold}" for fold in chosen]
 
-    def coarse_fold_folders(self, folds: list[int] | tuple[int, ...] | None = None
-                            ) -> list[Path]:
-        """The coarse stage's folders of ``folds`` when the model is a second stage exported
-        with its coarse stage (``coarse_run`` in the manifest); empty otherwise."""
-        coarse = self.manifest.get("coarse_run")
-        if coarse is None:
-            return []
-        run = self.root / self.manifest["dataset"] / coarse
-        return [run / folder.name for folder in self.fold_folders(folds)]
+    def previous_stage_folders(self, folds: list[int] | tuple[int, ...] | None = None
+                               ) -> list[Path]:
+        """The folders of ``folds`` of every stage packed before the model (a crop stage's
+        coarse stage), the first first; empty for a one-stage model."""
+        return [self.root / self.manifest["dataset"] / run / folder.name
+                for run in previous_runs(self.manifest) for folder in self.fold_folders(folds)]
+
+
+def previous_runs(manifest: dict[str, Any]) -> list[str]:
+    """The run folders packed before the model's, the first first (format 1 named one, as
+    ``coarse_run``)."""
+    if "coarse_run" in manifest:
+        return [manifest["coarse_run"]]
+    return manifest.get("previous_runs", [])
 
 
 def _safe_name(name: str, archive: Path) -> PurePosixPath:
@@ -123,12 +128,13 @@ def _check_manifest(manifest: Any, archive: Path) -> dict[str, Any]:
     dataset, run = str(manifest.get("dataset", "")), str(manifest.get("run", ""))
     if not dataset.startswith("Dataset") or parse_run_folder_name(run) is None:
         raise LeafnetError(f"{archive}: the manifest names no dataset / run folder")
-    coarse = manifest.get("coarse_run")
-    if coarse is not None and (not isinstance(coarse, str) or
-                               parse_run_folder_name(coarse) is None or coarse == run):
-        raise LeafnetError(f"{archive}: the manifest's coarse_run {coarse!r} is not a run folder "
-                           "name; the archive was altered, export it again")
-    for part in (dataset, run, *([coarse] if coarse else [])):
+    previous = previous_runs(manifest)
+    if not isinstance(previous, list) or not all(
+            isinstance(name, str) and parse_run_folder_name(name) is not None and name != run
+            for name in previous):
+        raise LeafnetError(f"{archive}: the manifest's previous runs {previous!r} are not run "
+                           "folder names; the archive was altered, export it again")
+    for part in (dataset, run, *previous):
         _safe_name(part, archive)
         if "/" in part:
             raise LeafnetError(f"{archive}: refused, '{part}' is not a plain folder name")
@@ -162,7 +168,7 @@ def read_archive(archive: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
                                    "make one with leafnet_export_model")
             manifest = _check_manifest(json.loads(bundle.read(MANIFEST)), archive)
             tops = tuple(f"{manifest['dataset']}/{run}/" for run in
-                         (manifest["run"], manifest.get("coarse_run")) if run)
+                         (*previous_runs(manifest), manifest["run"]))
             contents = {}
             for name in sorted(names - {MANIFEST}):
                 if not name.startswith(tops):

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from leafnet.errors import LeafnetError, exit_on_user_error
-from leafnet.model_store.discovery import find_models
+from leafnet.model_store.discovery import find_models, stage_folders
 from leafnet.model_store.export_archive import export_model
 from leafnet.model_store.install_archive import install_model
 from leafnet.model_store.onnx_export import export_onnx
@@ -62,14 +62,20 @@ def onnx_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="leafnet_export_onnx",
         description="Write the single-step predictor (image and noise in, probabilities out) "
-        "of each fold as ONNX beside its exported weights, checked against PyTorch; predict "
-        "with it by leafnet_predict --backend onnxruntime. Needs pip install -e '.[onnx]'.")
+        "of each fold, and of each stage before a crop stage, as ONNX beside its exported "
+        "weights, checked against PyTorch; predict with it by leafnet_predict --backend "
+        "onnxruntime. Needs pip install -e '.[onnx]'.")
     add_model_flags(parser)
     parser.add_argument("-chk", "--checkpoint", choices=("best", "final"), default="best")
     parser.add_argument("--fast-decoder", action="store_true",
                         help="with the fast mask decoder (leafnet_distill_decoder)")
     args = parser.parse_args(argv)
-    for folder in find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset):
+    folders = find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset)
+    stages = stage_folders(folders)
+    if len(stages) > 1:
+        print(f"a model of {len(stages)} stages: each is exported "
+              f"({', '.join(stage[0].parent.name for stage in stages)})")
+    for folder in (folder for stage in stages for folder in stage):
         record = export_onnx(folder, args.checkpoint, args.fast_decoder)
         print(f"{folder}/{record['checkpoint']}/{record['file']}: max abs difference to "
               f"PyTorch {record['max_abs_difference_vs_torch']:.2e} on random inputs")

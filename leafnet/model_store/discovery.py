@@ -1,5 +1,5 @@
 """Finding the trained model to predict with: the only one there is, or the one the flags name;
-and the coarse stage of a second-stage model."""
+and the stages before a crop stage (its plans' ``previous_stage``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
+from leafnet.models.fold_record import FOLD_PLANS_FILE
 from leafnet.models.network import WEIGHTS_FILE
 from leafnet.paths import parse_run_folder_name, results_root, run_folder_name
 from leafnet.preprocessing.plans import Plans
@@ -73,27 +74,46 @@ def find_models(dataset: str | None = None, trainer: str | None = None,
     return found
 
 
-def coarse_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
-    """The coarse model's fold folders of second-stage ``folders``: the same trainer, preset
-    and folds under the coarse plans; an error names the training command when one is
-    missing."""
-    assert plans.roi_crop is not None
+def previous_stage_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
+    """The fold folders of the stage before ``folders`` (whose ``plans`` have a
+    ``previous_stage``): the same trainer, preset and folds under the previous stage's plans,
+    beside them; an error names the training command when one is missing."""
+    link = plans.previous_stage
+    assert link is not None
     found = []
     for folder in folders:
         parsed = parse_run_folder_name(folder.parent.name)
         if parsed is None:
-            raise LeafnetError(f"{folder}: a second-stage model is predicted beside its coarse "
-                               "model in leafnet_results; install the archive (leafnet_install) "
-                               "with the coarse model's")
+            raise LeafnetError(f"{folder}: a crop stage is predicted beside its coarse stage in "
+                               "leafnet_results; install the archive (leafnet_install) with the "
+                               "coarse stage's")
         trainer, _, preset = parsed
-        coarse = folder.parent.parent / run_folder_name(trainer, plans.roi_crop.coarse_plans,
-                                                        preset) / folder.name
-        if not any((coarse / name / WEIGHTS_FILE).is_file()
+        previous = folder.parent.parent / run_folder_name(trainer, link.plans, preset) / folder.name
+        if not any((previous / name / WEIGHTS_FILE).is_file()
                    for name in ("model_final", "model_best")):
             dataset = folder.parent.parent.name
             raise LeafnetError(
-                f"{folder} is the second stage of a two-stage model; its coarse stage {coarse} "
-                f"is not trained. Train it: leafnet_train {dataset} {trainer} -p "
-                f"{plans.roi_crop.coarse_plans} -f {folder.name.removeprefix('fold_')}")
-        found.append(coarse)
+                f"{folder} is the crop stage of a two-stage model; its coarse stage {previous} "
+                f"is not trained. Train it: leafnet_train {dataset} {trainer} -p {link.plans} "
+                f"-f {folder.name.removeprefix('fold_')}")
+        found.append(previous)
     return found
+
+
+def stage_folders(folders: Sequence[Path]) -> list[list[Path]]:
+    """The fold folders of every stage of the model of ``folders``, following each stage's
+    ``previous_stage`` back: the first stage first, ``folders`` last."""
+    chain = [list(folders)]
+    seen = {folders[0].parent.name}
+    while True:
+        plans = Plans.load(chain[0][0] / FOLD_PLANS_FILE,
+                           "the model folder is incomplete; train it again")
+        if plans.previous_stage is None:
+            return chain
+        previous = previous_stage_folders(chain[0], plans)
+        if previous[0].parent.name in seen:
+            raise LeafnetError(f"{chain[0][0]}: its plans' previous_stage leads back to "
+                               f"{previous[0].parent.name}, a loop; fix previous_stage in the "
+                               "plans and train again")
+        seen.add(previous[0].parent.name)
+        chain.insert(0, previous)

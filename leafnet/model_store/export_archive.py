@@ -23,7 +23,7 @@ from leafnet.model_store.archive_format import (
     MANIFEST,
     sha256,
 )
-from leafnet.model_store.discovery import coarse_folders
+from leafnet.model_store.discovery import stage_folders
 from leafnet.model_store.onnx_export import onnx_file, onnx_record
 from leafnet.models.fast_decoder import FAST_DECODER_FOLDER, check_fast_decoder
 from leafnet.models.fold_record import (
@@ -35,7 +35,6 @@ from leafnet.models.fold_record import (
 )
 from leafnet.models.network import WEIGHTS_FILE, model_folder
 from leafnet.paths import parse_run_folder_name
-from leafnet.preprocessing.plans import Plans
 
 FOLD_FILES = (FOLD_PLANS_FILE, FOLD_DATASET_FILE, FOLD_SPLIT_FILE, FOLD_RECORD_FILE,
               "validation/summary.json", "test/summary.json")
@@ -76,18 +75,10 @@ def _fold_files(fold_folder: Path, checkpoints: Sequence[str]) -> list[Path]:
     return files
 
 
-def _coarse_stage(fold_folders: Sequence[Path]) -> list[Path]:
-    """The coarse stage's fold folders when ``fold_folders`` are a second stage (its plans
-    crop around what the coarse stage finds), so that the archive carries both."""
-    plans = Plans.load(fold_folders[0] / FOLD_PLANS_FILE,
-                       "the model folder is incomplete; train again")
-    return [] if plans.roi_crop is None else coarse_folders(fold_folders, plans)
-
-
 def export_model(fold_folders: Sequence[Path], output: Path,
                  checkpoints: Sequence[str] = ("best",)) -> Path:
-    """Write the zip of ``fold_folders`` (folds of one model; a second stage's with its
-    coarse stage's) to ``output``, atomically; return it."""
+    """Write the zip of ``fold_folders`` (folds of one model, with those of the stages before
+    it when it is a crop stage) to ``output``, atomically; return it."""
     if not fold_folders:
         raise LeafnetError("no folds to export")
     runs = {folder.parent for folder in fold_folders}
@@ -98,17 +89,18 @@ def export_model(fold_folders: Sequence[Path], output: Path,
         raise LeafnetError(f"{run} is not a leafnet results folder "
                            "(DatasetXXX_Name/TRAINER__PLANS__PRESET)")
     base = run.parent.parent
-    stages = _coarse_stage(fold_folders) + list(fold_folders)
+    stages = stage_folders(fold_folders)
     files = {path.relative_to(base).as_posix(): path
-             for folder in stages for path in _fold_files(folder, checkpoints)}
+             for folders in stages for folder in folders
+             for path in _fold_files(folder, checkpoints)}
     digests = {name: sha256(path.read_bytes()) for name, path in files.items()}
     trainer, plans, preset = parse_run_folder_name(run.name)
     manifest = {"format": "leafnet-model", "version": ARCHIVE_FORMAT, "dataset": run.parent.name,
                 "run": run.name, "trainer": trainer, "plans": plans, "preset": preset,
                 "folds": sorted(int(f.name.removeprefix("fold_")) for f in fold_folders),
                 "checkpoints": list(checkpoints), "files": digests}
-    if len(stages) > len(fold_folders):
-        manifest["coarse_run"] = stages[0].parent.name
+    if len(stages) > 1:
+        manifest["previous_runs"] = [folders[0].parent.name for folders in stages[:-1]]
     output.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(output) as temporary:
         with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as bundle:

@@ -34,7 +34,7 @@ def install_model(archive: Path, root: Path | None = None,
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".leafnet_install_", dir=root) as scratch:
         model = extract_archive(archive, Path(scratch))
-        sources = model.coarse_fold_folders() + model.fold_folders()
+        sources = model.previous_stage_folders() + model.fold_folders()
         for source in sources:
             if not (source / FOLD_PLANS_FILE).is_file():
                 raise LeafnetError(f"{archive}: the manifest lists {source.name}, but the archive "

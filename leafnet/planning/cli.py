@@ -67,12 +67,12 @@ def main(argv: list[str] | None = None) -> None:
                       "each plan and the shipped mask autoencoder, and of the resizing alone):")
                 print("\n".join(f"    {line}" for line in rule["table"].splitlines()))
         print(f"  data:  {result.folder / result.plans.data_identifier}")
-        if result.roi_plans is not None:
-            roi = result.roi_plans
-            print(f"  stage 2: {result.folder / (roi.plans_name + '.json')} (crops around the "
-                  f"foreground, {roi.roi_crop.margin:g}x its size, target size "
-                  f"{list(roi.target_size)}); train it with -p {roi.plans_name} beside the "
-                  f"whole-image plans; leafnet_predict -p {roi.plans_name} runs both stages")
-            print(f"  data:  {result.folder / roi.data_identifier}")
+        crop = result.crop_stage
+        if crop is not None and crop.previous_stage is not None:
+            print(f"  crop stage: {result.folder / (crop.plans_name + '.json')} (crops around "
+                  f"the foreground, {crop.previous_stage.margin:g}x its size, target size "
+                  f"{list(crop.target_size)}); train it with -p {crop.plans_name} beside the "
+                  f"coarse stage; leafnet_predict -p {crop.plans_name} runs both stages")
+            print(f"  data:  {result.folder / crop.data_identifier}")
         for note in result.notes:
             print(f"  note: {note}")

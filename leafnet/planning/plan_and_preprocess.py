@@ -39,10 +39,10 @@ from leafnet.planning.plans import (
     check_plans_match,
     given_size_rule,
     make_plans,
-    make_roi_plans,
+    make_crop_stage_plans,
     plans_file,
 )
-from leafnet.planning.stages import ROI_PLANS_NAME, plan_stages
+from leafnet.planning.stages import CROP_STAGE_PLANS_NAME, plan_stages
 from leafnet.planning.splits import GENERATED_BY, load_or_make_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
 from leafnet.preprocessing.plans import Plans
@@ -70,7 +70,7 @@ class PlanningResult:
 
     folder: Path
     plans: Plans
-    roi_plans: Plans | None
+    crop_stage: Plans | None
     splits: dict[str, Any]
     user_splits: bool
     processed: int
@@ -89,7 +89,7 @@ def _clean(folder: Path) -> None:
     not write stay."""
     if not folder.is_dir():
         return
-    for name in (PLANS_FILE, plans_file(ROI_PLANS_NAME)):
+    for name in (PLANS_FILE, plans_file(CROP_STAGE_PLANS_NAME)):
         plans = Plans.load(folder / name)
         if plans is None:
             continue
@@ -99,7 +99,7 @@ def _clean(folder: Path) -> None:
             with contextlib.suppress(OSError):
                 data_folder.rmdir()
     splits = read_json(folder / SPLITS_FILE)
-    generated = [PLANS_FILE, plans_file(ROI_PLANS_NAME), FINGERPRINT_FILE, "dataset.json"]
+    generated = [PLANS_FILE, plans_file(CROP_STAGE_PLANS_NAME), FINGERPRINT_FILE, "dataset.json"]
     if isinstance(splits, dict) and splits.get("generated_by") == GENERATED_BY:
         generated.append(SPLITS_FILE)
     for name in generated:
@@ -171,7 +171,7 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
                              ceiling_labels(training) if measured else None)
     if existing is not None and target_size is not None:
         content["target_size_rule"] = given_size_rule(target_size)
-        content.pop("cascade", None)
+        content.pop("next_stage", None)
     elif existing is not None and preset is not None and preset != content["preset"]:
         measured = plans_by_ceiling(preset)
         stages = plan_stages(fingerprint, existing.label_scheme, PRESETS[preset].target_size,
@@ -179,9 +179,9 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
                              autoencoder=load_shipped_autoencoder(preset) if measured else None)
         target_size = stages.target_size
         content["target_size_rule"] = stages.rule
-        content.pop("cascade", None)
-        if stages.cascade is not None:
-            content["cascade"] = stages.cascade
+        content.pop("next_stage", None)
+        if stages.next_stage is not None:
+            content["next_stage"] = stages.next_stage.to_json()
     if preset is not None:
         content["preset"] = preset
     if target_size is not None:
@@ -202,29 +202,31 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
     items = [("Tr", case) for case in training.values()] + [("Ts", c) for c in test.values()]
     outcomes, removed = _preprocess(plans, folder, items, num_processes, raw_folder.name,
                                     show_progress)
-    remedy = (f"the second stage, {content['cascade']['roi_plans']}, segments them in crops "
-              "around the structure" if "cascade" in content else None)
+    remedy = (f"the crop stage, {plans.next_stage.plans}, segments them in crops around the "
+              "structure" if plans.next_stage is not None else None)
     notes = resampling_notes(folder / plans.data_identifier, sorted(training) + sorted(test),
                              plans, *([remedy] if remedy else []))
-    roi_plans = None
-    roi_path = folder / plans_file(ROI_PLANS_NAME)
-    if "cascade" in content:
-        previous = Plans.load(roi_path)
+    crop_stage = None
+    crop_path = folder / plans_file(plans.next_stage.plans if plans.next_stage
+                                    else CROP_STAGE_PLANS_NAME)
+    if plans.next_stage is not None:
+        previous = Plans.load(crop_path)
         changed = target_size is not None or preset is not None or label_names is not None
-        roi_content = make_roi_plans(content) if previous is None or changed else previous.json
-        roi_plans = Plans.from_json(roi_content, roi_path)
-        write_json(roi_path, roi_content)
-        more, more_removed = _preprocess(roi_plans, folder, items, num_processes,
+        crop_content = (make_crop_stage_plans(plans) if previous is None or changed
+                        else previous.json)
+        crop_stage = Plans.from_json(crop_content, crop_path)
+        write_json(crop_path, crop_content)
+        more, more_removed = _preprocess(crop_stage, folder, items, num_processes,
                                          f"{raw_folder.name} (crops)", show_progress)
         outcomes, removed = outcomes + more, removed + more_removed
-    elif roi_path.is_file():
-        notes.append(f"{roi_path.name} is left from earlier two-stage plans; these plans are one "
+    elif crop_path.is_file():
+        notes.append(f"{crop_path.name} is left from earlier two-stage plans; these plans are one "
                      "stage (--clean removes it)")
     if "classes" not in content["label_handling"] and len(description.labels) > 2:
         notes.append(f"these plans (written by an older leafnet) train "
                      f"{plans.label_scheme.describe()}; re-plan with --labels NAME ... (or "
                      "--clean) to train each label")
-    return PlanningResult(folder, plans, roi_plans, splits, user_splits, outcomes.count("done"),
+    return PlanningResult(folder, plans, crop_stage, splits, user_splits, outcomes.count("done"),
                           outcomes.count("skipped"), removed, notes)
 
 

@@ -16,7 +16,12 @@ import numpy as np
 from leafnet.errors import LeafnetError
 from leafnet.paths import plain_name
 from leafnet.preprocessing.label_scheme import LabelScheme
-from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans, target_size_problems
+from leafnet.preprocessing.plans import (
+    DEFAULT_PLANS_NAME,
+    Plans,
+    PreviousStage,
+    target_size_problems,
+)
 from leafnet.models.presets import PRESETS
 from leafnet.models.shipped_autoencoder import load_shipped_autoencoder, plans_by_ceiling
 from leafnet.planning.stages import plan_stages
@@ -78,13 +83,13 @@ def make_plans(
         scheme = LabelScheme.for_dataset(description.labels, description.regions, label_names)
     except LeafnetError as error:
         raise LeafnetError(f"{dataset_name}: {error}") from None
-    cascade = None
+    next_stage = None
     if target_size is None:
         measuring = bool(ceiling_labels) and plans_by_ceiling(preset)
         stages = plan_stages(fingerprint, scheme, PRESETS[preset].target_size,
                              labels=ceiling_labels,
                              autoencoder=load_shipped_autoencoder(preset) if measuring else None)
-        target_size, size_rule, cascade = stages.target_size, stages.rule, stages.cascade
+        target_size, size_rule, next_stage = stages.target_size, stages.rule, stages.next_stage
     else:
         size_rule = given_size_rule(target_size)
     height, width = target_size
@@ -111,24 +116,25 @@ def make_plans(
         "preset": preset,
         "preprocessing_version": PREPROCESSING_VERSION,
     }
-    if cascade is not None:
-        content["cascade"] = cascade
+    if next_stage is not None:
+        content["next_stage"] = next_stage.to_json()
     return content
 
 
-def make_roi_plans(coarse: dict[str, Any]) -> dict[str, Any]:
-    """The second-stage plans of two-stage ``coarse`` plans: the same data, labels and
-    preset, on crops around the foreground at the cascade's own target size."""
-    cascade = coarse["cascade"]
-    height, width = (int(side) for side in cascade["roi_target_size"])
-    rule = coarse.get("target_size_rule", {})
-    return {**{key: value for key, value in coarse.items() if key != "cascade"},
-            "plans_name": cascade["roi_plans"],
-            "data_identifier": f"{cascade['roi_plans']}_{height}x{width}",
+def make_crop_stage_plans(coarse: Plans) -> dict[str, Any]:
+    """The crop stage's plans after ``coarse`` (plans with a ``next_stage``): the same data,
+    labels and preset, on crops around the foreground at the link's target size, linked back by
+    ``previous_stage``."""
+    link = coarse.next_stage
+    assert link is not None
+    height, width = link.target_size
+    rule = coarse.json.get("target_size_rule", {})
+    return {**{key: value for key, value in coarse.json.items() if key != "next_stage"},
+            "plans_name": link.plans,
+            "data_identifier": f"{link.plans}_{height}x{width}",
             "target_size": [height, width],
             "target_size_rule": {**rule, "chosen": [height, width], "stage": 2},
-            "roi_crop": {"coarse_plans": coarse["plans_name"], "margin": cascade["margin"],
-                         "training_jitter": True}}
+            "previous_stage": PreviousStage(coarse.plans_name, link.margin, True).to_json()}
 
 
 def given_size_rule(target_size: tuple[int, int]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""One stage or two: how planning keeps the smallest trained structure.
+"""One stage or two (a coarse stage and a crop stage): how planning keeps the smallest
+trained structure.
 
 Where the preset ships a mask autoencoder, the plans are chosen by the measured ceiling of the
 training masks at each candidate plan (ceiling.py). Otherwise (a pretrained preset), by the
@@ -10,13 +11,18 @@ fingerprint's object sizes; this rule, printed by planning and recorded in the p
 2. Else, if the foreground is one compact structure (its largest piece holds 90% of the
    foreground in at least ``MIN_SINGLE_STRUCTURE`` of the training cases) and a crop of
    ``ROI_MARGIN`` times that structure's longer side is at most ``MAX_CROP_SHARE`` of the image's
-   side (so the crop magnifies at least twice), two stages: ``leafnetPlans`` sees the whole
+   side (so the crop magnifies at least twice), two stages: the coarse stage ``leafnetPlans``
+   sees the whole
    image at the smallest size (preset's or a doubling) where the structure keeps
-   ``MIN_OBJECT_PIXELS`` and finds it; ``leafnetPlans_roi`` sees the crop around it at the
+   ``MIN_OBJECT_PIXELS`` and finds it; the crop stage ``leafnetPlans_roi`` sees the crop around it
+   at the
    smallest size where the smallest class keeps them. Two models at the preset's size cost
    about twice one; a doubled side costs three to four times and magnifies only twice.
 3. Else one stage, enlarged as target_size.py says (an object spread over the image, or several
    structures, would not fit one crop).
+
+The two are linked in their plans as nnU-Net links its cascade: the coarse stage's
+``next_stage`` names the crop stage, the crop stage's ``previous_stage`` the coarse one.
 """
 
 from __future__ import annotations
@@ -38,21 +44,21 @@ from leafnet.planning.target_size import (
     first_keeping,
 )
 from leafnet.preprocessing.label_scheme import LabelScheme
-from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME
+from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, NextStage
 from leafnet.preprocessing.roi_crop import ROI_MARGIN
 
-ROI_PLANS_NAME = f"{DEFAULT_PLANS_NAME}_roi"
+CROP_STAGE_PLANS_NAME = f"{DEFAULT_PLANS_NAME}_roi"
 MIN_SINGLE_STRUCTURE = 0.8
 MAX_CROP_SHARE = 0.5
 
 
 @dataclass(frozen=True)
 class StagePlan:
-    """The coarse (or only) plans' size and rule, and the second stage's entry if any."""
+    """The coarse (or only) stage's size and rule, and its link to a crop stage if any."""
 
     target_size: tuple[int, int]
     rule: dict[str, Any]
-    cascade: dict[str, Any] | None
+    next_stage: NextStage | None
 
     def describe(self) -> str:
         return self.rule["decision"]
@@ -109,10 +115,9 @@ def plan_by_ceiling(fingerprint: dict[str, Any], scheme: LabelScheme,
             "ceiling_cases": len(labels),
             "candidates": [item.to_json() for item in measured],
             "table": table(measured, chosen), "decision": decision}
-    cascade = None if chosen.candidate.crop_size is None else {
-        "roi_plans": ROI_PLANS_NAME, "roi_target_size": list(chosen.candidate.crop_size),
-        "margin": margin}
-    return StagePlan(chosen.candidate.target_size, rule, cascade)
+    crop_size = chosen.candidate.crop_size
+    next_stage = None if crop_size is None else NextStage(CROP_STAGE_PLANS_NAME, crop_size, margin)
+    return StagePlan(chosen.candidate.target_size, rule, next_stage)
 
 
 def plan_stages(fingerprint: dict[str, Any], scheme: LabelScheme,
@@ -150,7 +155,7 @@ def plan_stages(fingerprint: dict[str, Any], scheme: LabelScheme,
         f"({margin:g}x its longer side) spans {crop_share(fingerprint, margin):.0%} of the "
         "image side. "
         f"{DEFAULT_PLANS_NAME} ({_size(coarse_size)}, the structure "
-        f"{extent(roi, coarse_size):.1f} px) finds it in the whole image; {ROI_PLANS_NAME} "
+        f"{extent(roi, coarse_size):.1f} px) finds it in the whole image; {CROP_STAGE_PLANS_NAME} "
         f"({_size(crop_size)}, {smallest} {extent(in_crop, crop_size):.1f} px) segments the crop "
         f"around it. Train both; --target-size H W plans one stage instead")
     rule = {"rule": "one stage while the smallest trained class keeps "
@@ -163,6 +168,4 @@ def plan_stages(fingerprint: dict[str, Any], scheme: LabelScheme,
             "crop_share_of_image_side": round(crop_share(fingerprint, margin), 3),
             "extent_in_crop_px": round(extent(in_crop, crop_size), 1),
             "decision": decision}
-    cascade = {"roi_plans": ROI_PLANS_NAME, "roi_target_size": list(crop_size),
-               "margin": margin}
-    return StagePlan(coarse_size, rule, cascade)
+    return StagePlan(coarse_size, rule, NextStage(CROP_STAGE_PLANS_NAME, crop_size, margin))

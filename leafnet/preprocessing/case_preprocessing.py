@@ -1,4 +1,4 @@
-"""Preprocessing one case: read, (for second-stage plans) crop around the foreground, normalise,
+"""Preprocessing one case: read, (for a crop stage's plans) crop around the foreground, normalise,
 resample, write atomically; skip it if up to date (same plans and source files, and arrays that
 open at the planned size: a damaged or deleted array is preprocessed again)."""
 
@@ -52,7 +52,7 @@ class CasePreprocessor:
         image, label, image_properties = read_case(case)
         original_hw = [int(image.shape[1]), int(image.shape[2])]
         box = None
-        roi = self.plans.roi_crop
+        roi = self.plans.previous_stage
         if roi is not None and label is not None:
             box = roi_crop_box(label, roi.margin,
                                case_generator(case.case_id) if roi.jitter else None)

@@ -27,17 +27,47 @@ _PREPROCESSING_KEYS = ("target_size", "normalisation", "resampling", "preprocess
 
 
 @dataclass(frozen=True)
-class RoiCrop:
-    """The second stage of two-stage plans: its cases are crops around the foreground, found at
-    prediction time by the model of ``coarse_plans`` (preprocessing/roi_crop.py)."""
+class PreviousStage:
+    """The link of a crop stage to its coarse stage: this plans' cases are crops, ``margin``
+    times the structure's size, around the foreground that the model of ``plans`` finds in the
+    whole image (at training time: around the reference; preprocessing/roi_crop.py)."""
 
-    coarse_plans: str
+    plans: str
     margin: float
     jitter: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"coarse_plans": self.coarse_plans, "margin": self.margin,
-                "training_jitter": self.jitter}
+        return {"plans": self.plans, "margin": self.margin, "training_jitter": self.jitter}
+
+
+@dataclass(frozen=True)
+class NextStage:
+    """The link of a coarse stage to the crop stage that planning made after it."""
+
+    plans: str
+    target_size: tuple[int, int]
+    margin: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"plans": self.plans, "target_size": list(self.target_size),
+                "margin": self.margin}
+
+
+def current_schema(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (plans JSON) with the stage links of plans written before the stage graph
+    renamed to today's: ``cascade`` -> ``next_stage``, ``roi_crop`` -> ``previous_stage``."""
+    data = dict(data)
+    old_next = data.pop("cascade", None)
+    if old_next is not None and "next_stage" not in data:
+        data["next_stage"] = {"plans": old_next["roi_plans"],
+                              "target_size": old_next["roi_target_size"],
+                              "margin": old_next["margin"]}
+    old_previous = data.pop("roi_crop", None)
+    if old_previous is not None and "previous_stage" not in data:
+        data["previous_stage"] = {"plans": old_previous["coarse_plans"],
+                                  "margin": old_previous["margin"],
+                                  "training_jitter": old_previous.get("training_jitter", False)}
+    return data
 
 
 def target_size_problems(target_size: tuple[int, ...]) -> list[str]:
@@ -52,7 +82,8 @@ def target_size_problems(target_size: tuple[int, ...]) -> list[str]:
 
 @dataclass(frozen=True)
 class Plans:
-    """Typed view of one plans file; ``json`` is the file's content as written."""
+    """Typed view of one plans file; ``json`` is the file's content as written, with the stage
+    links of older plans renamed (:func:`current_schema`)."""
 
     json: dict[str, Any]
     source: str
@@ -65,7 +96,8 @@ class Plans:
     label_scheme: LabelScheme
     batch_size: int
     preset: str
-    roi_crop: RoiCrop | None = None
+    previous_stage: PreviousStage | None = None
+    next_stage: NextStage | None = None
 
     @classmethod
     def from_json(cls, data: Any, source: Path | str) -> Plans:
@@ -74,6 +106,7 @@ class Plans:
             raise LeafnetError(f"{source}: is not a leafnet plans file (no data_identifier); "
                                "delete it and run leafnet_plan_and_preprocess again")
         try:
+            data = current_schema(data)
             target = tuple(int(side) for side in data["target_size"])
             plans = cls(
                 json=data, source=str(source),
@@ -89,7 +122,8 @@ class Plans:
                     data["label_handling"], str(source)),
                 batch_size=int(data["batch_size"]),
                 preset=str(data["preset"]),
-                roi_crop=_roi_crop(data.get("roi_crop"), source),
+                previous_stage=_previous_stage(data.get("previous_stage"), source),
+                next_stage=_next_stage(data.get("next_stage"), source),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
             raise LeafnetError(f"{source}: plans entry missing or malformed ({error!r}); fix it, "
@@ -117,22 +151,35 @@ class Plans:
     def preprocessing_hash(self) -> str:
         """A digest of the entries that change the preprocessed arrays."""
         relevant = {key: self.json[key] for key in _PREPROCESSING_KEYS}
-        if self.roi_crop is not None:
-            relevant["roi_crop"] = self.roi_crop.to_json()
+        if self.previous_stage is not None:
+            relevant["previous_stage"] = self.previous_stage.to_json()
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _roi_crop(entry: Any, source: Path | str) -> RoiCrop | None:
-    """The plans' ``roi_crop`` entry, checked: a plain plans name and a margin of at least 1."""
+def _previous_stage(entry: Any, source: Path | str) -> PreviousStage | None:
+    """The plans' ``previous_stage`` entry, checked: a plain plans name and a margin of at
+    least 1."""
     if entry is None:
         return None
     margin = float(entry["margin"])
     if not math.isfinite(margin) or margin < 1:
-        raise LeafnetError(f"{source}: roi_crop margin must be a number >= 1 (the crop's side "
-                           f"over the region's longer side), got {entry['margin']!r}")
+        raise LeafnetError(f"{source}: previous_stage margin must be a number >= 1 (the crop's "
+                           f"side over the region's longer side), got {entry['margin']!r}")
     jitter = entry.get("training_jitter", False)
     if not isinstance(jitter, bool):
-        raise LeafnetError(f"{source}: roi_crop training_jitter must be true or false, got "
-                           f"{jitter!r}")
-    return RoiCrop(plain_name(entry["coarse_plans"], "roi_crop coarse_plans", source), margin,
-                   jitter)
+        raise LeafnetError(f"{source}: previous_stage training_jitter must be true or false, "
+                           f"got {jitter!r}")
+    return PreviousStage(plain_name(entry["plans"], "previous_stage plans", source), margin,
+                         jitter)
+
+
+def _next_stage(entry: Any, source: Path | str) -> NextStage | None:
+    """The plans' ``next_stage`` entry, checked: a plain plans name and a valid target size."""
+    if entry is None:
+        return None
+    size = tuple(int(side) for side in entry["target_size"])
+    problems = target_size_problems(size)
+    if problems:
+        raise LeafnetError(f"{source}: next_stage {problems[0]}")
+    return NextStage(plain_name(entry["plans"], "next_stage plans", source), (size[0], size[1]),
+                     float(entry["margin"]))

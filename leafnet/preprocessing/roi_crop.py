@@ -1,9 +1,9 @@
-"""The region-of-interest crop of two-stage (cascade) plans: nnU-Net's cascade idea in 2D.
+"""The region-of-interest crop of two-stage plans: nnU-Net's cascade idea in 2D.
 
-A coarse model sees the whole image at a low resolution and finds the structure; a second model
-sees a square crop around it, resized to its own target size, so that a small structure inside
-(an optic cup in a 2000 px fundus photograph) keeps enough pixels. Training crops come from the
-reference label and prediction crops from the coarse model's label, by the same two functions:
+The coarse stage sees the whole image at a low resolution and finds the structure; the crop
+stage sees a square crop around it, resized to its own target size, so that a small structure
+inside (an optic cup in a 2000 px fundus photograph) keeps enough pixels. Training crops come from the
+reference label and prediction crops from the coarse stage's label, by the same two functions:
 the region of interest is the bounding box of the largest 8-connected piece of the foreground
 (every label together), and the crop is a square ``margin`` times its longer side around its
 centre, moved inside the image where it fits and padded with zeros where the image is smaller.
@@ -12,8 +12,8 @@ Training crops are jittered (the plans' ``"training_jitter": true``, what planni
 each case's crop is scaled by a factor drawn from ``SCALE_JITTER`` and its centre moved by up to
 ``SHIFT_JITTER`` of the room the structure has in it, from a generator seeded by the case id (so
 preprocessing is reproducible). Without it every training crop shows the structure at exactly
-half the crop's side in its middle, and the second stage learns that instead of the structure's
-edges, and its masks follow the first stage's crop instead of the image (the fundus set in
+half the crop's side in its middle, and the crop stage learns that instead of the structure's
+edges, and its masks follow the coarse stage's crop instead of the image (the fundus set in
 docs/results.md).
 """
 

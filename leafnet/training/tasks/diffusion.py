@@ -22,7 +22,7 @@ from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
 from leafnet.features.cache import teacher_signature
 from leafnet.inference.predict_cases import predict_and_score
-from leafnet.inference.cascade import load_predictor
+from leafnet.inference.two_stages import load_predictor
 from leafnet.models.autoencoder import rgb_layout, unrecorded_rgb_layout
 from leafnet.models.fold_record import FirstStage, model_digest, read_fold_record
 from leafnet.models.distillation import EncoderFeatureHook, Projector

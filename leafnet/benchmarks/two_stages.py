@@ -1,14 +1,14 @@
-"""``leafnet_benchmark roi-crop``: do two-stage plans keep a small structure as well as images
+"""``leafnet_benchmark two-stages``: do two-stage plans keep a small structure as well as images
 cropped around it by hand, in the same minutes?
 
 For a dataset that planning gave two stages (planning/stages.py), three rows on the same split
-and test images, each trained for the same wall-clock minutes with leafnet's recipe (first stage
-included):
+and test images, each trained for the same wall-clock minutes with leafnet's recipe (mask
+autoencoder included):
 
-- ``two stages``: the coarse model for ``coarse_share`` of the minutes, the crop model for the
-  rest; predicted on the whole test images (the coarse model finds the crop), scored at
+- ``two stages``: the coarse stage for ``coarse_share`` of the minutes, the crop stage for the
+  rest; predicted on the whole test images (the coarse stage finds the crop), scored at
   original size.
-- ``hand-cropped``: one crop model for all the minutes, predicted on the test images cropped
+- ``hand-cropped``: one crop stage for all the minutes, predicted on the test images cropped
   around the reference's foreground (what a person cropping by hand gives it), scored on those
   crops. The bound the two stages can reach when localisation is perfect.
 - ``one stage``: the whole image at the size the one-stage rule would take (target_size.py),
@@ -35,7 +35,7 @@ from leafnet.benchmarks.versus_nnunet import predict_test_images, train_leafnet
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
 from leafnet.imageio import write_label
-from leafnet.inference.cascade import load_predictor
+from leafnet.inference.two_stages import load_predictor
 from leafnet.inference.predict_cases import foreground_means, split_cases
 from leafnet.inference.predictor import LEAFPredictor
 from leafnet.models.presets import PRESETS
@@ -55,8 +55,8 @@ FIRST_STAGE_SHARE = 0.3
 GOAL_POINTS = 0.05
 
 
-def roi_benchmark_folder(dataset_name: str, minutes: float) -> Path:
-    return results_root() / "benchmarks" / f"roi_crop_{dataset_name}_{minutes:g}min"
+def two_stages_benchmark_folder(dataset_name: str, minutes: float) -> Path:
+    return results_root() / "benchmarks" / f"two_stages_{dataset_name}_{minutes:g}min"
 
 
 def _scores(summary: dict[str, Any], scheme: LabelScheme) -> dict[str, Any]:
@@ -67,9 +67,10 @@ def _scores(summary: dict[str, Any], scheme: LabelScheme) -> dict[str, Any]:
 
 def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str],
                          output: Path, seed: int) -> tuple[list[float], dict[str, Any]]:
-    """Predict each test image cropped around its reference's foreground (the crop the
-    second-stage plans train on) and score the crops; seconds per image, file IO excluded."""
-    assert predictor.plans.roi_crop is not None
+    """Predict each test image cropped around its reference's foreground (the crop the crop
+    stage trains on) and score the crops; seconds per image, file IO excluded."""
+    link = predictor.plans.previous_stage
+    assert link is not None
     cases = split_cases(raw, case_ids)
     references = output / "reference_crops"
     references.mkdir(parents=True, exist_ok=True)
@@ -78,7 +79,7 @@ def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str
         image, label, properties = read_case(cases[case_id])
         if label is None:
             raise LeafnetError(f"test case {case_id} has no label to crop around")
-        box = roi_crop_box(label, predictor.plans.roi_crop.margin)
+        box = roi_crop_box(label, link.margin)
         started = time.perf_counter()
         predicted = predictor.predict([crop(image, box)], seed=seed)[0].label
         seconds.append(time.perf_counter() - started)
@@ -98,7 +99,7 @@ def _size(plans: Plans) -> str:
 
 def _row(key: str, method: str, size: str, trainers: list[Any], seconds: list[float],
          scores: dict[str, Any]) -> dict[str, Any]:
-    steps = " + ".join(f"{t.first_stage_steps} first-stage + {t.num_steps} steps "
+    steps = " + ".join(f"{t.first_stage_steps} mask autoencoder + {t.num_steps} steps "
                        f"({t.plans.plans_name})" for t in trainers)
     spent = sum(t.first_stage_seconds + t.history["train_seconds"] for t in trainers)
     return {"key": key, "method": method, "input": size, "training": steps, "train_seconds": spent,
@@ -120,7 +121,7 @@ def _one_stage(dataset: str | int, raw: Path, coarse: Plans, folder: Path) -> Pa
     return root
 
 
-def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
+def benchmark_two_stages(dataset: str | int, minutes: float, *, trainer: str,
                        first_stage: str | None,
                        first_stage_share: float, validate_every: int,
                        coarse_share: float = COARSE_SHARE, rows: tuple[str, ...] = ROWS,
@@ -139,14 +140,13 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
     source = preprocessed_root() / raw.name
     coarse = Plans.load(source / PLANS_FILE, f"plan it first: leafnet_plan_and_preprocess -d "
                                              f"{dataset}")
-    cascade = coarse.json.get("cascade")
-    if cascade is None:
+    if coarse.next_stage is None:
         raise LeafnetError(f"{source / PLANS_FILE} plans one stage "
                            f"({coarse.json.get('target_size_rule', {}).get('decision', '')}); "
-                           "roi-crop compares two-stage plans with hand-cropped images")
-    roi = Plans.load(source / plans_file(cascade["roi_plans"]), "plan it again: "
-                     f"leafnet_plan_and_preprocess -d {dataset}")
-    folder = folder or roi_benchmark_folder(raw.name, minutes)
+                           "two-stages compares two-stage plans with hand-cropped images")
+    crop_stage = Plans.load(source / plans_file(coarse.next_stage.plans), "plan it again: "
+                            f"leafnet_plan_and_preprocess -d {dataset}")
+    folder = folder or two_stages_benchmark_folder(raw.name, minutes)
     folder.mkdir(parents=True, exist_ok=True)
     options = dict(trainer=trainer, first_stage=first_stage,
                    first_stage_share=first_stage_share, validate_every=validate_every,
@@ -156,7 +156,7 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
         first = train_leafnet(dataset, minutes * coarse_share, plans_name=coarse.plans_name,
                               **options)
         second = train_leafnet(dataset, minutes * (1 - coarse_share),
-                               plans_name=roi.plans_name, **options)
+                               plans_name=crop_stage.plans_name, **options)
         split = dict(second.split)
         if not split["test"]:
             raise LeafnetError(f"{raw.name} has no test cases in its split")
@@ -164,17 +164,17 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
         scored = predict_test_images(load_predictor([second.output], "best", device), raw,
                                      split["test"], output, second.seed)
         table.append(_row("two_stages", "leafnet, two stages (whole image, then the crop it "
-                          "finds)", f"{_size(coarse)} whole, {_size(roi)} crop",
+                          "finds)", f"{_size(coarse)} whole, {_size(crop_stage)} crop",
                           [first, second], scored.seconds,
-                          _scores(scored.summary, roi.label_scheme)))
+                          _scores(scored.summary, crop_stage.label_scheme)))
     if "hand_cropped" in rows:
         with environment(LEAFNET_RESULTS=str(folder / "hand_cropped")):
-            model = train_leafnet(dataset, minutes, plans_name=roi.plans_name, **options)
+            model = train_leafnet(dataset, minutes, plans_name=crop_stage.plans_name, **options)
             seconds, scores = predict_hand_cropped(
                 LEAFPredictor.from_folder(model.output, "best", device), raw, split["test"],
                 folder / "hand_cropped_predictions", model.seed)
             table.append(_row("hand_cropped", "leafnet, images cropped around the reference "
-                              "by hand", f"{_size(roi)} crop", [model], seconds, scores))
+                              "by hand", f"{_size(crop_stage)} crop", [model], seconds, scores))
     if "one_stage" in rows:
         root = _one_stage(dataset, raw, coarse, folder)
         with environment(LEAFNET_PREPROCESSED=str(root),
@@ -192,7 +192,7 @@ def benchmark_roi_crop(dataset: str | int, minutes: float, *, trainer: str,
             "rows": table}
 
 
-def roi_markdown_table(report: dict[str, Any]) -> str:
+def two_stages_markdown_table(report: dict[str, Any]) -> str:
     """The report as a markdown table with every class's Dice, and the goal's verdict: the
     smallest class's Dice of the two stages within 5 points of the hand-cropped one."""
     machine = report["machine"]
@@ -202,7 +202,7 @@ def roi_markdown_table(report: dict[str, Any]) -> str:
              f"{report['minutes']:g} minutes of training each, on {report['device']}", "",
              f"Test set: {report['num_test_cases']} images. Machine: {machine['processor']}, "
              f"{machine['cpu_count']} cores, GPU: {machine['gpu'] or 'none'}, torch "
-             f"{machine['torch']}. Two stages: the coarse model gets "
+             f"{machine['torch']}. Two stages: the coarse stage gets "
              f"{report['coarse_share']:.0%} of the minutes.", "",
              "| method | input | training | min | "
              + " | ".join(f"{name} Dice" for name in classes)

@@ -14,15 +14,16 @@ import torch
 from leafnet.benchmarks.versus_nnunet import benchmark_versus_nnunet
 from leafnet.errors import LeafnetError
 from leafnet.imageio import read_image
-from leafnet.inference.cascade import CascadePredictor, load_predictor
-from leafnet.model_store.discovery import coarse_folders
+from leafnet.inference.two_stages import TwoStagePredictor, load_predictor
+from leafnet.model_store.discovery import previous_stage_folders, stage_folders
 from leafnet.inference.cli import main as predict_main
 from leafnet.inference.predictor import LEAFPredictor
+from leafnet.model_store.cli import onnx_main
 from leafnet.model_store.export_archive import export_model
 from leafnet.model_store.install_archive import install_model
 from leafnet.planning.cli import main as plan_main
 from leafnet.planning.plan_and_preprocess import plan_and_preprocess
-from leafnet.planning.stages import MAX_CROP_SHARE, ROI_PLANS_NAME, plan_stages
+from leafnet.planning.stages import CROP_STAGE_PLANS_NAME, MAX_CROP_SHARE, plan_stages
 from leafnet.planning.target_size import MIN_OBJECT_PIXELS
 from leafnet.preprocessing.label_scheme import LabelScheme
 from leafnet.preprocessing.plans import Plans
@@ -104,30 +105,30 @@ def test_a_small_single_structure_gets_two_stages_and_each_keeps_its_pixels():
     scheme = LabelScheme.for_dataset(FUNDUS_LABELS, FUNDUS_REGIONS)
     stages = plan_stages(_fingerprint([0.17, 0.17], [0.08, 0.08], [0.17, 0.17], 1.0), scheme,
                          (128, 128))
-    assert stages.cascade is not None and stages.cascade["roi_plans"] == ROI_PLANS_NAME
+    assert stages.next_stage is not None and stages.next_stage.plans == CROP_STAGE_PLANS_NAME
     assert stages.target_size == (128, 128)            # the disc is 21.8 px at 128
-    assert stages.cascade["roi_target_size"] == [128, 128]
+    assert stages.next_stage.target_size == (128, 128)
     assert stages.rule["extent_in_crop_px"] >= MIN_OBJECT_PIXELS
     assert stages.rule["crop_share_of_image_side"] == pytest.approx(0.34)
     assert stages.describe().startswith("two stages: the smallest trained class, cup, is 10.2")
     tiny_cup = plan_stages(_fingerprint([0.17, 0.17], [0.02, 0.02], [0.17, 0.17], 1.0), scheme,
                            (128, 128))
-    assert tiny_cup.cascade["roi_target_size"] == [256, 256]
+    assert tiny_cup.next_stage.target_size == (256, 256)
 
 
 def test_no_crop_for_scattered_or_spread_foreground_and_none_needed_for_large_objects():
     scheme = LabelScheme.for_dataset(FUNDUS_LABELS, FUNDUS_REGIONS)
     scattered = plan_stages(_fingerprint([0.17, 0.17], [0.08, 0.08], [0.17, 0.17], 0.5), scheme,
                             (128, 128))
-    assert scattered.cascade is None and scattered.target_size == (256, 256)
+    assert scattered.next_stage is None and scattered.target_size == (256, 256)
     assert "one structure in only 50% of the cases" in scattered.describe()
     spread = plan_stages(_fingerprint([0.17, 0.17], [0.08, 0.08], [0.3, 0.3], 1.0), scheme,
                          (128, 128))
-    assert spread.cascade is None and 2 * 0.3 > MAX_CROP_SHARE
+    assert spread.next_stage is None and 2 * 0.3 > MAX_CROP_SHARE
     assert "would span 60% of the image side" in spread.describe()
     large = plan_stages(_fingerprint([0.5, 0.5], [0.3, 0.3], [0.5, 0.5], 1.0), scheme,
                         (128, 128))
-    assert large.cascade is None and large.target_size == (128, 128)
+    assert large.next_stage is None and large.target_size == (128, 128)
 
 
 def _structure_share_spread(data: Path, folder: Path) -> float:
@@ -149,14 +150,15 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
     printed = capsys.readouterr().out
     folder = leafnet_folders["LEAFNET_PREPROCESSED"] / "Dataset997_LeafnetFundus"
     coarse = Plans.load(folder / "leafnet_plans.json")
-    roi = Plans.load(folder / f"{ROI_PLANS_NAME}.json")
+    roi = Plans.load(folder / f"{CROP_STAGE_PLANS_NAME}.json")
     assert "size: two stages 128x128 + crop 128x128: the cheapest plan" in printed
     assert "<- chosen" in printed
     assert "segments them in crops around the structure" in printed
-    assert f"stage 2: {folder / ROI_PLANS_NAME}.json" in printed
-    assert coarse.target_size == (128, 128) and coarse.roi_crop is None
-    assert roi.roi_crop.coarse_plans == "leafnetPlans" and roi.target_size == (128, 128)
-    assert roi.roi_crop.jitter
+    assert f"crop stage: {folder / CROP_STAGE_PLANS_NAME}.json" in printed
+    assert coarse.target_size == (128, 128) and coarse.previous_stage is None
+    assert coarse.next_stage.plans == CROP_STAGE_PLANS_NAME
+    assert roi.previous_stage.plans == "leafnetPlans" and roi.target_size == (128, 128)
+    assert roi.previous_stage.jitter and roi.next_stage is None
     extents = []
     for case_id in json.loads((folder / "splits_final.json").read_text())["folds"][0]["train"]:
         case = load_preprocessed_case(folder / roi.data_identifier, case_id)
@@ -166,15 +168,15 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
         extents.append(min(found[0].height, found[0].width))
     assert np.median(extents) >= MIN_OBJECT_PIXELS
     assert _structure_share_spread(folder / roi.data_identifier, folder) > 0.08
-    edited = json.loads((folder / f"{ROI_PLANS_NAME}.json").read_text())
-    edited["roi_crop"]["training_jitter"] = False
-    (folder / f"{ROI_PLANS_NAME}.json").write_text(json.dumps(edited))
+    edited = json.loads((folder / f"{CROP_STAGE_PLANS_NAME}.json").read_text())
+    edited["previous_stage"]["training_jitter"] = False
+    (folder / f"{CROP_STAGE_PLANS_NAME}.json").write_text(json.dumps(edited))
     fixed = plan_and_preprocess(997, show_progress=False, num_processes=1)
-    assert not fixed.roi_plans.roi_crop.jitter and fixed.processed == 12
+    assert not fixed.crop_stage.previous_stage.jitter and fixed.processed == 12
     assert _structure_share_spread(folder / roi.data_identifier, folder) < 0.05
     one_stage = plan_and_preprocess(997, target_size=(256, 256), show_progress=False,
                                     num_processes=1)
-    assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json
+    assert one_stage.crop_stage is None and one_stage.plans.next_stage is None
     assert any("left from earlier two-stage plans" in note for note in one_stage.notes)
     # the disc alone, 18-24 px across at 128 px (above the old 16 px rule), is measured under
     # 0.98 there: planned by its ceiling, it gets two stages too.
@@ -182,13 +184,13 @@ def test_planning_the_fundus_set_writes_both_stages_and_crops_keep_the_cup(leafn
                                     show_progress=False, num_processes=1)
     candidates = disc_only.plans.json["target_size_rule"]["candidates"]
     assert candidates[0]["ceiling_dice"]["disc"] < 0.98
-    assert disc_only.roi_plans is not None, candidates
+    assert disc_only.crop_stage is not None, candidates
     # versus-nnunet trains one stage: it refuses two-stage plans before training anything
-    with pytest.raises(LeafnetError, match="plans two stages .*roi-crop.*--target-size"):
+    with pytest.raises(LeafnetError, match="plans two stages .*two-stages.*--target-size"):
         benchmark_versus_nnunet(997, 1.0, rows=(), device="cpu")
     one_stage = plan_and_preprocess(997, target_size=(128, 128), show_progress=False,
                                     num_processes=1)
-    assert one_stage.roi_plans is None and "cascade" not in one_stage.plans.json
+    assert one_stage.crop_stage is None and one_stage.plans.next_stage is None
 
 
 class _Member(torch.nn.Module):
@@ -208,40 +210,89 @@ class _Member(torch.nn.Module):
         return out
 
 
-def _plans(roi: bool) -> Plans:
-    content = {"data_identifier": "x", "target_size": [64, 64], "num_channels": 3,
+def _plans(previous: str | None, name: str = "leafnetPlans") -> Plans:
+    content = {"plans_name": name, "data_identifier": "x", "target_size": [64, 64],
+               "num_channels": 3,
                "normalisation": {"windows": [{"lower": 0, "upper": 255}] * 3},
                "labels": {"background": 0, "spot": 1},
                "label_handling": LabelScheme.for_dataset({"background": 0, "spot": 1}).to_json(),
                "batch_size": 2, "preset": "tiny"}
-    if roi:
-        content["roi_crop"] = {"coarse_plans": "leafnetPlans", "margin": 2.0}
+    if previous is not None:
+        content["previous_stage"] = {"plans": previous, "margin": 2.0}
     return Plans.from_json(content, "test plans")
 
 
-def test_the_second_stage_replaces_the_coarse_prediction_inside_the_crop_only():
-    coarse = LEAFPredictor(_Member((slice(16, 32), slice(16, 32))), _plans(False))
-    fine = LEAFPredictor(_Member((slice(16, 48), slice(16, 48))), _plans(True))
-    cascade = CascadePredictor(coarse, fine)
+def test_the_crop_stage_replaces_the_coarse_prediction_inside_the_crop_only():
+    coarse = LEAFPredictor(_Member((slice(16, 32), slice(16, 32))), _plans(None))
+    crop_stage = LEAFPredictor(_Member((slice(16, 48), slice(16, 48))),
+                               _plans("leafnetPlans", "leafnetPlans_roi"))
+    two = TwoStagePredictor(coarse, crop_stage)
     image = np.zeros((3, 128, 128), np.uint8)
-    label = cascade.predict([image])[0].label
-    # coarse: rows/cols 32:64 of 128 px; crop twice that around it: 16:80; the fine model marks
+    label = two.predict([image])[0].label
+    # coarse: rows/cols 32:64 of 128 px; crop twice that around it: 16:80; the crop stage marks
     # the middle half of the crop, 32:64 again, so the label equals the coarse one there.
     found = largest_piece(label == 1)
     assert found[0] == Box(32, 32, 64, 64) and found[1] == 1.0
-    empty = CascadePredictor(LEAFPredictor(_Member(None), _plans(False)), fine)
+    empty = TwoStagePredictor(LEAFPredictor(_Member(None), _plans(None)), crop_stage)
     assert not empty.predict([image, image])[0].label.any() and empty.not_found == 2
-    with pytest.raises(LeafnetError, match="needs plans with roi_crop"):
-        CascadePredictor(coarse, coarse)
+    assert "in 2 image(s) the coarse stage found no foreground" in empty.describe()
+    with pytest.raises(LeafnetError, match="needs plans with previous_stage"):
+        TwoStagePredictor(coarse, coarse)
+    with pytest.raises(LeafnetError, match="its previous stage is leafnetPlans, not other"):
+        TwoStagePredictor(LEAFPredictor(_Member(None), _plans(None, "other")), crop_stage)
 
 
-def test_a_second_stage_without_its_coarse_model_names_the_training_command(tmp_path):
+def test_a_stage_can_follow_a_two_stage_model_the_graph_is_followed_recursively():
+    """Three stages: the second crops around the first's find, the third around the second's;
+    each level of the predictor is a Segmenter."""
+    first = LEAFPredictor(_Member((slice(16, 32), slice(16, 32))), _plans(None))
+    second = LEAFPredictor(_Member((slice(16, 48), slice(16, 48))),
+                           _plans("leafnetPlans", "stage2"))
+    third = LEAFPredictor(_Member((slice(0, 64), slice(0, 64))), _plans("stage2", "stage3"))
+    chained = TwoStagePredictor(TwoStagePredictor(first, second), third)
+    label = chained.predict([np.zeros((3, 128, 128), np.uint8)])[0].label
+    # the third stage marks its whole crop: twice the second's 32 px find around its centre
+    assert largest_piece(label == 1)[0] == Box(16, 16, 80, 80)
+
+
+def test_plans_of_older_leafnet_read_their_stage_links_under_todays_names():
+    old = {"data_identifier": "x", "target_size": [64, 64], "num_channels": 3,
+           "normalisation": {"windows": [{"lower": 0, "upper": 255}] * 3},
+           "labels": {"background": 0, "spot": 1},
+           "label_handling": LabelScheme.for_dataset({"background": 0, "spot": 1}).to_json(),
+           "batch_size": 2, "preset": "tiny"}
+    coarse = Plans.from_json({**old, "cascade": {"roi_plans": "leafnetPlans_roi",
+                                                 "roi_target_size": [128, 96], "margin": 2.5}},
+                             "old coarse plans")
+    assert coarse.next_stage.plans == "leafnetPlans_roi"
+    assert coarse.next_stage.target_size == (128, 96) and coarse.next_stage.margin == 2.5
+    crop_stage = Plans.from_json({**old, "roi_crop": {"coarse_plans": "leafnetPlans",
+                                                      "margin": 2.5, "training_jitter": True}},
+                                 "old crop plans")
+    assert crop_stage.previous_stage.plans == "leafnetPlans" and crop_stage.previous_stage.jitter
+    with pytest.raises(LeafnetError, match="next_stage target size"):
+        Plans.from_json({**old, "next_stage": {"plans": "a", "target_size": [100, 100],
+                                               "margin": 2}}, "bad plans")
+
+
+def test_a_crop_stage_without_its_coarse_stage_names_the_training_command(tmp_path):
     fold = tmp_path / "Dataset997_LeafnetFundus" / "LEAFTrainer_x0__leafnetPlans_roi__tiny" \
         / "fold_0"
     fold.mkdir(parents=True)
     with pytest.raises(LeafnetError, match="leafnet_train Dataset997_LeafnetFundus "
                                            "LEAFTrainer_x0 -p leafnetPlans -f 0"):
-        coarse_folders([fold], _plans(True))
+        previous_stage_folders([fold], _plans("leafnetPlans", "leafnetPlans_roi"))
+
+
+def test_a_loop_in_the_stage_links_is_refused(tmp_path):
+    runs = tmp_path / "Dataset997_LeafnetFundus"
+    for name, previous in (("a", "b"), ("b", "a")):
+        fold = runs / f"LEAFTrainer_x0__{name}__tiny" / "fold_0"
+        (fold / "model_final").mkdir(parents=True)
+        (fold / "model_final" / "network.safetensors").write_bytes(b"")
+        (fold / "plans.json").write_text(json.dumps(_plans(previous, name).json))
+    with pytest.raises(LeafnetError, match="leads back to .*a loop"):
+        stage_folders([runs / "LEAFTrainer_x0__a__tiny" / "fold_0"])
 
 
 def test_both_stages_train_and_predict_through_the_commands(leafnet_folders, tmp_path, capsys):
@@ -249,55 +300,66 @@ def test_both_stages_train_and_predict_through_the_commands(leafnet_folders, tmp
 
     convert_fundus(num_cases=8, size=256, num_processes=1, show_progress=False)
     plan_and_preprocess(997, preset="small", num_processes=1, show_progress=False)
-    for plans in (ROI_PLANS_NAME, "leafnetPlans"):
+    for plans in (CROP_STAGE_PLANS_NAME, "leafnetPlans"):
         for name in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0"):
             find_trainer(name)(997, plans_name=plans, preset="tiny", num_steps=2, num_workers=0,
                                show_progress=False).run()
     stage_two = (leafnet_folders["LEAFNET_RESULTS"] / "Dataset997_LeafnetFundus"
-                 / f"LEAFTrainer_x0__{ROI_PLANS_NAME}__tiny" / "fold_0")
+                 / f"LEAFTrainer_x0__{CROP_STAGE_PLANS_NAME}__tiny" / "fold_0")
     log = (stage_two / "training_log.txt").read_text()
     assert "predictions skipped" in log and "-p leafnetPlans -f 0" in log
     images = leafnet_folders["LEAFNET_RAW"] / "Dataset997_LeafnetFundus" / "imagesTs"
     predict_main(["-i", str(images), "-o", str(tmp_path / "out"), "-d", "997", "-tr",
-                  "LEAFTrainer_x0", "-p", ROI_PLANS_NAME])
+                  "LEAFTrainer_x0", "-p", CROP_STAGE_PLANS_NAME])
     printed = capsys.readouterr().out
     assert "two stages: leafnetPlans found the structure" in printed
     written = sorted((tmp_path / "out").glob("*.png"))
     assert len(written) == len(list(images.iterdir()))
+    onnx_main(["-d", "997", "-tr", "LEAFTrainer_x0", "-p", CROP_STAGE_PLANS_NAME])
+    assert "a model of 2 stages: each is exported" in capsys.readouterr().out
     archive = export_model([stage_two], tmp_path / "stage_two.zip")
-    names = zipfile.ZipFile(archive).namelist()
-    assert any("LEAFTrainer_x0__leafnetPlans__tiny/fold_0/model_best/" in n for n in names)
+    with zipfile.ZipFile(archive) as bundle:
+        names = bundle.namelist()
+        manifest = json.loads(bundle.read("leafnet_model.json"))
+    assert manifest["previous_runs"] == ["LEAFTrainer_x0__leafnetPlans__tiny"]
+    for run in ("leafnetPlans", CROP_STAGE_PLANS_NAME):
+        assert (f"Dataset997_LeafnetFundus/LEAFTrainer_x0__{run}__tiny/fold_0/model_best/"
+                "network.onnx") in names
     image = read_image(sorted(images.iterdir())[0])[0]
     zipped = LEAFPredictor.from_zip(str(archive))
-    assert isinstance(zipped, CascadePredictor)
+    assert isinstance(zipped, TwoStagePredictor)
     installed = load_predictor([stage_two])
     assert np.array_equal(zipped.predict([image], seed=1)[0].label,
                           installed.predict([image], seed=1)[0].label)
+    onnx = LEAFPredictor.from_zip(archive, backend="onnxruntime")
+    assert isinstance(onnx, TwoStagePredictor) and isinstance(onnx.coarse, LEAFPredictor)
+    np.testing.assert_allclose(onnx.predict([image], seed=1)[0].probability,
+                               installed.predict([image], seed=1)[0].probability, atol=1e-3)
     fresh = tmp_path / "fresh_results"
     install_model(archive, fresh)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEAFNET_RESULTS", str(fresh))
         predict_main(["-i", str(images), "-o", str(tmp_path / "out_installed"), "-d", "997",
-                      "-tr", "LEAFTrainer_x0", "-p", ROI_PLANS_NAME])
+                      "-tr", "LEAFTrainer_x0", "-p", CROP_STAGE_PLANS_NAME])
     assert sorted(p.name for p in (tmp_path / "out_installed").glob("*.png")) == \
         [p.name for p in written]
 
 
-def test_roi_crop_benchmark_sets_two_stages_beside_hand_cropped_and_one_stage(leafnet_folders,
-                                                                              tmp_path):
+def test_two_stages_benchmark_sets_them_beside_hand_cropped_and_one_stage(leafnet_folders,
+                                                                          tmp_path):
     from leafnet.benchmarks.cli import main as benchmark_main
     from leafnet.dataset_conversion.fundus import convert_fundus
 
     # planned for the small preset (128 px): the cup is 8 px across, two stages.
     convert_fundus(num_cases=8, size=512, num_processes=1, show_progress=False)
     planned = plan_and_preprocess(997, preset="small", num_processes=1, show_progress=False)
-    assert planned.roi_plans is not None
+    assert planned.crop_stage is not None
     folder = tmp_path / "roi"
     minutes = 0.1
-    benchmark_main(["roi-crop", "-d", "997", "--minutes", str(minutes), "--validate-every",
+    benchmark_main(["two-stages", "-d", "997", "--minutes", str(minutes), "--validate-every",
                     "1000", "--coarse-share", "0.5", "--preset", "tiny", "-device", "cpu",
                     "-o", str(folder)])
-    report = json.loads((folder / "roi_crop.json").read_text())
+    report = json.loads((folder / "two_stages.json").read_text())
     rows = {row["key"]: row for row in report["rows"]}
     assert list(rows) == ["two_stages", "hand_cropped", "one_stage"]
     assert rows["two_stages"]["input"] == "128x128 whole, 128x128 crop"
@@ -309,6 +371,6 @@ def test_roi_crop_benchmark_sets_two_stages_beside_hand_cropped_and_one_stage(le
     assert len(list((folder / "two_stages_predictions").glob("*.png"))) == tested
     crops = sorted((folder / "hand_cropped_predictions" / "reference_crops").glob("*.png"))
     assert len(crops) == tested
-    table = (folder / "roi_crop.md").read_text()
+    table = (folder / "two_stages.md").read_text()
     assert "| cup Dice | disc Dice |" in table or "| disc Dice | cup Dice |" in table
     assert "cup Dice: two stages" in table and "points." in table
