@@ -19,7 +19,7 @@ def test_versus_nnunet_trains_every_row_for_the_budget_and_scores_the_same_test_
     plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(32, 32),
                         show_progress=False)
     folder = tmp_path / "versus"
-    minutes = 0.1
+    minutes = 0.05
     arguments = ["versus-nnunet", "-d", "999", "--minutes", str(minutes), "--validate-every",
                  "20", "--mirroring-cases", "2", "-np", "1", "-device", "cpu", "-o",
                  str(folder)]

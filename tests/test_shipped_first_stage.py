@@ -173,10 +173,12 @@ def test_a_first_stage_below_its_target_trains_until_its_cap_and_says_so(tiny_de
     assert "goal reached" not in log
 
 
-def test_a_diffusion_run_prints_the_ceiling_it_works_under(tiny_demo, capsys):
+def test_a_diffusion_run_prints_the_ceiling_it_works_under(tiny_demo, capsys, monkeypatch):
     from leafnet.training.cli import main as train_main
 
-    # no first stage yet: leafnet_train trains it first, then the diffusion model.
+    # no first stage yet: leafnet_train trains it first (capped at 20 steps here), then the
+    # diffusion model.
+    monkeypatch.setattr(find_trainer("LEAFAutoencoderTrainer_masks"), "num_steps", 20)
     train_main(["999", "LEAFTrainer_x0", "--steps", "2", "--validate-every", "2",
                 "--workers", "0", "--first-stage", "LEAFAutoencoderTrainer_masks"])
     out = capsys.readouterr().out
