@@ -206,3 +206,14 @@ def test_train_cli_refuses_a_changed_lambda_on_continue(env, capsys):
         train_main(["999", "LEAFTrainer_x0_distill", "--steps", "1", "--workers", "0",
                     "--lam", "0.5", "--c"])
     assert "distill_lambda: 0.75 -> 0.5" in capsys.readouterr().err
+
+
+def test_a_fold_split_file_is_checked_and_its_digest_is_that_of_its_three_lists():
+    from leafnet.models.fold_record import FoldSplit
+
+    split = FoldSplit.from_json({"train": ["a", "b"], "val": ["c"], "test": []}, "split.json")
+    assert split.train == ["a", "b"] and split.to_json()["val"] == ["c"]
+    assert split.digest() != FoldSplit(["b", "a"], ["c"], []).digest()
+    for broken in ([], {"train": "a"}, {"train": [1]}, None):
+        with pytest.raises(LeafnetError, match="split.json: not a fold split"):
+            FoldSplit.from_json(broken, "split.json")

@@ -195,7 +195,7 @@ def test_metrics_on_hand_made_masks_including_empty_cases(tmp_path):
     save(prediction / "c.png", square)
     summary = evaluate_folders(reference, prediction, with_hd95=True)
     per_case = {json.dumps(c["reference_file"])[-7:-1]: c["metrics"]["1"]
-                for c in summary["metric_per_case"]}
+                for c in summary.metric_per_case}
     assert per_case["/a.png"]["Dice"] == pytest.approx(0.5)  # 8 shared of 16 + 16
     assert per_case["/a.png"]["IoU"] == pytest.approx(8 / 24)
     assert per_case["/a.png"]["HD95"] == pytest.approx(2.0)
@@ -229,6 +229,23 @@ def test_evaluate_command_writes_summary(tmp_path, capsys):
     assert "1 cases: Dice 1.0000" in capsys.readouterr().out
 
 
+def test_a_summary_file_reads_back_as_the_summary_written_and_older_files_read_too(tmp_path):
+    from leafnet.evaluation.summary import Summary
+
+    save(tmp_path / "ref" / "a.png", disc_mask(16, 16))
+    save(tmp_path / "pred" / "a.png", disc_mask(16, 16))
+    written = evaluate_folders(tmp_path / "ref", tmp_path / "pred")
+    written.save(tmp_path / "out" / "summary.json")
+    assert Summary.load(tmp_path / "out" / "summary.json") == written
+    assert written.name_of("1") == "1" and written.means_by_name()["1"]["Dice"] == 1.0
+    older = json.loads((tmp_path / "out" / "summary.json").read_text())
+    del older["classes"], older["notes"]
+    assert Summary.from_json(older, "older").classes["1"].values == [1]
+    with pytest.raises(LeafnetError, match="broken: not an evaluation summary"):
+        Summary.from_json({"mean": {}}, "broken")
+    assert Summary.load(tmp_path / "none.json") is None
+
+
 def test_evaluation_reads_masks_by_the_converters_rules(tmp_path, capsys):
     save(tmp_path / "ref" / "a_lesion.png", disc_mask(16, 16, foreground=255))
     save(tmp_path / "ref" / "b_lesion.png", disc_mask(16, 16, foreground=255))
@@ -248,7 +265,7 @@ def test_false_positives_of_a_label_missing_from_a_reference_count(tmp_path):
     predicted[0, :4] = 2
     save(tmp_path / "pred" / "a.png", predicted)
     summary = evaluate_folders(tmp_path / "ref", tmp_path / "pred")
-    assert summary["mean"]["2"]["Dice"] == 0.0
+    assert summary.mean["2"]["Dice"] == 0.0
     with pytest.raises(LeafnetError, match=r"label values \[2\] outside the evaluated labels"):
         evaluate_folders(tmp_path / "ref", tmp_path / "pred", labels=[1])
 
@@ -296,5 +313,21 @@ def test_stability_over_seeds(results, trained, tmp_path, capsys):
     predict_main(["-i", str(raw / "imagesTs"), "-o", str(tmp_path / "stab"), "--num_seeds", "3",
                   "-ref", str(raw / "labelsTs"), "-device", "cpu"])
     numbers = json.loads((tmp_path / "stab" / "stability.json").read_text())
-    assert numbers["seeds"] == [0, 1, 2] and numbers["std_dice"] >= 0
+    assert numbers["seeds"] == [0, 1, 2] and numbers["Dice_std"] >= 0
+    assert numbers["num_cases"] == len(list((raw / "labelsTs").iterdir()))
+    assert set(numbers["per_class"]) == {"polyp"} and numbers["per_class"]["polyp"]["IoU"] > 0
+    for seed in ("0", "1", "2"):
+        assert numbers["per_seed"][seed]["Dice"] == json.loads(
+            (tmp_path / "stab" / f"seed_{seed}" / "summary.json").read_text()
+        )["foreground_mean"]["Dice"]
     assert "mean Dice over 3 seeds" in capsys.readouterr().out
+    # a reference folder that misses an image's mask is refused, naming the case
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    masks = sorted((raw / "labelsTs").iterdir())
+    for mask in masks[1:]:
+        (partial / mask.name).write_bytes(mask.read_bytes())
+    with pytest.raises(SystemExit):
+        predict_main(["-i", str(raw / "imagesTs"), "-o", str(tmp_path / "stab2"),
+                      "--num_seeds", "2", "-ref", str(partial), "-device", "cpu"])
+    assert "case(s) are in only one of" in capsys.readouterr().err

@@ -39,18 +39,18 @@ def test_every_label_is_scored_when_missing_from_reference_prediction_or_both(tm
         save(tmp_path / "ref" / f"{name}.png", np.array(reference, np.uint8))
         save(tmp_path / "pred" / f"{name}.png", np.array(prediction, np.uint8))
     summary = evaluate_folders(tmp_path / "ref", tmp_path / "pred", labels=[1, 2])
-    per_case = [case["metrics"] for case in summary["metric_per_case"]]
+    per_case = [case["metrics"] for case in summary.metric_per_case]
     assert [m["2"]["Dice"] for m in per_case] == [0.0, 0.0, 1.0]
     assert [m["1"]["Dice"] for m in per_case] == [pytest.approx(2 * 2 / 6), 1.0, 1.0]
-    assert summary["mean"]["2"]["Dice"] == pytest.approx(1 / 3)
-    assert summary["foreground_mean"]["Dice"] == pytest.approx(
-        (summary["mean"]["1"]["Dice"] + 1 / 3) / 2)
-    assert summary["classes"]["2"]["values"] == [2]
+    assert summary.mean["2"]["Dice"] == pytest.approx(1 / 3)
+    assert summary.foreground_mean["Dice"] == pytest.approx(
+        (summary.mean["1"]["Dice"] + 1 / 3) / 2)
+    assert summary.classes["2"].values == [2]
 
     regions = evaluate_folders(tmp_path / "ref", tmp_path / "pred", classes=[DISC, CUP])
-    assert list(regions["mean"]) == ["(1, 2)", "2"]
-    assert regions["classes"]["(1, 2)"]["name"] == "disc"
-    disc = [case["metrics"]["(1, 2)"]["Dice"] for case in regions["metric_per_case"]]
+    assert list(regions.mean) == ["(1, 2)", "2"]
+    assert regions.classes["(1, 2)"].name == "disc"
+    disc = [case["metrics"]["(1, 2)"]["Dice"] for case in regions.metric_per_case]
     assert disc == [1.0, pytest.approx(2 * 2 / 5), 1.0]
 
 
@@ -246,5 +246,5 @@ def test_evaluate_command_scores_the_regions_of_a_dataset_json(leafnet_folders, 
     evaluate_main(["-ref", str(folder / "labelsTr"), "-pred", str(folder / "labelsTr"),
                    "-djfile", str(folder / "dataset.json"), "-o", str(tmp_path / "s.json")])
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert list(summary["mean"]) == ["(1, 2)", "2"]
+    assert list(summary.mean) == ["(1, 2)", "2"]
     assert "lesion ((1, 2)): Dice 1.0000" in capsys.readouterr().out

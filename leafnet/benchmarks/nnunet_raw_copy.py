@@ -15,6 +15,7 @@ from tqdm import tqdm
 from leafnet.atomic import write_json
 from leafnet.imageio import read_image, write_image, write_label
 from leafnet.inference.predict_cases import split_cases
+from leafnet.models.fold_record import FoldSplit
 from leafnet.preprocessing import normalize_to_uint8, resize_image, resize_label
 from leafnet.preprocessing.plans import Plans
 from leafnet.raw_format import CaseFiles, load_dataset_json, read_case
@@ -52,7 +53,7 @@ def _place_as_planned(case: CaseFiles, image_targets: list[Path], label_target: 
     return int(image.shape[1]), int(image.shape[2])
 
 
-def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path,
+def write_nnunet_raw(raw: Path, split: FoldSplit, root: Path,
                      plans: Plans | None = None) -> tuple[Path, dict[str, list[int]]]:
     """nnU-Net's raw copy of ``raw``: train and validation cases in imagesTr/labelsTr, the test
     cases in imagesTs (what is predicted), one dataset.json. With ``plans``, every image and
@@ -61,9 +62,9 @@ def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path,
     description = load_dataset_json(raw)
     ending = ".png" if plans is not None else description.file_ending
     folder = root / raw.name
-    cases = split_cases(raw, split["train"] + split["val"] + split["test"])
+    cases = split_cases(raw, split.train + split.val + split.test)
     sizes: dict[str, list[int]] = {}
-    for subset, ids in (("Tr", split["train"] + split["val"]), ("Ts", split["test"])):
+    for subset, ids in (("Tr", split.train + split.val), ("Ts", split.test)):
         (folder / f"images{subset}").mkdir(parents=True, exist_ok=True)
         if subset == "Tr":
             (folder / "labelsTr").mkdir(exist_ok=True)
@@ -84,6 +85,6 @@ def write_nnunet_raw(raw: Path, split: dict[str, list[str]], root: Path,
     written = description.to_json()
     write_json(folder / "dataset.json", {
         "channel_names": description.channel_names, "labels": written["labels"],
-        "numTraining": len(split["train"]) + len(split["val"]), "file_ending": ending,
+        "numTraining": len(split.train) + len(split.val), "file_ending": ending,
         **{key: written[key] for key in ("regions_class_order",) if key in written}})
     return folder, sizes

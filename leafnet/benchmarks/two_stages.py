@@ -33,7 +33,8 @@ from tqdm import tqdm
 from leafnet.benchmarks.scratch_environment import environment
 from leafnet.benchmarks.versus_nnunet import predict_test_images, train_leafnet
 from leafnet.errors import LeafnetError
-from leafnet.evaluation.evaluate import evaluate_pairs, write_summary
+from leafnet.evaluation.evaluate import evaluate_pairs
+from leafnet.evaluation.summary import SUMMARY_FILE, Summary
 from leafnet.imageio import write_label
 from leafnet.inference.two_stages import load_predictor
 from leafnet.inference.predict_cases import foreground_means, split_cases
@@ -59,9 +60,11 @@ def two_stages_benchmark_folder(dataset_name: str, minutes: float) -> Path:
     return results_root() / "benchmarks" / f"two_stages_{dataset_name}_{minutes:g}min"
 
 
-def _scores(summary: dict[str, Any], scheme: LabelScheme) -> dict[str, Any]:
+def _scores(summary: Summary | None, scheme: LabelScheme) -> dict[str, Any]:
     """Each trained class's Dice, IoU and HD95 and their mean."""
-    return {"classes": {item.name: summary["mean"][item.key] for item in scheme.classes},
+    if summary is None:
+        raise LeafnetError("the test cases have no labels to score")
+    return {"classes": {item.name: summary.mean[item.key] for item in scheme.classes},
             "mean": foreground_means(summary)}
 
 
@@ -89,7 +92,7 @@ def predict_hand_cropped(predictor: LEAFPredictor, raw: Path, case_ids: list[str
     scheme = predictor.plans.label_scheme
     summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=True,
                              classes=list(scheme.classes))
-    write_summary(summary, output / "summary.json")
+    summary.save(output / SUMMARY_FILE)
     return seconds, _scores(summary, scheme)
 
 
@@ -157,12 +160,12 @@ def benchmark_two_stages(dataset: str | int, minutes: float, *, trainer: str,
                               **options)
         second = train_leafnet(dataset, minutes * (1 - coarse_share),
                                plans_name=crop_stage.plans_name, **options)
-        split = dict(second.split)
-        if not split["test"]:
+        split = second.split
+        if not split.test:
             raise LeafnetError(f"{raw.name} has no test cases in its split")
         output = folder / "two_stages_predictions"
         scored = predict_test_images(load_predictor([second.output], "best", device), raw,
-                                     split["test"], output, second.seed)
+                                     split.test, output, second.seed)
         table.append(_row("two_stages", "leafnet, two stages (whole image, then the crop it "
                           "finds)", f"{_size(coarse)} whole, {_size(crop_stage)} crop",
                           [first, second], scored.seconds,
@@ -171,7 +174,7 @@ def benchmark_two_stages(dataset: str | int, minutes: float, *, trainer: str,
         with environment(LEAFNET_RESULTS=str(folder / "hand_cropped")):
             model = train_leafnet(dataset, minutes, plans_name=crop_stage.plans_name, **options)
             seconds, scores = predict_hand_cropped(
-                LEAFPredictor.from_folder(model.output, "best", device), raw, split["test"],
+                LEAFPredictor.from_folder(model.output, "best", device), raw, split.test,
                 folder / "hand_cropped_predictions", model.seed)
             table.append(_row("hand_cropped", "leafnet, images cropped around the reference "
                               "by hand", f"{_size(crop_stage)} crop", [model], seconds, scores))
@@ -182,12 +185,12 @@ def benchmark_two_stages(dataset: str | int, minutes: float, *, trainer: str,
             model = train_leafnet(dataset, minutes, **options)
             output = folder / "one_stage_predictions"
             scored = predict_test_images(LEAFPredictor.from_folder(model.output, "best", device),
-                                         raw, split["test"], output, model.seed)
+                                         raw, split.test, output, model.seed)
             table.append(_row("one_stage", "leafnet, one stage (whole image)",
                               f"{_size(model.plans)} whole", [model], scored.seconds,
                               _scores(scored.summary, model.plans.label_scheme)))
     return {"dataset": raw.name, "minutes": minutes, "coarse_share": coarse_share,
-            "device": device, "num_test_cases": len(split["test"]),
+            "device": device, "num_test_cases": len(split.test),
             "smallest_class": coarse.json["target_size_rule"].get("smallest_class"),
             "rows": table}
 

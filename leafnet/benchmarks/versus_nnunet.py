@@ -43,6 +43,7 @@ from leafnet.benchmarks.plain_unet import PlainUNetTrainer, unet_predictor
 from leafnet.benchmarks.scratch_environment import environment
 from leafnet.errors import LeafnetError
 from leafnet.inference.predict_cases import (
+    LabelledCases,
     ScoredPredictions,
     foreground_means,
     predict_and_score,
@@ -50,7 +51,7 @@ from leafnet.inference.predict_cases import (
 )
 from leafnet.inference.segmenter import Segmenter
 from leafnet.inference.predictor import LEAFPredictor
-from leafnet.models.fold_record import read_fold_record
+from leafnet.models.fold_record import FoldSplit, read_fold_record
 from leafnet.paths import preprocessed_root, results_root
 from leafnet.planning.plans import PLANS_FILE
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
@@ -121,8 +122,8 @@ def predict_test_images(predictor: Segmenter, raw: Path, case_ids: list[str], ou
                         seed: int) -> ScoredPredictions:
     """A row's test predictions at the original size, scored with HD95 (summary.json beside
     them), and the seconds per image."""
-    return predict_and_score(predictor, raw, case_ids, output, seed, with_hd95=True,
-                             show_progress=True)
+    return predict_and_score(predictor, LabelledCases.of_split(raw, case_ids), output, seed,
+                             with_hd95=True, show_progress=True)
 
 
 def score(raw: Path, case_ids: list[str], predictions: Path) -> dict[str, float]:
@@ -146,7 +147,7 @@ def _refuse_two_stages(dataset_name: str) -> None:
             f"{dataset_name} --target-size H W")
 
 
-def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list[str]],
+def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: FoldSplit,
                folder: Path, num_processes: int, device: str,
                mirroring_cases: int | None = None,
                plans: Plans | None = None) -> dict[str, Any]:
@@ -155,7 +156,7 @@ def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: dict[str, list
     leafnet's plans preprocess them, its predictions mapped back to the original sizes."""
     dataset_folder, sizes = write_nnunet_raw(raw, split, folder / "raw", plans)
     split_file = folder / "split.json"
-    write_json(split_file, {"train": split["train"], "val": split["val"]})
+    write_json(split_file, {"train": split.train, "val": split.val})
     report = folder / "report.json"
     previous = read_json(report)
     if previous is not None and previous.get("minutes") == minutes and previous.get(
@@ -321,18 +322,18 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
     with environment(LEAFNET_RESULTS=str(folder / "leafnet_results")):
         diffusion = train_leafnet(dataset, minutes, trainer, first_stage, first_stage_share,
                                   validate_every, device)
-        split, plans = dict(diffusion.split), diffusion.plans
-        if not split["test"]:
+        split, plans = diffusion.split, diffusion.plans
+        if not split.test:
             raise LeafnetError(f"{raw.name} has no test cases in its split; versus-nnunet scores "
                                "the test set (add imagesTs/labelsTs or a test fraction)")
         output = folder / "leafnet_predictions"
         scored = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best", device),
-                                     raw, split["test"], output, diffusion.seed)
+                                     raw, split.test, output, diffusion.seed)
         table.append(leafnet_row(diffusion, scored.seconds, scored.means))
         output = folder / "leafnet_mirroring_predictions"
         scored = predict_test_images(LEAFPredictor.from_folder(diffusion.output, "best", device,
                                                                mirroring=True),
-                                     raw, split["test"], output, diffusion.seed)
+                                     raw, split.test, output, diffusion.seed)
         table.append(leafnet_row(diffusion, scored.seconds, scored.means, True))
         if "unet" not in rows:
             skipped["plain 2D U-Net"] = "not in --rows"
@@ -342,7 +343,7 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
             unet.run(continue_training=True)
             output = folder / "unet_predictions"
             scored = predict_test_images(unet_predictor(unet.output, device), raw,
-                                         split["test"], output, unet.seed)
+                                         split.test, output, unet.seed)
             table.append(unet_row(unet, scored.seconds, scored.means))
         else:
             skipped["plain 2D U-Net"] = MISSING_BENCH_EXTRA
@@ -353,7 +354,7 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
         numbers = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder / key,
                              num_processes, device, mirroring_cases,
                              plans if key == "nnunet_same_size" else None)
-        table += nnunet_rows(numbers, name, len(split["test"]))
+        table += nnunet_rows(numbers, name, len(split.test))
     return {"dataset": raw.name, "minutes": minutes, "device": device,
-            "num_test_cases": len(split["test"]), "plans_target_size": list(plans.target_size),
+            "num_test_cases": len(split.test), "plans_target_size": list(plans.target_size),
             "rows": table, "skipped": skipped}

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from leafnet.errors import LeafnetError, exit_on_user_error
-from leafnet.evaluation.evaluate import evaluate_folders, write_summary
+from leafnet.evaluation.evaluate import evaluate_folders
+from leafnet.evaluation.summary import SUMMARY_FILE
 from leafnet.evaluation.overlays import write_overlays
 from leafnet.preprocessing.label_scheme import LabelClass, LabelScheme
 from leafnet.raw_format import load_dataset_json
@@ -56,17 +57,17 @@ def main(argv: list[str] | None = None) -> None:
     summary = evaluate_folders(args.reference, args.prediction, labels, args.hd95,
                                (args.ref_prefix, args.ref_suffix),
                                (args.pred_prefix, args.pred_suffix), classes)
-    for rule in summary["mask_rules"]:
+    for rule in summary.mask_rules:
         print(rule)
-    for note in summary["notes"]:
+    for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
-    output = args.output or args.prediction / "summary.json"
-    write_summary(summary, output)
-    means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
-    print(f"{summary['num_cases']} cases: {means}")
-    if len(summary["mean"]) > 1:
-        for key, values in summary["mean"].items():
-            print(f"  {summary['classes'][key]['name']} ({key}): Dice {values['Dice']:.4f}, "
+    output = args.output or args.prediction / SUMMARY_FILE
+    summary.save(output)
+    means = ", ".join(f"{k} {v:.4f}" for k, v in summary.foreground_mean.items())
+    print(f"{summary.num_cases} cases: {means}")
+    if len(summary.mean) > 1:
+        for key, values in summary.mean.items():
+            print(f"  {summary.name_of(key)} ({key}): Dice {values['Dice']:.4f}, "
                   f"IoU {values['IoU']:.4f}")
     print(f"written to {output}")
     if args.overlays is not None:

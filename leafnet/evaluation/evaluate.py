@@ -20,11 +20,11 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
-from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.imageio.mask_facts import MaskFacts, mask_facts, read_mask_channel
 from leafnet.imageio.mask_rule import decide_mask_rule
 from leafnet.evaluation.metrics import dice_and_iou
+from leafnet.evaluation.summary import ClassInfo, Summary
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
 from leafnet.preprocessing.label_scheme import LabelClass
 
@@ -68,7 +68,7 @@ def _files(folder: Path, prefix: str = "", suffix: str = "") -> dict[str, Path]:
 def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None = None,
                      with_hd95: bool = False, ref_affix: tuple[str, str] = ("", ""),
                      pred_affix: tuple[str, str] = ("", ""),
-                     classes: list[LabelClass] | None = None) -> dict[str, Any]:
+                     classes: list[LabelClass] | None = None) -> Summary:
     """Per-case and mean Dice/IoU (and HD95) for every foreground label (or each of
     ``classes``), files paired by case name (``PREFIX + CASE + SUFFIX`` on either side, e.g.
     ``CASE_lesion.png`` with ``CASE.png``)."""
@@ -118,7 +118,7 @@ def read_label_files(paths: list[Path], labels: list[int] | None,
 
 def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = None,
                    with_hd95: bool = False,
-                   classes: list[LabelClass] | None = None) -> dict[str, Any]:
+                   classes: list[LabelClass] | None = None) -> Summary:
     """The summary for explicit (reference file, prediction file) pairs. Every case is scored
     on each of ``classes`` (labels or regions, e.g. a plans' label scheme), else on every label
     found in any reference or prediction (or on ``labels``), so false positives of a label a
@@ -164,14 +164,9 @@ def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = No
                        for key in entries[0] if key in ("Dice", "IoU", "HD95")}
     foreground = {key: float(np.nanmean([m[key] for m in mean.values()]))
                   for key in next(iter(mean.values()))} if mean else {}
-    return {"metric_per_case": cases, "mean": mean, "foreground_mean": foreground,
-            "num_cases": len(cases), "labels": sorted({v for c in classes for v in c.values}),
-            "classes": {item.key: {"name": item.name, "values": list(item.values)}
-                        for item in classes},
-            "mask_rules": [reference_rule, prediction_rule], "notes": notes,
-            "empty_reference_convention": EMPTY_CONVENTION}
-
-
-def write_summary(summary: dict[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json(path, summary)
+    return Summary(metric_per_case=cases, mean=mean, foreground_mean=foreground,
+                   num_cases=len(cases), labels=sorted({v for c in classes for v in c.values}),
+                   classes={item.key: ClassInfo(item.name, list(item.values))
+                            for item in classes},
+                   mask_rules=[reference_rule, prediction_rule], notes=notes,
+                   empty_reference_convention=EMPTY_CONVENTION)

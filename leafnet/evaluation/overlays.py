@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from leafnet.atomic import atomic_path  # noqa: E402
+from leafnet.evaluation.summary import Summary  # noqa: E402
 from leafnet.imageio import read_image, read_label, strip_ending  # noqa: E402
 
 
@@ -35,14 +36,12 @@ def _case_dice(case: dict[str, Any]) -> float:
     return float(np.mean([m["Dice"] for m in case["metrics"].values()]))
 
 
-def write_overlays(summary: dict[str, Any], folder: Path, images: Path | None = None,
+def write_overlays(summary: Summary, folder: Path, images: Path | None = None,
                    count: int = 3) -> list[Path]:
     """PNG overlays of the ``count`` worst and best cases by their Dice (the mean over labels
     or regions), one contour style per label or region; the best are taken among cases with a
     non-empty reference (an empty one predicted empty scores 1 but shows nothing)."""
-    classes = summary.get("classes") or {key: {"name": key, "values": [int(key)]}
-                                         for key in summary["mean"]}
-    ranked = sorted(summary["metric_per_case"], key=_case_dice)
+    ranked = sorted(summary.metric_per_case, key=_case_dice)
     with_reference = [c for c in ranked if any(m["n_ref"] for m in c["metrics"].values())] \
         or ranked
     chosen = ([("worst", c) for c in ranked[:count]]
@@ -56,15 +55,16 @@ def write_overlays(summary: dict[str, Any], folder: Path, images: Path | None = 
         figure, axis = plt.subplots(figsize=(5, 5 * reference_label.shape[0]
                                              / reference_label.shape[1]))
         axis.imshow(image)
-        for (key, item), style in zip(classes.items(), STYLES * 3):
+        classes = list(summary.classes.values())
+        for item, style in zip(classes, STYLES * 3):
             for label, colour in ((reference_label, "lime"), (predicted_label, "red")):
-                mask = np.isin(label, item["values"])
+                mask = np.isin(label, item.values)
                 if mask.any() and not mask.all():
                     axis.contour(mask.astype(float), levels=[0.5], colors=colour,
                                  linewidths=1.2, linestyles=style)
         name = strip_ending(Path(case["reference_file"]).name)
-        styles = ", ".join(f"{item['name']} {style}" for item, style
-                           in zip(classes.values(), STYLES * 3)) if len(classes) > 1 else ""
+        styles = ", ".join(f"{item.name} {style}" for item, style
+                           in zip(classes, STYLES * 3)) if len(classes) > 1 else ""
         axis.set_title(f"{rank}: {name}  Dice {_case_dice(case):.3f} (green reference, red "
                        f"prediction{'; ' + styles if styles else ''})", fontsize=8)
         axis.axis("off")

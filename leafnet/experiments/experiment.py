@@ -42,7 +42,7 @@ def _common_fields(trainer: LEAFTrainer) -> dict[str, Any]:
     """What every row of a table shares (taken from its first row's trainer)."""
     return {"dataset": trainer.folder.name, "preset": trainer.preset.name, "fold": trainer.fold,
             "plans": trainer.plans_name, "steps": trainer.num_steps, "device": trainer.device,
-            "num_test_cases": len(trainer.split["test"]),
+            "num_test_cases": len(trainer.split.test),
             "all_foreground_reference": all_foreground_reference(trainer)}
 
 

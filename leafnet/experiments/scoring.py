@@ -12,7 +12,9 @@ from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.imageio import read_label
-from leafnet.inference.predict_cases import predict_and_score, split_cases
+from leafnet.evaluation.seed_spread import seed_spread
+from leafnet.evaluation.summary import SUMMARY_FILE, Summary
+from leafnet.inference.predict_cases import LabelledCases, predict_and_score, split_cases
 from leafnet.inference.two_stages import load_predictor
 from leafnet.models.network import WEIGHTS_FILE, exported_model
 from leafnet.raw_format import find_dataset
@@ -35,7 +37,7 @@ def all_foreground_reference(trainer: LEAFTrainer) -> dict[str, float] | None:
     beat to have learnt more than "there is a large object" (Kvasir-SEG: Dice 23%). None when
     the test split has no labelled cases."""
     classes = trainer.plans.label_scheme.classes
-    cases = split_cases(find_dataset(trainer.folder.name), trainer.split["test"]).values()
+    cases = split_cases(find_dataset(trainer.folder.name), trainer.split.test).values()
     labelled = [case.label for case in cases if case.label is not None]
     if not labelled:
         return None
@@ -54,7 +56,7 @@ def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
     """Predict the test split into ``output/seed_S/`` for each seed and return the per-seed
     foreground means with their mean and standard deviation (ddof 1). Seeds whose summary was
     made from the same checkpoint file are not predicted again."""
-    case_ids = trainer.split["test"]
+    case_ids = trainer.split.test
     if not case_ids:
         raise LeafnetError(f"fold {trainer.fold} of {trainer.folder.name} has no test cases; the "
                            "tables are measured on the test split (add imagesTs/labelsTs or a "
@@ -67,31 +69,16 @@ def evaluate_on_test(trainer: LEAFTrainer, output: Path, seeds: list[int],
     write_json(model_file, identity)
     raw = find_dataset(trainer.folder.name)
     predictor = None
-    per_seed, per_class = {}, {}
+    summaries = {}
     for seed in seeds:
         folder = output / f"seed_{seed}"
-        if not (folder / "summary.json").is_file():
+        if not (folder / SUMMARY_FILE).is_file():
             if predictor is None:
                 predictor = load_predictor([trainer.output], checkpoint, trainer.device)
-            if predict_and_score(predictor, raw, case_ids, folder, seed,
+            if predict_and_score(predictor, LabelledCases.of_split(raw, case_ids), folder, seed,
                                  show_progress=show_progress).summary is None:
                 raise LeafnetError(f"the test cases of {raw} have no labels (labelsTs), so the "
                                    "table cannot be scored; add them or use a split with a "
                                    "labelled test share")
-        summary = read_json(folder / "summary.json")
-        per_seed[seed] = summary["foreground_mean"]
-        for key, means in summary["mean"].items():
-            name = summary.get("classes", {}).get(key, {}).get("name", key)
-            per_class.setdefault(name, []).append(means)
-    result: dict[str, Any] = {"seeds": seeds, "num_cases": len(case_ids),
-                              "checkpoint": identity["checkpoint"],
-                              "per_seed": {str(s): m for s, m in per_seed.items()},
-                              "per_class": {name: {metric: float(np.mean([m[metric] for m in
-                                                                          means]))
-                                                   for metric in ("Dice", "IoU")}
-                                            for name, means in per_class.items()}}
-    for metric in ("Dice", "IoU"):
-        values = np.array([m[metric] for m in per_seed.values()])
-        result[metric] = float(values.mean())
-        result[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
-    return result
+        summaries[seed] = Summary.load(folder / SUMMARY_FILE, "predict it again")
+    return {**seed_spread(summaries), "checkpoint": identity["checkpoint"]}

@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         numbers = seed_stability(predictor, args.input, args.reference, args.output,
                                  list(range(args.num_seeds)))
         print(f"model: {folder}\nmean Dice over {args.num_seeds} seeds "
-              f"{numbers['mean_dice']:.4f} +- {numbers['std_dice']:.4f} (std of per-seed "
+              f"{numbers['Dice']:.4f} +- {numbers['Dice_std']:.4f} (std of per-seed "
               f"means); {args.output / 'stability.json'}")
         if len(numbers["per_class"]) > 1:
             for name, spread in numbers["per_class"].items():
-                print(f"  {name}: {spread['mean_dice']:.4f} +- {spread['std_dice']:.4f}")
+                print(f"  {name}: {spread['Dice']:.4f} +- {spread['Dice_std']:.4f}")
         return
     result = predict_folder(predictor, args.input, args.output, args.seed, args.num_samples,
                             args.save_probabilities, args.continue_prediction,

@@ -11,6 +11,7 @@ other files (plans, dataset.json, split) are named here too, so no other module 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -41,9 +42,34 @@ def model_digest(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def split_digest(split: dict[str, list[str]]) -> str:
-    """A digest of a fold's case lists (train, val, test; order included)."""
-    return hashlib.sha256(json.dumps(split, sort_keys=True).encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class FoldSplit:
+    """One fold's cases: trained on, validated on, and the dataset's test cases
+    (``split.json`` in the fold folder, a fold of ``splits_final.json``)."""
+
+    train: list[str]
+    val: list[str]
+    test: list[str]
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"train": list(self.train), "val": list(self.val), "test": list(self.test)}
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path | str) -> FoldSplit:
+        """``data`` checked: three lists of case ids; an error names ``source``."""
+        if not isinstance(data, dict) or not all(
+                isinstance(data.get(part, []), list) and all(isinstance(case, str)
+                                                            for case in data.get(part, []))
+                for part in ("train", "val", "test")):
+            raise LeafnetError(f"{source}: not a fold split (lists of case ids under train, val "
+                               "and test)")
+        return cls(list(data.get("train", [])), list(data.get("val", [])),
+                   list(data.get("test", [])))
+
+    def digest(self) -> str:
+        """A digest of the three case lists (order included)."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()
+                              ).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -144,11 +170,11 @@ class FoldRecord:
 
 
 def write_fold_inputs(fold_folder: Path, plans: Path, dataset_json: Path,
-                      split: dict[str, list[str]]) -> None:
+                      split: FoldSplit) -> None:
     """Copy the plans and dataset.json a fold is trained under into it, and write its split."""
     for source, name in ((plans, FOLD_PLANS_FILE), (dataset_json, FOLD_DATASET_FILE)):
         copy_file(source, fold_folder / name)
-    write_json(fold_folder / FOLD_SPLIT_FILE, split)
+    write_json(fold_folder / FOLD_SPLIT_FILE, split.to_json())
 
 
 def read_fold_record(fold_folder: Path) -> FoldRecord | None:
@@ -168,10 +194,10 @@ def input_differences(recorded: FoldInputs, current: FoldInputs) -> list[str]:
             for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
 
 
-def moved_cases(recorded: dict[str, list[str]], current: dict[str, list[str]]) -> str:
+def moved_cases(recorded: FoldSplit, current: FoldSplit) -> str:
     """The cases whose part of the split changed, in words (at most five named)."""
-    where_then = {case: part for part, cases in recorded.items() for case in cases}
-    where_now = {case: part for part, cases in current.items() for case in cases}
+    where_then = {case: part for part, cases in recorded.to_json().items() for case in cases}
+    where_now = {case: part for part, cases in current.to_json().items() for case in cases}
     moved = [f"{case} {where_then.get(case, 'absent')} -> {where_now.get(case, 'absent')}"
              for case in sorted(set(where_then) | set(where_now))
              if where_then.get(case) != where_now.get(case)]
@@ -182,12 +208,13 @@ def moved_cases(recorded: dict[str, list[str]], current: dict[str, list[str]]) -
 
 
 def _explain(changed: list[str], fold_folder: Path,
-             current_split: dict[str, list[str]] | None) -> list[str]:
+             current_split: FoldSplit | None) -> list[str]:
     """Why each kind of difference matters, in words beside the raw differences."""
     notes = []
     if any(line.startswith("split_sha256") for line in changed) and current_split is not None:
-        recorded = read_json(fold_folder / FOLD_SPLIT_FILE)
-        if isinstance(recorded, dict):
+        with contextlib.suppress(LeafnetError):
+            recorded = FoldSplit.from_json(read_json(fold_folder / FOLD_SPLIT_FILE),
+                                           fold_folder / FOLD_SPLIT_FILE)
             notes.append(f"the fold's split changed ({moved_cases(recorded, current_split)}): "
                          "validation would score cases the weights were trained on")
     if any(line.startswith("first_stage.") for line in changed):
@@ -197,7 +224,7 @@ def _explain(changed: list[str], fold_folder: Path,
 
 
 def check_continuation(fold_folder: Path, current: FoldRecord, extend: bool,
-                       current_split: dict[str, list[str]] | None = None) -> FoldRecord:
+                       current_split: FoldSplit | None = None) -> FoldRecord:
     """The recorded record that ``--c`` continues (its target is still the recorded one; the
     caller sets ``current``'s, which ``extend`` allows). Refused, naming each difference: a
     folder without a record (an older leafnet's), other inputs, another target without
@@ -245,7 +272,7 @@ def check_continuation(fold_folder: Path, current: FoldRecord, extend: bool,
 
 
 def continued_record(fold_folder: Path, current: FoldRecord, extend: bool,
-                     current_split: dict[str, list[str]] | None = None) -> tuple[FoldRecord, str]:
+                     current_split: FoldSplit | None = None) -> tuple[FoldRecord, str]:
     """The record a continuation (``--c``) trains under, checked by
     :func:`check_continuation`, with ``current``'s target; and a line for the log when
     ``--extend`` changed the target (empty otherwise)."""

@@ -48,7 +48,7 @@ from leafnet.models.fast_decoder import (
     FastMaskDecoder,
     fast_decoder_for,
 )
-from leafnet.models.fold_record import FOLD_SPLIT_FILE, read_fold_record, split_digest
+from leafnet.models.fold_record import FOLD_SPLIT_FILE, FoldSplit, read_fold_record
 from leafnet.models.network import LEAFNetwork, exported_model, load_network
 from leafnet.models.safetensors_io import read_safetensors
 from leafnet.paths import parse_run_folder_name
@@ -166,7 +166,7 @@ class FastDecoderTask(TrainingTask):
     def training_cases(self) -> PreprocessedCases:
         """Up to ``max_cases`` of the fold's training cases, chosen by the seed."""
         run = self.run
-        chosen = run.split["train"]
+        chosen = run.split.train
         if len(chosen) > self.max_cases:
             order = np.random.default_rng(run.seed).permutation(len(chosen))[:self.max_cases]
             chosen = [chosen[i] for i in sorted(order)]
@@ -309,10 +309,11 @@ class FastDecoderTrainer(Trainer):
                          num_steps=num_steps, **options)
         record = read_fold_record(fold_folder)
         trained = record.inputs if record is not None else None
-        split = (trained.split_sha256 if trained is not None else
-                 split_digest(read_json(fold_folder / FOLD_SPLIT_FILE) or {}))
+        split = (trained.split_sha256 if trained is not None else FoldSplit.from_json(
+            read_json(fold_folder / FOLD_SPLIT_FILE, "train the model again"),
+            fold_folder / FOLD_SPLIT_FILE).digest())
         plans = trained.plans_sha256 if trained is not None else file_digest(self.plans_path)
-        if (split, plans) != (split_digest(self.split), file_digest(self.plans_path)):
+        if (split, plans) != (self.split.digest(), file_digest(self.plans_path)):
             raise LeafnetError(
                 f"{fold_folder}'s model was trained under other plans or another split than "
                 f"the dataset's fold {self.fold} has now (it was planned again since); the "

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
+from leafnet.models.fold_record import FoldSplit
 from leafnet.planning.plans import SPLITS_FILE, plans_file
 from leafnet.planning.splits import check_training_splits
 from leafnet.preprocessing.plans import Plans
@@ -22,7 +23,7 @@ from leafnet.utilities.json_files import read_json
 PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
 
 
-def fold_split(folder: Path, plans: Plans, fold: int) -> dict[str, list[str]]:
+def fold_split(folder: Path, plans: Plans, fold: int) -> FoldSplit:
     """Fold ``fold``'s train, val and test cases of the preprocessed dataset ``folder``, from
     splits_final.json checked as planning checks it (it may have been edited since)."""
     training_ids, test_ids = case_ids(folder, plans)
@@ -33,8 +34,7 @@ def fold_split(folder: Path, plans: Plans, fold: int) -> dict[str, list[str]]:
     if not 0 <= fold < len(folds):
         raise LeafnetError(f"fold {fold} does not exist; splits_final.json has "
                            f"{len(folds)} fold(s) (0..{len(folds) - 1})")
-    return {"train": folds[fold]["train"], "val": folds[fold]["val"],
-            "test": splits.get("test", [])}
+    return FoldSplit(folds[fold]["train"], folds[fold]["val"], splits.get("test", []))
 
 
 def case_ids(folder: Path, plans: Plans) -> tuple[list[str], list[str]]:
@@ -52,19 +52,19 @@ def case_ids(folder: Path, plans: Plans) -> tuple[list[str], list[str]]:
     return subsets["Tr"], subsets["Ts"]
 
 
-def check_preprocessed(folder: Path, data: Path, plans: Plans, split: dict[str, list[str]],
+def check_preprocessed(folder: Path, data: Path, plans: Plans, split: FoldSplit,
                        fold: int) -> None:
     """Refuse to train on a dataset whose preprocessing is unfinished, or whose raw dataset
     changed after planning (the plans and arrays would be stale)."""
     fix = f"run 'leafnet_plan_and_preprocess -d {dataset_number(folder.name)}'"
-    missing = [case for case in split["train"] + split["val"]
+    missing = [case for case in split.train + split.val
                if not case_paths(data, case)["properties"].is_file()]
     if missing:
         raise LeafnetError(
             f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
             f"{fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
             f"{fix} (it resumes)")
-    damaged = [(case, problem) for case in split["train"] + split["val"]
+    damaged = [(case, problem) for case in split.train + split.val
                if (problem := array_problem(data, case, plans.target_size))]
     if damaged:
         shown = "; ".join(f"{case}: {problem}" for case, problem in damaged[:5])
@@ -90,7 +90,7 @@ class FoldData:
     folder: Path
     plans_path: Path
     plans: Plans
-    split: dict[str, list[str]]
+    split: FoldSplit
     train_cases: PreprocessedCases
     val_cases: PreprocessedCases
 
@@ -106,5 +106,5 @@ def load_fold(dataset: str | int, plans_name: str, fold: int) -> FoldData:
     check_preprocessed(folder, data, plans, split, fold)
     scheme = plans.label_scheme
     return FoldData(folder, plans_path, plans, split,
-                    PreprocessedCases(data, split["train"], scheme),
-                    PreprocessedCases(data, split["val"], scheme))
+                    PreprocessedCases(data, split.train, scheme),
+                    PreprocessedCases(data, split.val, scheme))

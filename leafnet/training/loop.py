@@ -31,7 +31,6 @@ from leafnet.models.fold_record import (
     continued_record,
     describe_target,
     model_digest,
-    split_digest,
     write_fold_inputs,
 )
 from leafnet.models.presets import get_preset
@@ -169,7 +168,7 @@ class Trainer(ABC):
         return FoldInputs(
             trainer=self.name, dataset=self.folder.name, plans=self.plans_name,
             plans_sha256=file_digest(self.plans_path), preset=self.preset.name, fold=self.fold,
-            seed=self.seed, split_sha256=split_digest(self.split),
+            seed=self.seed, split_sha256=self.split.digest(),
             first_stage=self.task.first_stage_identity(), teacher=teacher,
             teacher_sha256=teacher_digest, task=self.task.settings())
 

@@ -21,7 +21,7 @@ from leafnet.diffusion import estimate_z0
 from leafnet.diffusion.timesteps import TIMESTEP_SAMPLINGS, draw_timesteps
 from leafnet.errors import LeafnetError
 from leafnet.features.cache import teacher_signature
-from leafnet.inference.predict_cases import predict_and_score
+from leafnet.inference.predict_cases import LabelledCases, predict_and_score
 from leafnet.inference.two_stages import load_predictor
 from leafnet.models.autoencoder import rgb_layout, unrecorded_rgb_layout
 from leafnet.models.fold_record import FirstStage, model_digest, read_fold_record
@@ -292,12 +292,13 @@ class DiffusionTask(TrainingTask):
         except LeafnetError as error:
             run.log(f"validation/test predictions skipped: {error}")
             return
-        for split, case_ids in (("validation", run.split["val"]), ("test", run.split["test"])):
+        for split, case_ids in (("validation", run.split.val), ("test", run.split.test)):
             if not case_ids:
                 continue
             folder = run.output / split
-            summary = predict_and_score(predictor, raw, case_ids, folder, run.seed).summary
+            summary = predict_and_score(predictor, LabelledCases.of_split(raw, case_ids), folder,
+                                        run.seed).summary
             if summary is not None:
-                means = ", ".join(f"{k} {v:.4f}" for k, v in summary["foreground_mean"].items())
-                run.log(f"{split}: {summary['num_cases']} cases, {means} "
+                means = ", ".join(f"{k} {v:.4f}" for k, v in summary.foreground_mean.items())
+                run.log(f"{split}: {summary.num_cases} cases, {means} "
                         f"({folder / 'summary.json'})")
