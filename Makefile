@@ -7,7 +7,7 @@ RESULTS := $(or $(LEAFNET_RESULTS),leafnet_results)
 DEMO_OUT := $(RESULTS)/demo_predictions
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-nested demo-fast-decoder test install clean-venv
+.PHONY: demo demo-nested demo-fast-decoder test test-unit install clean-venv
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON3) -m venv $(VENV)
@@ -64,6 +64,10 @@ demo-nested: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The unit tier alone (tests/unit: seconds per module), for a quick check while editing.
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
 
 clean-venv:
 	rm -rf $(VENV)

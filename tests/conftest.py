@@ -1,17 +1,24 @@
-"""Shared fixtures: isolated leafnet folders and small datasets written file by file."""
+"""Shared fixtures: isolated leafnet folders, small datasets written file by file, and the tiny
+trained models that many tests start from, built once per test run.
+
+Tests come in two tiers mirroring the packages: ``tests/unit/<package>/`` (functions and
+commands on made-up inputs, seconds each) and ``tests/e2e/`` (datasets converted, planned,
+trained, predicted and benchmarked through the commands). ``make test`` runs both, the e2e
+modules first so that the two workers end on short modules."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 from PIL import Image
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -94,22 +101,50 @@ def make_raw_dataset(
     return folder
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The e2e tier first (each module stays in one worker: --dist loadfile), then the unit
+    tier, each in file order."""
+    items.sort(key=lambda item: "/e2e/" not in item.path.as_posix())
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
+               build: Callable[[Path], None]) -> Path:
+    """A folder that ``build`` fills, built once per test run: the first test worker to need it
+    builds it under a file lock while the other waits, and each worker gets its own copy
+    (mtimes kept, so preprocessed arrays stay up to date) to change as its tests like."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        root = tmp_path_factory.mktemp(name)
+        build(root)
+        return root
+    shared = tmp_path_factory.getbasetemp().parent / f"built_once_{name}"
+    with FileLock(f"{shared}.lock"):
+        if not (shared / ".built").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            build(shared)
+            (shared / ".built").touch()
+    copy = tmp_path_factory.mktemp(name)
+    shutil.copytree(shared, copy, dirs_exist_ok=True)
+    return copy
+
+
 @pytest.fixture(scope="session")
 def training_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo dataset (40 cases, 64 px) planned for the tiny preset, its first stages (the
     default one and the CPU recipe's) trained for a few steps, and tiny teachers installed
-    (built once per test process; tests copy what they change: training_env)."""
-    from test_teachers import install_tiny_teachers
+    (built once per test run; tests copy what they change: training_env)."""
+    from tiny_teachers import install_tiny_teachers
 
     from leafnet.training.registry import find_trainer
 
-    root = tmp_path_factory.mktemp("training")
-    with planned_tiny_demo(root, num_cases=40):
-        for first_stage in ("LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_cpu"):
-            find_trainer(first_stage)(999, num_steps=20, validate_every=20, num_workers=0,
-                                      show_progress=False).run()
-        install_tiny_teachers(root)
-    return root
+    def build(root: Path) -> None:
+        with planned_tiny_demo(root, num_cases=40):
+            for first_stage in ("LEAFAutoencoderTrainer", "LEAFAutoencoderTrainer_cpu"):
+                find_trainer(first_stage)(999, num_steps=20, validate_every=20, num_workers=0,
+                                          show_progress=False).run()
+            install_tiny_teachers(root)
+
+    return built_once(tmp_path_factory, "training", build)
 
 
 @pytest.fixture
@@ -144,23 +179,25 @@ def two_folds(tmp_path_factory: pytest.TempPathFactory) -> Path:
     first stage; fold 0's first stage long enough to code the masks, for the fast decoder)."""
     from leafnet.training.registry import find_trainer
 
-    root = tmp_path_factory.mktemp("model_store")
-    with planned_tiny_demo(root, num_cases=20):
-        splits_path = next((root / "leafnet_preprocessed").glob("Dataset999_*")) \
-            / "splits_final.json"
-        splits = json.loads(splits_path.read_text())
-        first = splits["folds"][0]
-        cases = sorted(first["train"] + first["val"])
-        second = {"val": cases[:3], "train": cases[3:]}
-        splits["folds"] = [first, second]
-        splits.pop("generated_by")
-        splits_path.write_text(json.dumps(splits))
-        for fold in (0, 1):
-            find_trainer("LEAFAutoencoderTrainer")(999, fold=fold, num_steps=3 + 150 * (fold == 0),
-                                                   num_workers=0, show_progress=False).run()
-            find_trainer("LEAFTrainer_x0")(999, fold=fold, num_steps=3, num_workers=0,
-                                           show_progress=False).run()
-    return root
+    def build(root: Path) -> None:
+        with planned_tiny_demo(root, num_cases=20):
+            splits_path = next((root / "leafnet_preprocessed").glob("Dataset999_*")) \
+                / "splits_final.json"
+            splits = json.loads(splits_path.read_text())
+            first = splits["folds"][0]
+            cases = sorted(first["train"] + first["val"])
+            second = {"val": cases[:3], "train": cases[3:]}
+            splits["folds"] = [first, second]
+            splits.pop("generated_by")
+            splits_path.write_text(json.dumps(splits))
+            for fold in (0, 1):
+                find_trainer("LEAFAutoencoderTrainer")(
+                    999, fold=fold, num_steps=3 + 150 * (fold == 0), num_workers=0,
+                    show_progress=False).run()
+                find_trainer("LEAFTrainer_x0")(999, fold=fold, num_steps=3, num_workers=0,
+                                               show_progress=False).run()
+
+    return built_once(tmp_path_factory, "model_store", build)
 
 
 @pytest.fixture

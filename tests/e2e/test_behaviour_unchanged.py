@@ -22,12 +22,12 @@ import torch
 from conftest import planned_tiny_demo
 from PIL import Image
 from safetensors.torch import load_file
-from test_teachers import install_tiny_teachers
+from tiny_teachers import install_tiny_teachers
 
 from leafnet.training.checkpointing import load_checkpoint
 from leafnet.training.registry import find_trainer
 
-RECORD = Path(__file__).parent / "data" / "behaviour_fingerprints.json"
+RECORD = Path(__file__).parents[1] / "data" / "behaviour_fingerprints.json"
 TRAINERS = ("LEAFAutoencoderTrainer", "LEAFTrainer_x0", "LEAFTrainer_x0_distill")
 STEPS = 6
 

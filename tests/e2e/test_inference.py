@@ -201,9 +201,9 @@ def test_metrics_on_hand_made_masks_including_empty_cases(tmp_path):
     assert per_case["/a.png"]["HD95"] == pytest.approx(2.0)
     assert per_case["/b.png"]["Dice"] == 1.0 and np.isnan(per_case["/b.png"]["HD95"])
     assert per_case["/c.png"]["Dice"] == 0.0
-    assert summary["mean"]["1"]["Dice"] == pytest.approx(0.5)
-    assert summary["foreground_mean"]["IoU"] == pytest.approx((8 / 24 + 1 + 0) / 3)
-    assert "empty" in summary["empty_reference_convention"]
+    assert summary.mean["1"]["Dice"] == pytest.approx(0.5)
+    assert summary.foreground_mean["IoU"] == pytest.approx((8 / 24 + 1 + 0) / 3)
+    assert "empty" in summary.empty_reference_convention
 
 
 def test_hd95_of_identical_masks_is_zero():

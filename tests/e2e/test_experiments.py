@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 from conftest import planned_tiny_demo, point_folders_at
-from test_teachers import install_tiny_teachers
+from tiny_teachers import install_tiny_teachers
 
 from leafnet.errors import LeafnetError
 from leafnet.experiments import scoring

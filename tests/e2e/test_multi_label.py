@@ -246,5 +246,5 @@ def test_evaluate_command_scores_the_regions_of_a_dataset_json(leafnet_folders, 
     evaluate_main(["-ref", str(folder / "labelsTr"), "-pred", str(folder / "labelsTr"),
                    "-djfile", str(folder / "dataset.json"), "-o", str(tmp_path / "s.json")])
     summary = json.loads((tmp_path / "s.json").read_text())
-    assert list(summary.mean) == ["(1, 2)", "2"]
+    assert list(summary["mean"]) == ["(1, 2)", "2"]
     assert "lesion ((1, 2)): Dice 1.0000" in capsys.readouterr().out

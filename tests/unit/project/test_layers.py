@@ -7,7 +7,7 @@ import ast
 from collections import defaultdict
 from pathlib import Path
 
-LEAFNET = Path(__file__).resolve().parents[1] / "leafnet"
+LEAFNET = Path(__file__).resolve().parents[3] / "leafnet"
 
 # Lowest first. A package may import the packages of any lower layer; within a layer only the
 # first one (the foundations) may import each other.

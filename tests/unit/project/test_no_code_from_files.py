@@ -11,7 +11,7 @@ import torch
 from leafnet.errors import LeafnetError
 from leafnet.training.checkpointing import load_checkpoint, rng_state, save_checkpoint
 
-LEAFNET = Path(__file__).resolve().parents[1] / "leafnet"
+LEAFNET = Path(__file__).resolve().parents[3] / "leafnet"
 
 
 def _torch_load_calls() -> list[tuple[Path, ast.FunctionDef | None, ast.Call]]:

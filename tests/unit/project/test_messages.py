@@ -25,7 +25,7 @@ from leafnet.training.checkpointing import save_checkpoint
 from leafnet.training.registry import find_trainer
 
 QUIET = dict(num_processes=1, show_progress=False)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def console_scripts() -> list[tuple[str, str]]:
