@@ -28,7 +28,12 @@ from leafnet.dataset_conversion.source_layout import image_files, require_source
 from leafnet.dataset_conversion.writer import write_dataset
 from leafnet.errors import LeafnetError
 from leafnet.imageio import SITK_ENDINGS, file_ending, read_array
-from leafnet.raw_format import DatasetDescription, split_rule_problems
+from leafnet.raw_format import (
+    ONE_MASK_FOLDER,
+    DatasetDescription,
+    SourceMaskRules,
+    split_rule_problems,
+)
 from leafnet.verification import VerificationReport
 
 DEFAULT_AFFIXES = (("", ""), ("mask_", ""), ("", "_segmentation"), ("", "_mask"))
@@ -135,11 +140,13 @@ def convert_label_folders(images: Path, masks: dict[str, Path], dataset_id: int,
         labels=labels, num_training=0, file_ending=".png",
         image_file_ending=output_image_ending(tasks), split=split,
         extra={"description": f"converted from {images} and the label folders "
-               + ", ".join(f"{k}={v}" for k, v in masks.items()),
-               "leafnet_mask_rule": ("nested: " if nested else "exclusive: ") + "; ".join(
-                   f"{label} = {rule.statement}"
-                   for label, rule in zip(masks, tasks[0].mask_rules, strict=True))},
-        regions=regions)
+               + ", ".join(f"{k}={v}" for k, v in masks.items())},
+        regions=regions,
+        mask_rules=SourceMaskRules(
+            ("nested: " if nested else "exclusive: ") + "; ".join(
+                f"{label} = {rule.statement}"
+                for label, rule in zip(masks, tasks[0].mask_rules, strict=True)),
+            dict(zip(masks, tasks[0].mask_rules, strict=True))))
     return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)
 
 
@@ -227,7 +234,7 @@ def convert_folder(
         file_ending=mask_ending,
         image_file_ending=output_image_ending(tasks),
         split=split,
-        extra={"description": f"converted from {images} and {masks}",
-               "leafnet_mask_rule": mask_rule.statement},
+        extra={"description": f"converted from {images} and {masks}"},
+        mask_rules=SourceMaskRules(mask_rule.statement, {ONE_MASK_FOLDER: mask_rule}),
     )
     return write_dataset(dataset_id, description, tasks, overwrite, num_processes, show_progress)

@@ -23,7 +23,7 @@ from leafnet.dataset_conversion.split_folders import (
     has_split_folders,
     split_folder_cases,
 )
-from leafnet.raw_format import DatasetDescription
+from leafnet.raw_format import ONE_MASK_FOLDER, DatasetDescription, SourceMaskRules
 
 LAYOUT = """\
   SRC/{train,val,test}/images/*.{jpg,png} + SRC/{train,val,test}/mask/*.{bmp,png}
@@ -56,8 +56,9 @@ def collect(source: Path) -> tuple[list[FileCase], DatasetDescription]:
         extra={"description": "REFUGE2 optic disc and cup as nested regions (disc = rim + "
                "cup); SDSeg's train/val/test partition. The paper's task is the cup alone: "
                "leafnet_plan_and_preprocess -d ID --labels cup",
-               "reference": "Fang et al., REFUGE2 Challenge, arXiv:2202.08994",
-               "leafnet_mask_rule": DISC_AND_CUP_RULE.statement},
+               "reference": "Fang et al., REFUGE2 Challenge, arXiv:2202.08994"},
+        mask_rules=SourceMaskRules(DISC_AND_CUP_RULE.statement,
+                                   {ONE_MASK_FOLDER: DISC_AND_CUP_RULE}),
     )
     return tasks, description
 

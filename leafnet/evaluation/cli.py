@@ -28,7 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labels to evaluate (default: all foreground labels found)")
     parser.add_argument("-djfile", "--dataset-json", type=Path,
                         help="score the labels, or the nested regions, of this dataset.json "
-                        "(nnU-Net's region keys), each label or region and their mean")
+                        "(nnU-Net's region keys), each label or region and their mean; "
+                        "references are read by the rule it records (its label values, or the "
+                        "rule its source masks were converted by)")
     parser.add_argument("--ref-prefix", default="", help="reference file = PREFIX + CASE + SUFFIX")
     parser.add_argument("--ref-suffix", default="", help="e.g. _lesion for CASE_lesion.png")
     parser.add_argument("--pred-prefix", default="",
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     classes: list[LabelClass] | None = None
     labels = args.labels
+    description = None
     if args.dataset_json is not None:
         if args.dataset_json.name != "dataset.json":
             raise LeafnetError(f"-djfile {args.dataset_json}: give a file named dataset.json")
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         labels = labels or scheme.foreground_values
     summary = evaluate_folders(args.reference, args.prediction, labels, args.hd95,
                                (args.ref_prefix, args.ref_suffix),
-                               (args.pred_prefix, args.pred_suffix), classes)
+                               (args.pred_prefix, args.pred_suffix), classes, description)
     for rule in summary.mask_rules:
         print(rule)
     for note in summary.notes:

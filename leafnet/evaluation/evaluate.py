@@ -7,12 +7,15 @@ its values as nnU-Net writes them (``"(1, 2)"``); ``classes`` names each key. Em
 both empty scores Dice = IoU = 1; an empty reference with a non-empty prediction scores 0.
 HD95 is NaN (and left out of means) when either mask is empty. A class that no reference holds
 is named in ``notes`` (and printed by leafnet_evaluate): its scores say nothing.
-References and predictions are read by the converter's mask rules (mask_rule.py), stated in
-the summary's ``mask_rules``.
+References are read by the rule their dataset.json records where one is given (a dataset's
+label files: its label values; its source masks as distributed: the rule the converter read
+them by), predictions and other references by the converter's mask rules decided from the
+files (mask_rule.py); both rules are stated in the summary's ``mask_rules``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +25,12 @@ from skimage.segmentation import find_boundaries
 
 from leafnet.errors import LeafnetError
 from leafnet.imageio.mask_facts import MaskFacts, mask_facts, read_mask_channel
-from leafnet.imageio.mask_rule import decide_mask_rule
+from leafnet.imageio.mask_rule import MaskRule, decide_mask_rule
 from leafnet.evaluation.metrics import dice_and_iou
 from leafnet.evaluation.summary import ClassInfo, Summary
 from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending
 from leafnet.preprocessing.label_scheme import LabelClass
+from leafnet.raw_format import DatasetDescription
 
 MAX_IMPLICIT_LABELS = 10
 EMPTY_CONVENTION = ("both reference and prediction empty: Dice = IoU = 1; empty reference, "
@@ -68,7 +72,8 @@ def _files(folder: Path, prefix: str = "", suffix: str = "") -> dict[str, Path]:
 def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None = None,
                      with_hd95: bool = False, ref_affix: tuple[str, str] = ("", ""),
                      pred_affix: tuple[str, str] = ("", ""),
-                     classes: list[LabelClass] | None = None) -> Summary:
+                     classes: list[LabelClass] | None = None,
+                     dataset: DatasetDescription | None = None) -> Summary:
     """Per-case and mean Dice/IoU (and HD95) for every foreground label (or each of
     ``classes``), files paired by case name (``PREFIX + CASE + SUFFIX`` on either side, e.g.
     ``CASE_lesion.png`` with ``CASE.png``)."""
@@ -83,7 +88,7 @@ def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None
                            f"(e.g. {missing[:5]}); predictions are paired by name"
                            + (" (see --ref-prefix/--ref-suffix and --pred-prefix/--pred-suffix)"))
     pairs = [(path, predictions[case]) for case, path in references.items()]
-    return evaluate_pairs(pairs, labels, with_hd95, classes)
+    return evaluate_pairs(pairs, labels, with_hd95, classes, dataset)
 
 
 def _num_labels(facts: list[MaskFacts], labels: list[int] | None) -> int:
@@ -95,14 +100,33 @@ def _num_labels(facts: list[MaskFacts], labels: list[int] | None) -> int:
     return max(implicit, max(labels) + 1 if labels else 0)
 
 
-def read_label_files(paths: list[Path], labels: list[int] | None,
-                     what: str) -> tuple[list[np.ndarray], list[Any], str]:
-    """The masks of ``paths`` as label arrays, read by one rule for all of them (the converter's
-    rules: 0/255, RGB and JPEG masks are read as binary, anything ambiguous is refused); also
-    their properties and the rule in words. Each file is read once."""
+def recorded_rule(facts: list[MaskFacts], dataset: DatasetDescription) -> MaskRule | None:
+    """The rule ``dataset``'s dataset.json records for masks like these: its label values when
+    the files hold only those (labelsTr / labelsTs, or predictions), else the rule the converter
+    read its one mask folder by (the source masks as distributed); None when it records
+    neither for them."""
+    values = {value for fact in facts for value in fact.values}
+    if values <= set(dataset.labels.values()):
+        return dataset.label_file_rule()
+    recorded = dataset.mask_rules.one_folder_rule if dataset.mask_rules else None
+    if recorded is None:
+        return None
+    return replace(recorded, statement=f"by the converter's rule in dataset.json: "
+                                       f"{recorded.statement}")
+
+
+def read_label_files(paths: list[Path], labels: list[int] | None, what: str,
+                     dataset: DatasetDescription | None = None
+                     ) -> tuple[list[np.ndarray], list[Any], str]:
+    """The masks of ``paths`` as label arrays, read by one rule for all of them: the rule
+    ``dataset``'s dataset.json records (:func:`recorded_rule`), else one decided from the files
+    by the converter's rules (0/255, RGB and JPEG masks are read as binary, anything ambiguous
+    is refused); also their properties and the rule in words. Each file is read once."""
     read = [read_mask_channel(path, None) for path in paths]
     facts = [mask_facts(path, *item) for path, item in zip(paths, read, strict=True)]
-    rule = decide_mask_rule(facts, _num_labels(facts, labels), require_foreground=False)
+    rule = recorded_rule(facts, dataset) if dataset is not None else None
+    if rule is None:
+        rule = decide_mask_rule(facts, _num_labels(facts, labels), require_foreground=False)
     arrays, properties = [], []
     for path, (mask, props, _) in zip(paths, read, strict=True):
         label = rule.to_label(mask, path)
@@ -117,16 +141,17 @@ def read_label_files(paths: list[Path], labels: list[int] | None,
 
 
 def evaluate_pairs(pairs: list[tuple[Path, Path]], labels: list[int] | None = None,
-                   with_hd95: bool = False,
-                   classes: list[LabelClass] | None = None) -> Summary:
+                   with_hd95: bool = False, classes: list[LabelClass] | None = None,
+                   dataset: DatasetDescription | None = None) -> Summary:
     """The summary for explicit (reference file, prediction file) pairs. Every case is scored
     on each of ``classes`` (labels or regions, e.g. a plans' label scheme), else on every label
     found in any reference or prediction (or on ``labels``), so false positives of a label a
-    reference lacks count. ``labels`` are also the values the files may hold."""
+    reference lacks count. ``labels`` are also the values the files may hold. References are
+    read by the rule ``dataset``'s dataset.json records where it records one."""
     if not pairs:
         raise LeafnetError("no cases to evaluate")
     truths, properties, reference_rule = read_label_files([p for p, _ in pairs], labels,
-                                                          "reference")
+                                                          "reference", dataset)
     predictions, _, prediction_rule = read_label_files([p for _, p in pairs], labels,
                                                        "prediction")
     if classes is None:

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +92,36 @@ class MaskRule:
     channel: int | None = None
     statement: str = ""
     bands: tuple[tuple[float, int], ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as dataset.json's ``leafnet_mask_rule`` records it (:meth:`from_json`)."""
+        data: dict[str, Any] = {"statement": self.statement}
+        if self.threshold is not None:
+            data.update(threshold=self.threshold, foreground_below=self.foreground_below)
+        if self.label_map is not None:
+            data["label_map"] = [list(pair) for pair in self.label_map]
+        if self.bands is not None:
+            data["bands"] = [list(band) for band in self.bands]
+        if self.channel is not None:
+            data["channel"] = self.channel
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path | str) -> MaskRule:
+        """A rule recorded by :meth:`to_json`; an error names ``source``."""
+        try:
+            return cls(
+                threshold=None if data.get("threshold") is None else float(data["threshold"]),
+                foreground_below=bool(data.get("foreground_below", False)),
+                label_map=None if data.get("label_map") is None else tuple(
+                    (int(a), int(b)) for a, b in data["label_map"]),
+                channel=None if data.get("channel") is None else int(data["channel"]),
+                statement=str(data.get("statement", "")),
+                bands=None if data.get("bands") is None else tuple(
+                    (float(a), int(b)) for a, b in data["bands"]))
+        except (AttributeError, TypeError, ValueError) as error:
+            raise LeafnetError(f"{source}: leafnet_mask_rule is not a mask rule ({error!r}); "
+                               "convert the dataset again") from None
 
     def to_label(self, mask: np.ndarray, path: Path) -> np.ndarray:
         """``mask`` as labels; an error when the mask's object vanishes or fills the image."""

@@ -17,7 +17,13 @@ from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending, write_labe
 from leafnet.inference.predict_folder import input_cases
 from leafnet.inference.segmenter import Segmenter
 from leafnet.preprocessing.label_scheme import LabelScheme
-from leafnet.raw_format import CaseFiles, dataset_cases, load_dataset_json, read_case
+from leafnet.raw_format import (
+    CaseFiles,
+    DatasetDescription,
+    dataset_cases,
+    load_dataset_json,
+    read_case,
+)
 
 
 def split_cases(raw_dataset: Path, case_ids: list[str]) -> dict[str, CaseFiles]:
@@ -39,12 +45,13 @@ class LabelledCases:
 
     cases: dict[str, CaseFiles]
     file_ending: str
+    dataset: DatasetDescription | None = None
 
     @classmethod
     def of_split(cls, raw_dataset: Path, case_ids: list[str]) -> LabelledCases:
         """``case_ids`` of a raw dataset (imagesTr or imagesTs, labelsTr or labelsTs)."""
-        return cls(split_cases(raw_dataset, case_ids),
-                   load_dataset_json(raw_dataset).file_ending)
+        description = load_dataset_json(raw_dataset)
+        return cls(split_cases(raw_dataset, case_ids), description.file_ending, description)
 
     @classmethod
     def of_folders(cls, images: Path, reference: Path, num_channels: int) -> LabelledCases:
@@ -77,17 +84,18 @@ def score_predictions(raw_dataset: Path, case_ids: list[str], predictions: Path,
     pairs = [(cases[case_id].label, predictions / f"{case_id}{description.file_ending}")
              for case_id in case_ids if cases[case_id].label is not None]
     scheme = scheme or LabelScheme.for_dataset(description.labels, description.regions)
-    return _score(pairs, scheme, with_hd95, predictions)
+    return _score(pairs, scheme, with_hd95, predictions, description)
 
 
 def _score(pairs: list[tuple[Path, Path]], scheme: LabelScheme, with_hd95: bool,
-           folder: Path) -> Summary | None:
-    """The evaluation of (reference, prediction) ``pairs`` with ``scheme``'s classes, written
-    as ``folder/summary.json``; None without pairs."""
+           folder: Path, dataset: DatasetDescription | None) -> Summary | None:
+    """The evaluation of (reference, prediction) ``pairs`` with ``scheme``'s classes (the
+    references read by ``dataset``'s recorded rule), written as ``folder/summary.json``; None
+    without pairs."""
     if not pairs:
         return None
     summary = evaluate_pairs(pairs, scheme.foreground_values, with_hd95=with_hd95,
-                             classes=list(scheme.classes))
+                             classes=list(scheme.classes), dataset=dataset)
     summary.save(folder / SUMMARY_FILE)
     return summary
 
@@ -129,5 +137,5 @@ def predict_and_score(predictor: Segmenter, cases: LabelledCases, output: Path, 
         write_label(written, label, properties[0])
         if case.label is not None:
             pairs.append((case.label, written))
-    return ScoredPredictions(_score(pairs, predictor.plans.label_scheme, with_hd95, output),
-                             seconds)
+    return ScoredPredictions(_score(pairs, predictor.plans.label_scheme, with_hd95, output,
+                                    cases.dataset), seconds)

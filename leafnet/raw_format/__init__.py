@@ -12,7 +12,9 @@
 from leafnet.raw_format.case_io import read_case, source_signature
 from leafnet.raw_format.cases import CaseFiles, CaseListing, dataset_cases, list_cases
 from leafnet.raw_format.dataset_json import (
+    ONE_MASK_FOLDER,
     DatasetDescription,
+    SourceMaskRules,
     load_dataset_json,
     split_rule_problems,
     write_dataset_json,
@@ -25,6 +27,7 @@ from leafnet.raw_format.locate import (
 )
 
 __all__ = [
+    "ONE_MASK_FOLDER",
     "CaseFiles",
     "CaseListing",
     "DatasetDescription",
@@ -35,6 +38,7 @@ __all__ = [
     "list_datasets",
     "load_dataset_json",
     "parse_dataset_id",
+    "SourceMaskRules",
     "read_case",
     "source_signature",
     "split_rule_problems",

@@ -29,8 +29,44 @@ from typing import Any
 from leafnet.atomic import write_json
 from leafnet.errors import LeafnetError
 from leafnet.imageio import IMAGE_ENDINGS, LABEL_ENDINGS
+from leafnet.imageio.mask_rule import MaskRule
 
 SPLIT_RULES = ("ratio", "official_test", "kfold")
+
+
+ONE_MASK_FOLDER = ""
+
+
+@dataclass(frozen=True)
+class SourceMaskRules:
+    """How the converter read the source masks (``leafnet_mask_rule``): the rule in words and
+    the rule itself, one for the dataset's mask folder (key ``ONE_MASK_FOLDER``) or one per
+    label folder (keyed by label name). Datasets converted before the rules were recorded
+    have the words only."""
+
+    statement: str
+    rules: dict[str, MaskRule] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"statement": self.statement,
+                "rules": {key: rule.to_json() for key, rule in self.rules.items()}}
+
+    @classmethod
+    def from_json(cls, data: Any, source: Path) -> SourceMaskRules:
+        if isinstance(data, str):
+            return cls(data)
+        if not isinstance(data, dict) or not isinstance(data.get("rules", {}), dict):
+            raise LeafnetError(f"{source}: leafnet_mask_rule must be the converter's record "
+                               "({\"statement\": ..., \"rules\": {...}}); convert the "
+                               "dataset again")
+        return cls(str(data.get("statement", "")), {
+            str(key): MaskRule.from_json(rule, source)
+            for key, rule in data.get("rules", {}).items()})
+
+    @property
+    def one_folder_rule(self) -> MaskRule | None:
+        """The rule of a dataset converted from one mask folder, else None."""
+        return self.rules.get(ONE_MASK_FOLDER)
 
 
 @dataclass
@@ -47,6 +83,7 @@ class DatasetDescription:
     num_test: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     regions: dict[str, list[int]] = field(default_factory=dict)
+    mask_rules: SourceMaskRules | None = None
 
     @property
     def image_ending(self) -> str:
@@ -82,7 +119,15 @@ class DatasetDescription:
         if self.num_test is not None:
             data["numTest"] = self.num_test
         data["leafnet_split"] = self.split
+        if self.mask_rules is not None:
+            data["leafnet_mask_rule"] = self.mask_rules.to_json()
         return data
+
+    def label_file_rule(self) -> MaskRule:
+        """How labelsTr / labelsTs are read: their values are the labels of dataset.json."""
+        return MaskRule(statement="the label values of dataset.json ("
+                        + ", ".join(f"{name} {value}" for name, value in self.labels.items())
+                        + ")")
 
 
 def _fraction(value: object) -> bool:
@@ -229,6 +274,7 @@ def load_dataset_json(dataset_folder: Path) -> DatasetDescription:
     known = {
         "name", "channel_names", "labels", "numTraining", "file_ending",
         "image_file_ending", "numTest", "leafnet_split", "regions_class_order",
+        "leafnet_mask_rule",
     }
     return DatasetDescription(
         name=str(data.get("name", dataset_folder.name)),
@@ -241,6 +287,8 @@ def load_dataset_json(dataset_folder: Path) -> DatasetDescription:
         split=data.get("leafnet_split", {"rule": "ratio", "train": 0.8, "val": 0.1, "test": 0.1}),
         extra={k: v for k, v in data.items() if k not in known},
         regions=regions,
+        mask_rules=(None if data.get("leafnet_mask_rule") is None
+                    else SourceMaskRules.from_json(data["leafnet_mask_rule"], path)),
     )
 
 
