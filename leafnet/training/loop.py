@@ -44,11 +44,7 @@ from leafnet.training.checkpointing import (
 )
 from leafnet.training.augmentation import AUGMENTATIONS, full_augmentation
 from leafnet.training.data_loading import make_loader
-from leafnet.training.distributed import (
-    init_distributed,
-    rank0_value,
-    shutdown_distributed,
-)
+from leafnet.training.distributed import init_distributed, rank0_value, shutdown_distributed
 from leafnet.training.fold_data import load_fold
 from leafnet.training.progress import LOGGER, interval_summary, plot_progress, training_log
 from leafnet.training.lr_schedule import check_targets, lr_scheduler
@@ -343,7 +339,10 @@ class Trainer(ABC):
             self.log(f"the run had already finished at step {start}: nothing to do")
         elif self.context.is_main and self.save:
             final = self.output / "checkpoint_final.pth"
-            save_checkpoint(final, self.checkpoint_state(self.num_steps))
+            state = self.checkpoint_state(self.num_steps)
+            save_checkpoint(final, state)
+            if not latest.is_file():  # the goal was met before the first step
+                save_checkpoint(latest, state)
             self._save_record(steps_done=self.num_steps,
                               train_seconds=self.history["train_seconds"])
             self._export("final")

@@ -163,6 +163,11 @@ def test_a_first_stage_already_at_its_target_trains_no_step_and_records_its_ceil
     assert record["initial_weights"] == "shipped" and record["target_dice"] == 0.0
     assert set(record["reconstruction_dice"]) == {"polyp"}
     assert "the goal is met at step 0" in (trainer.output / "training_log.txt").read_text()
+    # --c on it again finds it finished (its checkpoint_latest is its step-0 state)
+    again = _first_stage(target=0.0)
+    assert again.num_steps == 0
+    assert "the run had already finished at step 0: nothing to do" in \
+        (trainer.output / "training_log.txt").read_text()
 
 
 def test_a_first_stage_below_its_target_trains_until_its_cap_and_says_so(tiny_demo):
