@@ -394,5 +394,5 @@ class Trainer(ABC):
                 self._export("best")
             save_checkpoint(self.output / "checkpoint_latest.pth", state)
             self._save_record(steps_done=done, train_seconds=self.history["train_seconds"])
-            plot_progress(self.output / "progress.png", self.history)
+            plot_progress(self.output / "progress.png", self.history, done == self.num_steps)
         self.context.barrier()

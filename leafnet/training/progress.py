@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from leafnet.atomic import atomic_path  # noqa: E402
 
 LOGGER = logging.getLogger("leafnet.training")
+PLOT_EVERY_SECONDS = 60.0
 FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
 
@@ -69,8 +71,12 @@ def moving_average(values: list[float], width: int = 5) -> list[float]:
             for i in range(len(values))]
 
 
-def plot_progress(path: Path, history: dict[str, Any]) -> None:
-    """Write progress.png from ``history`` (train steps/losses/lr, val steps/dice)."""
+def plot_progress(path: Path, history: dict[str, Any], force: bool = False) -> None:
+    """Write progress.png from ``history`` (train steps/losses/lr, val steps/dice): at most
+    every ``PLOT_EVERY_SECONDS`` (a plot costs about 0.4 s, more than a validation interval of
+    a small model), and always when ``force`` (the run's last interval)."""
+    if not force and path.is_file() and time.time() - path.stat().st_mtime < PLOT_EVERY_SECONDS:
+        return
     figure, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
     steps = history["train_step"]
     for name, values in history["losses"].items():
