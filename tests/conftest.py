@@ -101,10 +101,21 @@ def make_raw_dataset(
     return folder
 
 
+# e2e modules that start first: the two that build the shared models (built_once) apart, so
+# neither worker waits for the other's build, then the longest; the rest follow in file order.
+FIRST_MODULES = ("test_fast_decoder.py", "test_continuation.py", "test_training.py",
+                 "test_benchmark_versus_nnunet.py", "test_two_stages.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The e2e tier first (each module stays in one worker: --dist loadfile), then the unit
-    tier, each in file order."""
-    items.sort(key=lambda item: "/e2e/" not in item.path.as_posix())
+    """The e2e tier first (each module stays in one worker: --dist loadfile), FIRST_MODULES
+    leading it, then the unit tier, each in file order."""
+    def rank(item: pytest.Item) -> tuple[bool, int]:
+        name = item.path.name
+        return ("/e2e/" not in item.path.as_posix(),
+                FIRST_MODULES.index(name) if name in FIRST_MODULES else len(FIRST_MODULES))
+
+    items.sort(key=rank)
 
 
 def built_once(tmp_path_factory: pytest.TempPathFactory, name: str,
