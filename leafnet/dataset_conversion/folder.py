@@ -127,10 +127,10 @@ def convert_label_folders(images: Path, masks: dict[str, Path], dataset_id: int,
     """One mask folder per label (label_folders.py), labels numbered in the order given."""
     image_rule = ImageRule(channels)
     tasks = label_folder_cases(images, masks, "Tr", image_rule, affixes, nested)
-    if test is not None:
+    if test is not None:  # by label name, in the order of --masks (that numbers the labels)
         tasks += label_folder_cases(require_source(test[0]),
-                                    {k: require_source(v) for k, v in test[1].items()}, "Ts",
-                                    image_rule, affixes, nested)
+                                    {name: require_source(test[1][name]) for name in masks},
+                                    "Ts", image_rule, affixes, nested)
     tasks = decide_folder_rules(tasks, thresholds, mask_channel, num_processes, show_progress)
     if nested:
         check_nesting(tasks, num_processes, show_progress)

@@ -146,8 +146,9 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
                  num_processes: int | None, preset: str | None,
                  target_size: tuple[int, int] | None, show_progress: bool,
                  label_names: list[str] | None = None) -> PlanningResult:
-    """The planning steps after verification, while this process holds the folder's lock."""
-    copy_file(raw_folder / "dataset.json", folder / "dataset.json")
+    """The planning steps after verification, while this process holds the folder's lock.
+    The copy of dataset.json is written last: it says which dataset.json the plans and arrays
+    were made from, so a refused or interrupted run leaves the old one (training compares it)."""
 
     signature = _digest({case_id: source_signature(case) for case_id, case in training.items()})
     fingerprint = read_json(folder / FINGERPRINT_FILE)
@@ -226,6 +227,7 @@ def _plan_locked(raw_folder: Path, folder: Path, description: DatasetDescription
         notes.append(f"these plans (written by an older leafnet) train "
                      f"{plans.label_scheme.describe()}; re-plan with --labels NAME ... (or "
                      "--clean) to train each label")
+    copy_file(raw_folder / "dataset.json", folder / "dataset.json")
     return PlanningResult(folder, plans, crop_stage, splits, user_splits, outcomes.count("done"),
                           outcomes.count("skipped"), removed, notes)
 

@@ -31,16 +31,27 @@ class CasePreprocessor:
         self.plans_hash = plans.preprocessing_hash()
         self.output = output
 
-    def is_up_to_date(self, case: CaseFiles) -> bool:
-        paths = case_paths(self.output, case.case_id)
+    def changed_input(self, case_id: str, case: CaseFiles | None) -> str | None:
+        """Why the arrays of ``case_id`` are not what these plans make of ``case``'s files as
+        they are now, in words (None when they are, as far as its CASE.json tells): not
+        preprocessed, made under other plans (an edited size, intensity window or crop), or
+        from other source files (an image or label changed after planning; not compared
+        without ``case``, the raw data moved away). Cheap: one JSON file and a stat per file."""
+        paths = case_paths(self.output, case_id)
         if not paths["properties"].is_file():
-            return False
+            return "not preprocessed"
         try:
             properties = json.loads(paths["properties"].read_text())
-        except json.JSONDecodeError:
-            return False
-        return (properties.get("plans_hash") == self.plans_hash
-                and properties.get("source_files") == source_signature(case)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return "its CASE.json is unreadable"
+        if properties.get("plans_hash") != self.plans_hash:
+            return "made under other plans (size, intensity window or crop edited since)"
+        if case is not None and properties.get("source_files") != source_signature(case):
+            return "made from other source files (changed after planning)"
+        return None
+
+    def is_up_to_date(self, case: CaseFiles) -> bool:
+        return (self.changed_input(case.case_id, case) is None
                 and array_problem(self.output, case.case_id, self.plans.target_size) is None)
 
     def __call__(self, item: tuple[str, CaseFiles]) -> str:

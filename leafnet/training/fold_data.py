@@ -12,6 +12,7 @@ from leafnet.errors import LeafnetError
 from leafnet.models.fold_record import FoldSplit
 from leafnet.planning.plans import SPLITS_FILE, plans_file
 from leafnet.planning.splits import check_training_splits
+from leafnet.preprocessing.case_preprocessing import CasePreprocessor
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
 from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json
@@ -72,9 +73,22 @@ def check_preprocessed(folder: Path, data: Path, plans: Plans, split: FoldSplit,
             f"{data}: the arrays of {len(damaged)} cases of fold {fold} cannot be used "
             f"({shown}); nothing was trained or overwritten. {fix}: it preprocesses those "
             "cases again")
-    try:
+    raw, sources = None, {}
+    with contextlib.suppress(LeafnetError):
         raw = find_dataset(folder.name)
-    except LeafnetError:
+        description = load_dataset_json(raw)
+        subsets = dataset_cases(raw, description.image_ending, description.file_ending)
+        sources = {**subsets.get("Tr", {}), **subsets.get("Ts", {})}
+    preprocessor = CasePreprocessor(plans, data)
+    stale = [(case, reason) for case in split.train + split.val
+             if (reason := preprocessor.changed_input(case, sources.get(case)))]
+    if stale:
+        shown = "; ".join(f"{case}: {reason}" for case, reason in stale[:5])
+        raise LeafnetError(
+            f"{data}: the arrays of {len(stale)} cases of fold {fold} are not what the plans "
+            f"make of the raw files now ({shown}); nothing was trained. {fix}: it preprocesses "
+            "those cases again")
+    if raw is None:
         return
     if (raw / "dataset.json").read_bytes() != (folder / "dataset.json").read_bytes():
         raise LeafnetError(

@@ -282,6 +282,23 @@ def test_folder_with_one_nested_mask_folder_per_label_writes_regions(tmp_path, c
     assert description["regions_class_order"] == [1, 2]
 
 
+def test_test_masks_are_matched_to_their_labels_by_name_in_any_order(tmp_path):
+    _label_folders(tmp_path)
+    _label_folders(tmp_path / "test")
+    for path in sorted((tmp_path / "test").rglob("*.png")):
+        path.rename(path.with_name(f"t{path.name}"))
+    convert_main(["folder", "--images", str(tmp_path / "img"), "--masks",
+                  f"disc={tmp_path / 'disc'}", "--masks", f"cup={tmp_path / 'cup'}",
+                  "--test-images", str(tmp_path / "test" / "img"),
+                  "--test-masks", f"cup={tmp_path / 'test' / 'cup'}",
+                  "--test-masks", f"disc={tmp_path / 'test' / 'disc'}",
+                  "--nested", "--name", "Eyes", "-d", "23", "-np", "1"])
+    folder = tmp_path / "leafnet_raw" / "Dataset023_Eyes"
+    for subset, case in (("Tr", "a.png"), ("Ts", "ta.png")):
+        label = labels_of(folder, subset)[case]
+        assert label[8, 8] == 2 and label[8, 3] == 1, subset   # cup inside, disc rim outside
+
+
 def test_folder_label_folders_that_overlap_need_nested(tmp_path):
     masks = _label_folders(tmp_path)
     with pytest.raises(LeafnetError, match=r"cup overlaps an earlier label .* --nested"):
