@@ -73,9 +73,14 @@ def input_cases(folder: Path, num_channels: int) -> list[InputCase]:
 
 
 def check_output_folder(input_folder: Path, output_folder: Path, cases: list[InputCase]) -> None:
-    """Refuse an output that is a file, or whose labels would overwrite an input image."""
+    """Refuse an output that is a file, the input folder itself (labels written among the images
+    would be read as images by every later run on it), or whose labels would overwrite an input
+    image."""
     if output_folder.exists() and not output_folder.is_dir():
         raise LeafnetError(f"-o {output_folder}: is a file; give a folder for the predictions")
+    if output_folder.resolve() == input_folder.resolve():
+        raise LeafnetError(f"-o {output_folder} is the input folder -i {input_folder}: the "
+                           "labels would be written among the images; choose another folder")
     inputs = {path.resolve() for case in cases for path in case.files}
     clashes = [case.files[0] for case in cases
                if (output_folder / f"{case.case_id}{case.output_ending}").resolve() in inputs]

@@ -139,10 +139,17 @@ def test_corrupt_input_is_reported_and_the_rest_predicted(results, tmp_path, cap
 def test_output_over_the_inputs_or_a_file_is_refused(results, tmp_path):
     save(tmp_path / "in" / "a.png", rgb(32, 32))
     before = (tmp_path / "in" / "a.png").read_bytes()
-    with pytest.raises(LeafnetError, match="would overwrite input images"):
+    with pytest.raises(LeafnetError, match="is the input folder"):
         predict_folder(LEAFPredictor.from_folder(find_model()), tmp_path / "in",
                        tmp_path / "in" / ".." / "in", show_progress=False)
     assert (tmp_path / "in" / "a.png").read_bytes() == before
+    # raw names: CASE_0000.png in, CASE.png out would not overwrite an image, but would land
+    # among them and be read as a case of its own by every later run on the folder
+    save(tmp_path / "raw" / "case_0000.png", rgb(32, 32))
+    with pytest.raises(LeafnetError, match="is the input folder"):
+        predict_folder(LEAFPredictor.from_folder(find_model()), tmp_path / "raw",
+                       tmp_path / "raw", show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["case_0000.png"]
     (tmp_path / "file").write_text("x")
     with pytest.raises(LeafnetError, match="is a file"):
         predict_folder(LEAFPredictor.from_folder(find_model()), tmp_path / "in",
