@@ -33,9 +33,15 @@ def process_alive(pid: int) -> bool:
 
 def die_with_parent() -> None:
     """In a worker process: ask the kernel (Linux) to end it when its parent dies, so that a
-    killed command (even with SIGKILL) leaves no workers behind."""
+    killed command (even with SIGKILL) leaves no workers behind. SIGTERM gets its default
+    action back first: a worker forked from a command inherits the command's handler, which
+    raises KeyboardInterrupt, and inside a task the pool's worker loop caught it as the task's
+    error and waited on its queue forever (reparented to init)."""
     parent = multiprocessing.parent_process()
-    if parent is None or not sys.platform.startswith("linux"):
+    if parent is None:
+        return
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
