@@ -41,6 +41,7 @@ from leafnet.utilities.cli_numbers import (
     positive_int,
 )
 from leafnet.utilities.machine import default_device, machine
+from leafnet.utilities.processes import STALL_MINUTES
 
 
 def rows_parser(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"),
                         help="where both methods train and predict (default: leafnet's, the "
                         "GPU when there is one)")
+    versus.add_argument("--stall-minutes", type=positive_float, default=STALL_MINUTES,
+                        help="an nnU-Net row whose process writes nothing this long is ended "
+                        "and reported failed (default: %(default)s)")
     versus.add_argument("-o", "--output", type=Path,
                         help="benchmark folder (default: LEAFNET_RESULTS/benchmarks/"
                         "versus_nnunet_DATASET_Mmin)")
@@ -192,7 +196,8 @@ def versus_nnunet(args: argparse.Namespace) -> None:
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
         rows=args.rows, num_processes=args.num_processes,
-        mirroring_cases=args.mirroring_cases, folder=folder, device=args.device)
+        mirroring_cases=args.mirroring_cases, folder=folder, device=args.device,
+        stall_minutes=args.stall_minutes)
     path = write_report("versus_nnunet", numbers, folder / "versus_nnunet.json")
     table = markdown_table({**numbers, "machine": machine()})
     write_text(path.with_suffix(".md"), table)

@@ -37,7 +37,7 @@ from leafnet.models.fast_decoder import fast_decoder_for
 from leafnet.models.network import build_network, network_config
 from leafnet.models.presets import get_preset
 from leafnet.models.single_step import SingleStep
-from leafnet.utilities.processes import run_child
+from leafnet.utilities.processes import STALL_MINUTES, run_watched
 
 NNUNET_PLANNING_CASES = 4
 
@@ -101,15 +101,16 @@ def nnunet_predictor_seconds(images: torch.Tensor, repeats: int,
                "nnUNet_preprocessed": str(root / "preprocessed"),
                "nnUNet_results": str(root / "results")}
         report = root / "report.json"
-        result = run_child(
+        log = root / "nnunet.log"
+        status = run_watched(
             [sys.executable, "-m", "leafnet.benchmarks.nnunet_predictor_half",
              "--dataset-id", "1", "--test-images", str(folder / "imagesTs"),
              "--output", str(root / "predictions"), "--report", str(report),
              "--repeats", str(repeats), "--device", device],
-            env=env, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise LeafnetError(f"timing nnU-Net's predictor failed (exit {result.returncode}): "
-                               f"{result.stderr[-2000:]}")
+            log, STALL_MINUTES * 60, env=env)
+        if status != 0:
+            output = log.read_text(errors="replace")[-2000:]
+            raise LeafnetError(f"timing nnU-Net's predictor failed (exit {status}): {output}")
         return json.loads(report.read_text())
 
 

@@ -61,7 +61,7 @@ from leafnet.training.registry import find_trainer
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import default_device
-from leafnet.utilities.processes import run_child
+from leafnet.utilities.processes import STALL_MINUTES, ChildStalled, run_watched
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
 FIRST_STAGE_SHARE = 0.3
@@ -149,11 +149,13 @@ def _refuse_two_stages(dataset_name: str) -> None:
 
 def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: FoldSplit,
                folder: Path, num_processes: int, device: str,
-               mirroring_cases: int | None = None,
-               plans: Plans | None = None) -> dict[str, Any]:
+               mirroring_cases: int | None = None, plans: Plans | None = None,
+               stall_minutes: float = STALL_MINUTES) -> dict[str, Any]:
     """One nnU-Net row in its own process (nnunetv2 reads its folders at import), in
     ``folder``: on the raw images with its own plans, or, with ``plans``, on the images as
-    leafnet's plans preprocess them, its predictions mapped back to the original sizes."""
+    leafnet's plans preprocess them, its predictions mapped back to the original sizes. The
+    process's output goes to ``folder/nnunet.log``; one that writes nothing for
+    ``stall_minutes`` is ended (:class:`ChildStalled`)."""
     dataset_folder, sizes = write_nnunet_raw(raw, split, folder / "raw", plans)
     split_file = folder / "split.json"
     write_json(split_file, {"train": split.train, "val": split.val})
@@ -176,11 +178,11 @@ def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: FoldSplit,
     if plans is not None:
         write_json(folder / "original_sizes.json", sizes)
         command += ["--original-sizes", str(folder / "original_sizes.json")]
-    result = run_child(command, env=env)
-    if result.returncode != 0:
-        raise LeafnetError(f"the nnU-Net run in {folder} failed (exit {result.returncode}); its "
-                           f"log is in {folder / 'results'}. Run the same command again to "
-                           "continue")
+    status = run_watched(command, folder / "nnunet.log", stall_minutes * 60, env=env)
+    if status != 0:
+        raise LeafnetError(f"the nnU-Net run in {folder} failed (exit {status}); its output is "
+                           f"in {folder / 'nnunet.log'}, its training log in "
+                           f"{folder / 'results'}. Run the same command again to continue")
     numbers = json.loads(report.read_text())
     numbers["scores"] = {key: score(raw, numbers["cases"][key], Path(path))
                          for key, path in numbers["predictions"].items()}
@@ -275,7 +277,8 @@ def markdown_table(report: dict[str, Any]) -> str:
             f"{row['seconds_per_step']:.2f} | {scores['Dice']:.3f} | {scores['IoU']:.3f} | "
             f"{scores.get('HD95', float('nan')):.1f} | {row['seconds_per_image']:.3f} |")
     for skipped, reason in report["skipped"].items():
-        lines.append(f"| {skipped} | skipped: {reason} | | | | | | | | |")
+        shown = reason if reason.startswith("failed:") else f"skipped: {reason}"
+        lines.append(f"| {skipped} | {shown} | | | | | | | | |")
     decided = verdict(report)
     if decided is not None:
         leaf, best = decided
@@ -297,12 +300,14 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
                             first_stage_share: float = FIRST_STAGE_SHARE,
                             validate_every: int = VALIDATE_EVERY, rows: tuple[str, ...] = ROWS,
                             num_processes: int = 2, mirroring_cases: int | None = None,
-                            folder: Path | None = None,
-                            device: str | None = None) -> dict[str, Any]:
+                            folder: Path | None = None, device: str | None = None,
+                            stall_minutes: float = STALL_MINUTES) -> dict[str, Any]:
     """Train and score every row on the same ``device`` (default: leafnet's, the GPU when
     there is one) for the same minutes: leafnet (always); of ``rows``, a plain U-Net in leafnet's
     loop (``unet``), nnU-Net on the raw images with its own plans (``nnunet``) and nnU-Net on
-    the images leafnet sees (``nnunet_same_size``). Return the report."""
+    the images leafnet sees (``nnunet_same_size``). Return the report. An nnU-Net row whose
+    process writes nothing for ``stall_minutes`` is ended and reported failed, with the reason;
+    the other rows and the table are still made."""
     device = device or default_device()
     if not math.isfinite(minutes) or minutes <= 0:
         raise LeafnetError(f"--minutes must be a positive number, got {minutes}")
@@ -351,9 +356,13 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
         if key not in rows or not nnunet_available():
             skipped[name] = "not in --rows" if key not in rows else MISSING_BENCH_EXTRA
             continue
-        numbers = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder / key,
-                             num_processes, device, mirroring_cases,
-                             plans if key == "nnunet_same_size" else None)
+        try:
+            numbers = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder / key,
+                                 num_processes, device, mirroring_cases,
+                                 plans if key == "nnunet_same_size" else None, stall_minutes)
+        except ChildStalled as error:
+            skipped[name] = f"failed: {error}"
+            continue
         table += nnunet_rows(numbers, name, len(split.test))
     return {"dataset": raw.name, "minutes": minutes, "device": device,
             "num_test_cases": len(split.test), "plans_target_size": list(plans.target_size),

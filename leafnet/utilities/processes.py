@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import multiprocessing
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -60,6 +62,57 @@ def run_child(command: list[str], **options: Any) -> subprocess.CompletedProcess
     prctl = ctypes.CDLL(None, use_errno=True).prctl
     return subprocess.run(command, preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM),
                           **options)
+
+
+class ChildStalled(LeafnetError):
+    """A child command wrote nothing for longer than its watchdog allows and was ended."""
+
+
+STOP_GRACE_SECONDS = 10.0
+STALL_MINUTES = 10.0  # the default watchdog of the benchmarks' child commands
+
+
+def run_watched(command: list[str], log: Path, stall_seconds: float,
+                **options: Any) -> int:
+    """Run a child command as :func:`run_child` does, its output (stdout and stderr) going to
+    ``log``, and return its exit status; a child that writes nothing for ``stall_seconds`` (a
+    hung pool, a deadlock) is ended with the processes it started (its own process group:
+    SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``) and :class:`ChildStalled` names the
+    log. Progress bars and logs count as output."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+    with log.open("ab") as output:
+        child = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)) if prctl else None,
+            start_new_session=True, **options)
+        size, changed = -1, time.monotonic()
+        while child.poll() is None:
+            time.sleep(0.5)
+            now_size = log.stat().st_size
+            if now_size != size:
+                size, changed = now_size, time.monotonic()
+            elif time.monotonic() - changed > stall_seconds:
+                _end_group(child)
+                raise ChildStalled(
+                    f"{' '.join(command[:4])} ... wrote nothing for {stall_seconds / 60:g} "
+                    f"minutes and was ended; its output is in {log}")
+    return child.returncode
+
+
+def _end_group(child: subprocess.Popen) -> None:
+    """SIGTERM to ``child``'s process group, SIGKILL to what is left after the grace time."""
+    for sent in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sent)
+        try:
+            child.wait(STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            continue
+        if sent == signal.SIGTERM:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGKILL)
+        return
 
 
 def exit_on_sigterm() -> None:

@@ -3,6 +3,9 @@ and resumed by the same command (its own module, so that the test-suite workers 
 it is the longest test)."""
 
 import json
+import sys
+
+import pytest
 
 from leafnet.benchmarks.cli import main as benchmark_main
 
@@ -98,3 +101,34 @@ def test_the_verdict_sets_each_methods_better_row_against_the_others():
     report["rows"][4]["num_cases"] = 2
     assert verdict(report)[1]["method"] == "U-Net"
 
+
+
+def test_a_stalled_nnunet_row_is_reported_failed_and_the_table_still_written(
+        leafnet_folders, tmp_path, monkeypatch):
+    from leafnet.benchmarks import versus_nnunet
+    from leafnet.dataset_conversion import convert_demo
+    from leafnet.planning import plan_and_preprocess
+    from leafnet.utilities.processes import run_watched
+
+    if not versus_nnunet.nnunet_available():
+        pytest.skip("nnunetv2 is not installed (pip install -e '.[bench]')")
+    convert_demo(num_cases=20, size=64, num_processes=1, show_progress=False)
+    plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(32, 32),
+                        show_progress=False)
+
+    def hanging_child(command, log, stall_seconds, **options):
+        """The nnU-Net half replaced by a child that prints once and then hangs."""
+        code = "import time; print('planning', flush=True); time.sleep(600)"
+        return run_watched([sys.executable, "-c", code], log, 1.0, **options)
+
+    monkeypatch.setattr(versus_nnunet, "run_watched", hanging_child)
+    folder = tmp_path / "versus"
+    benchmark_main(["versus-nnunet", "-d", "999", "--minutes", "0.05", "--rows", "nnunet",
+                    "-np", "1", "-device", "cpu", "-o", str(folder)])
+    report = json.loads((folder / "versus_nnunet.json").read_text())
+    assert [row["method"] for row in report["rows"]][:1] == ["leafnet LEAFTrainer_x0_cpu"]
+    reason = report["skipped"]["nnU-Net v2 2D, its own plans"]
+    assert reason.startswith("failed: ") and "wrote nothing for" in reason
+    assert "nnunet.log" in reason
+    table = (folder / "versus_nnunet.md").read_text()
+    assert "| nnU-Net v2 2D, its own plans | failed: " in table
