@@ -312,8 +312,9 @@ def _refuse_regions(facts: Sequence[MaskFacts], values: list[int], seen: str) ->
         f"{seen}: values between {low} and {high} form regions of their own in "
         f"{len(regional)} files ({_listing([f.path for f in regional])}; e.g. "
         f"{example.path.name}: {example.middle_off_edges} of its {example.middle} in-between "
-        f"pixels lie more than a few pixels from any edge), so they are not anti-aliased "
-        f"edges but a third label. Say how to read them: --label-map {mapping} (each value to "
+        f"pixels lie away from any edge, or, in a JPEG, inside a band of them at least three "
+        f"pixels wide), so they are not anti-aliased edges or compression noise but a third "
+        f"label. Say how to read them: --label-map {mapping} (each value to "
         "its label), --threshold T, or --labels with one name per label for a label each")
 
 

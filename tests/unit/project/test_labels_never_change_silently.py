@@ -101,6 +101,28 @@ def test_jpeg_masks_with_compression_noise_are_thresholded_half_way(tmp_path, ca
     assert "JPEG" in capsys.readouterr().out
 
 
+def _rimmed_disc(size: int, width: int) -> np.ndarray:
+    """A REFUGE-like 0 / 128 / 255 mask: a disc of 255 in a ring of 128 ``width`` px wide."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    radius = np.hypot(yy - size / 2, xx - size / 2)
+    mask = np.zeros((size, size), np.uint8)
+    mask[radius < size / 4] = 255
+    mask[(radius >= size / 4 - width) & (radius < size / 4)] = 128
+    return mask
+
+
+@pytest.mark.parametrize("width, quality", [(3, 95), (5, 90), (7, 90), (4, 75)])
+def test_jpeg_masks_with_a_rim_of_a_third_value_are_refused_like_their_pngs(
+        tmp_path, width, quality):
+    for index in range(3):
+        save(tmp_path / "img" / f"c{index}.png", rgb(128, 128, index))
+        (tmp_path / "msk").mkdir(exist_ok=True)
+        Image.fromarray(_rimmed_disc(128, width)).save(tmp_path / "msk" / f"c{index}.jpg",
+                                                       quality=quality)
+    with pytest.raises(LeafnetError, match="form regions of their own .*--label-map"):
+        convert(tmp_path)
+
+
 def test_a_rule_that_empties_a_case_is_an_error_after_writing_too(tmp_path):
     save(tmp_path / "ones.png", disc_mask(16, 16, 1))
     with pytest.raises(LeafnetError, match="its object vanished"):
