@@ -40,7 +40,7 @@ from leafnet.utilities.cli_numbers import (
     positive_float,
     positive_int,
 )
-from leafnet.utilities.machine import default_device, machine
+from leafnet.utilities.machine import machine, usable_device
 from leafnet.utilities.processes import STALL_MINUTES
 
 
@@ -181,7 +181,7 @@ def two_stages(args: argparse.Namespace) -> None:
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
         coarse_share=args.coarse_share, rows=args.rows, folder=folder,
-        device=args.device or default_device(), preset=args.preset)
+        device=usable_device(args.device), preset=args.preset)
     path = write_report("two_stages", numbers, folder / "two_stages.json")
     table = two_stages_markdown_table({**numbers, "machine": machine()})
     write_text(path.with_suffix(".md"), table)

@@ -60,7 +60,7 @@ from leafnet.raw_format.locate import parse_dataset_id
 from leafnet.training.registry import find_trainer
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.utilities.json_files import read_json
-from leafnet.utilities.machine import default_device
+from leafnet.utilities.machine import usable_device
 from leafnet.utilities.processes import STALL_MINUTES, ChildStalled, run_watched
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
@@ -308,7 +308,7 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
     the images leafnet sees (``nnunet_same_size``). Return the report. An nnU-Net row whose
     process writes nothing for ``stall_minutes`` is ended and reported failed, with the reason;
     the other rows and the table are still made."""
-    device = device or default_device()
+    device = usable_device(device)
     if not math.isfinite(minutes) or minutes <= 0:
         raise LeafnetError(f"--minutes must be a positive number, got {minutes}")
     unknown = sorted(set(rows) - set(ROWS))

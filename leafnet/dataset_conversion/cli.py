@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     sources = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     generator = sources.add_parser("demo", help="generate the synthetic demo dataset")
     _common(generator, f"{demo.DEFAULT_ID}, or {demo.NESTED_ID} with --num-labels 2")
-    generator.add_argument("--seed", type=int, default=demo.DEFAULT_SEED)
+    generator.add_argument("--seed", type=non_negative_int, default=demo.DEFAULT_SEED)
     generator.add_argument("--num-cases", type=int, default=demo.DEFAULT_NUM_CASES)
     generator.add_argument("--test-fraction", type=float, default=demo.DEFAULT_TEST_FRACTION)
     generator.add_argument("--size", type=int, default=256, help="image side in pixels")
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         "fundus", help="generate a synthetic REFUGE2-like fundus set (optic disc and a small cup "
         "in large images, nested regions)")
     _common(synthetic_fundus, fundus.DEFAULT_ID)
-    synthetic_fundus.add_argument("--seed", type=int, default=0)
+    synthetic_fundus.add_argument("--seed", type=non_negative_int, default=0)
     synthetic_fundus.add_argument("--num-cases", type=int, default=fundus.DEFAULT_NUM_CASES)
     synthetic_fundus.add_argument("--test-fraction", type=float,
                                   default=fundus.DEFAULT_TEST_FRACTION)
@@ -66,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the mask folder, or one binary mask folder per label (repeat: "
                        "--masks disc=DIR --masks cup=DIR; labels numbered in this order)")
     pairs.add_argument("--name", required=True, help="dataset name, e.g. MyPolyps")
-    pairs.add_argument("--labels", default="background,foreground",
-                       help="comma-separated label names, background first")
+    pairs.add_argument("--labels",
+                       help="comma-separated label names of one mask folder's values, "
+                       "background first (default: background,foreground)")
     pairs.add_argument("--mask-prefix", help="mask name = PREFIX + image stem + SUFFIX")
     pairs.add_argument("--mask-suffix")
     pairs.add_argument("--threshold", type=lambda t: folder.parse_named(t, float),
@@ -112,7 +113,7 @@ def convert(args: argparse.Namespace) -> tuple[Path, object]:
         masks = folder.named_option(args.masks, "--masks")
         return folder.convert_folder(
             args.images, masks, name=args.name,
-            labels=[label.strip() for label in args.labels.split(",")],
+            labels=[label.strip() for label in args.labels.split(",")] if args.labels else None,
             mask_prefix=args.mask_prefix, mask_suffix=args.mask_suffix,
             threshold=folder.named_option(args.threshold, "--threshold"),
             label_map=args.label_map, mask_channel=args.mask_channel, channels=args.channels,

@@ -155,7 +155,7 @@ def convert_folder(
     masks: Path | dict[str, Path],
     dataset_id: int,
     name: str,
-    labels: Sequence[str] = ("background", "foreground"),
+    labels: Sequence[str] | None = None,
     mask_prefix: str | None = None,
     mask_suffix: str | None = None,
     threshold: float | dict[str, float] | None = None,
@@ -194,6 +194,14 @@ def convert_folder(
             raise LeafnetError(f"with one mask folder per label ({', '.join(masks)}), "
                                "--threshold and --test-masks name their label: NAME=VALUE, "
                                "one --test-masks per label")
+        unknown = sorted(set(threshold or {}) - set(masks))
+        if unknown:
+            raise LeafnetError(f"--threshold {unknown[0]}=...: no mask folder is named "
+                               f"{unknown[0]}; the labels are {', '.join(masks)}")
+        if labels is not None and list(labels) != ["background", *masks]:
+            raise LeafnetError("--labels names the values of one mask folder; with --masks "
+                               f"NAME=DIR the folders' names are the labels ({', '.join(masks)})"
+                               ": leave --labels out")
         problems = split_rule_problems(split, has_test_set=test_images is not None)
         if problems:
             raise LeafnetError("; ".join(problems))
@@ -205,6 +213,11 @@ def convert_folder(
             _affixes(mask_prefix, mask_suffix), overwrite, num_processes, show_progress)
     if nested:
         raise LeafnetError("--nested describes several mask folders (--masks NAME=DIR ...)")
+    if isinstance(threshold, dict) or isinstance(test_masks, dict):
+        raise LeafnetError("--threshold NAME=T and --test-masks NAME=DIR name a label's mask "
+                           "folder, but --masks gives one folder: give --threshold T and "
+                           "--test-masks DIR")
+    labels = list(labels or ("background", "foreground"))
     images, masks = require_source(images), require_source(masks)
     if len(labels) < 2 or labels[0] != "background":
         raise LeafnetError(f"--labels must start with background and name at least one more "

@@ -88,7 +88,12 @@ def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None
                            f"(e.g. {missing[:5]}); predictions are paired by name"
                            + (" (see --ref-prefix/--ref-suffix and --pred-prefix/--pred-suffix)"))
     pairs = [(path, predictions[case]) for case, path in references.items()]
-    return evaluate_pairs(pairs, labels, with_hd95, classes, dataset)
+    summary = evaluate_pairs(pairs, labels, with_hd95, classes, dataset)
+    unscored = sorted(set(predictions) - set(references))
+    if unscored:
+        summary.notes.append(f"{len(unscored)} predictions in {prediction} have no reference "
+                             f"mask and are not scored (e.g. {unscored[:5]})")
+    return summary
 
 
 def _num_labels(facts: list[MaskFacts], labels: list[int] | None) -> int:

@@ -7,6 +7,7 @@ overlays, the benchmarks' tables) takes a :class:`Summary`, never the file's dic
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from leafnet.errors import LeafnetError
 from leafnet.utilities.json_files import read_json
 
 SUMMARY_FILE = "summary.json"
+METRICS = ("Dice", "IoU", "HD95")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,9 @@ class Summary:
         return {self.name_of(key): means for key, means in self.mean.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The summary as JSON data: an undefined metric (HD95 of an empty mask, NaN) is null,
+        since JSON has no NaN and other readers refuse Python's bare ``NaN``."""
+        return _nan_to_null(asdict(self))
 
     def save(self, path: Path) -> None:
         """Write the summary to ``path`` atomically (its folder made as needed)."""
@@ -65,6 +69,7 @@ class Summary:
         try:
             classes = data.get("classes") or {key: {"name": key, "values": [int(key)]}
                                               for key in data["mean"] if key.isdigit()}
+            data = _null_to_nan(data)
             return cls(
                 metric_per_case=list(data["metric_per_case"]), mean=dict(data["mean"]),
                 foreground_mean={k: float(v) for k, v in data["foreground_mean"].items()},
@@ -82,3 +87,25 @@ class Summary:
         """The summary at ``path``; None when it is missing and ``missing_fix`` is None."""
         data = read_json(path, missing_fix)
         return None if data is None else cls.from_json(data, path)
+
+
+def _nan_to_null(data: Any) -> Any:
+    """``data`` with every float that is not finite replaced by None."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: _nan_to_null(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_nan_to_null(value) for value in data]
+    return data
+
+
+def _null_to_nan(data: Any, key: str = "") -> Any:
+    """The metrics of ``data`` with null read back as NaN (what :func:`_nan_to_null` wrote)."""
+    if data is None and key in METRICS:
+        return math.nan
+    if isinstance(data, dict):
+        return {name: _null_to_nan(value, name) for name, value in data.items()}
+    if isinstance(data, list):
+        return [_null_to_nan(value, key) for value in data]
+    return data

@@ -11,7 +11,7 @@ from leafnet.experiments.runs import TABLE_FIRST_STAGE, RunSettings
 from leafnet.experiments.tables import TABLES
 from leafnet.models.presets import PRESETS
 from leafnet.training.progress import log_to_console
-from leafnet.utilities.cli_numbers import positive_int
+from leafnet.utilities.cli_numbers import non_negative_int, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "experiments/TABLE__PLANS__PRESET__Nsteps__fold_F")
     parser.add_argument("-f", "--fold", type=int, default=0)
     parser.add_argument("-p", "--plans", default="leafnetPlans")
-    parser.add_argument("--seed", type=int, default=12345, help="training seed of every row")
+    parser.add_argument("--seed", type=non_negative_int, default=12345,
+                        help="training seed of every row")
     parser.add_argument("--validate-every", type=positive_int,
                         help="validation interval in steps (the points of the plot)")
     parser.add_argument("--first-stage", default=TABLE_FIRST_STAGE,

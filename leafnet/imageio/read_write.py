@@ -51,6 +51,9 @@ def _pillow_limit() -> None:
     """``LEAFNET_MAX_IMAGE_PIXELS`` raises Pillow's decompression-bomb limit for trusted data."""
     value = os.environ.get("LEAFNET_MAX_IMAGE_PIXELS")
     if value:
+        if not value.strip().isdigit():
+            raise LeafnetError(f"LEAFNET_MAX_IMAGE_PIXELS={value!r} is not a number of pixels; "
+                               "set it to a whole number such as 300000000, or unset it")
         Image.MAX_IMAGE_PIXELS = int(value)
 
 

@@ -12,8 +12,8 @@ from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.two_stages import TwoStagePredictor, load_predictor
 from leafnet.inference.predictor import BACKENDS
 from leafnet.inference.stability import seed_stability
-from leafnet.utilities.cli_numbers import positive_int
-from leafnet.utilities.machine import default_device
+from leafnet.utilities.cli_numbers import non_negative_int, positive_int
+from leafnet.utilities.machine import usable_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fast-decoder", action="store_true",
                         help="decode masks with the fold's distilled fast decoder "
                         "(leafnet_distill_decoder)")
-    parser.add_argument("--seed", type=int, default=0, help="fixes the noise")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="fixes the noise")
     parser.add_argument("--num_samples", type=positive_int, default=1,
                         help="average K noise draws before thresholding (default 1, the paper)")
     parser.add_argument("--mirroring", action="store_true",
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     folders = find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset)
-    device = args.device or default_device()
+    device = usable_device(args.device)
     if args.backend == "onnxruntime" and device != "cpu":
         raise LeafnetError("--backend onnxruntime runs on the CPU; add -device cpu")
     predictor = load_predictor(folders, args.checkpoint, device, args.batch_size, args.backend,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from leafnet.errors import LeafnetError
-from leafnet.models.fold_record import FOLD_PLANS_FILE
+from leafnet.models.fold_record import FOLD_PLANS_FILE, read_fold_record
 from leafnet.models.network import WEIGHTS_FILE
 from leafnet.paths import parse_run_folder_name, results_root, run_folder_name
 from leafnet.preprocessing.plans import Plans
@@ -92,10 +92,14 @@ def previous_stage_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
         if not any((previous / name / WEIGHTS_FILE).is_file()
                    for name in ("model_final", "model_best")):
             dataset = folder.parent.parent.name
+            record = read_fold_record(folder)
+            source = record.inputs.first_stage.source if record is not None else ""
+            first_stage = source.split("__")[0] if "__" in source else ""
             raise LeafnetError(
                 f"{folder} is the crop stage of a two-stage model; its coarse stage {previous} "
                 f"is not trained. Train it: leafnet_train {dataset} {trainer} -p {link.plans} "
-                f"-f {folder.name.removeprefix('fold_')}")
+                f"-f {folder.name.removeprefix('fold_')} --preset {preset}"
+                + (f" --first-stage {first_stage}" if first_stage else ""))
         found.append(previous)
     return found
 

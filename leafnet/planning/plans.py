@@ -161,6 +161,10 @@ def check_plans_match(plans: Plans, description: DatasetDescription, path: Path)
     if plans.num_channels != description.num_channels:
         differences.append(f"{plans.num_channels} channel(s) in the plans, "
                            f"{description.num_channels} in the raw dataset")
+    elif plans.json.get("channel_names", description.channel_names) != description.channel_names:
+        differences.append(f"channels {plans.json['channel_names']} in the plans, "
+                           f"{description.channel_names} in the raw dataset (the intensity "
+                           "normalisation depends on them)")
     if plans.labels != description.labels:
         differences.append(f"labels {plans.labels} in the plans, {description.labels} "
                            "in the raw dataset")

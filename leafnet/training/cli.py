@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--val", action="store_true",
                         help="only validate checkpoint_final (EMA weights)")
     parser.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
-    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--seed", type=non_negative_int, default=12345)
     parser.add_argument("--lam", type=non_negative_float, help="distillation weight lambda")
     parser.add_argument("--validate-every", type=positive_int)
     parser.add_argument("--workers", type=non_negative_int, help="data loader processes")

@@ -50,7 +50,7 @@ from leafnet.training.progress import LOGGER, interval_summary, plot_progress, t
 from leafnet.training.lr_schedule import check_targets, lr_scheduler
 from leafnet.training.tasks.task import RunContext, TrainingTask
 from leafnet.utilities.digests import file_digest
-from leafnet.utilities.machine import cpu_has_bf16, default_device, describe_precision
+from leafnet.utilities.machine import cpu_has_bf16, describe_precision, usable_device
 
 UNBOUNDED_STEPS = 10**9
 
@@ -79,7 +79,7 @@ class Trainer(ABC):
                  num_steps: int | None = None, validate_every: int | None = None,
                  num_workers: int | None = None, show_progress: bool = True,
                  minutes: float | None = None, extend: bool = False) -> None:
-        self.device = device or default_device()
+        self.device = usable_device(device)
         self.context = init_distributed(self.device)
         if self.context.enabled and self.device.startswith("cuda"):
             self.device = f"cuda:{self.context.local_rank}"

@@ -17,6 +17,6 @@ def read_json(path: Path, missing_fix: str | None = None) -> Any:
             return None
         raise LeafnetError(f"{path} is missing; {missing_fix}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise LeafnetError(f"{path}: is not valid JSON ({error}); fix it or delete it") from error

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from leafnet.errors import LeafnetError
+
 
 def default_device() -> str:
     """cuda if there is a GPU, else Apple's mps, else cpu."""
@@ -17,6 +19,21 @@ def default_device() -> str:
     if torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def usable_device(device: str | None) -> str:
+    """``device``, checked to exist here (default: :func:`default_device`); an error names the
+    fix instead of a traceback from deep inside torch."""
+    if device is None:
+        return default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LeafnetError(f"-device {device}: torch sees no CUDA GPU on this machine (torch "
+                           f"{torch.__version__}); use -device cpu, or install a CUDA build of "
+                           "torch on a machine with a GPU")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise LeafnetError("-device mps: Apple's Metal backend is not available here; use "
+                           "-device cpu")
+    return device
 
 
 def _cpu_model() -> str:

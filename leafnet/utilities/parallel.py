@@ -22,6 +22,9 @@ def default_num_processes() -> int:
     """``LEAFNET_NUM_PROCESSES`` if set, else the number of cores (at most 8)."""
     value = os.environ.get("LEAFNET_NUM_PROCESSES")
     if value:
+        if not value.strip().isdigit():
+            raise LeafnetError(f"LEAFNET_NUM_PROCESSES={value!r} is not a number of processes; "
+                               "set it to a whole number such as 2, or unset it")
         return max(1, int(value))
     return max(1, min(8, os.cpu_count() or 1))
 

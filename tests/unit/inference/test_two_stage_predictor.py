@@ -105,7 +105,7 @@ def test_a_crop_stage_without_its_coarse_stage_names_the_training_command(tmp_pa
         / "fold_0"
     fold.mkdir(parents=True)
     with pytest.raises(LeafnetError, match="leafnet_train Dataset997_LeafnetFundus "
-                                           "LEAFTrainer_x0 -p leafnetPlans -f 0"):
+                                           "LEAFTrainer_x0 -p leafnetPlans -f 0 --preset tiny"):
         previous_stage_folders([fold], _plans("leafnetPlans", "leafnetPlans_roi"))
 
 
