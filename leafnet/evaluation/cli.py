@@ -23,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in the output; ambiguous ones are refused.")
     parser.add_argument("-ref", "--reference", type=Path, required=True)
     parser.add_argument("-pred", "--prediction", type=Path, required=True)
-    parser.add_argument("-o", "--output", type=Path, help="default: PRED/summary.json")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="the summary file, or a folder to write summary.json in (default: "
+                        "PRED/summary.json)")
     parser.add_argument("-l", "--labels", type=int, nargs="+",
                         help="labels to evaluate (default: all foreground labels found)")
     parser.add_argument("-djfile", "--dataset-json", type=Path,
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
     output = args.output or args.prediction / SUMMARY_FILE
+    if output.is_dir():
+        output = output / SUMMARY_FILE
     summary.save(output)
     means = ", ".join(f"{k} {v:.4f}" for k, v in summary.foreground_mean.items())
     print(f"{summary.num_cases} cases: {means}")

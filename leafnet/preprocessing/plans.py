@@ -23,6 +23,7 @@ from leafnet.utilities.json_files import read_json
 DEFAULT_PLANS_NAME = "leafnetPlans"
 MAX_TARGET_SIDE = 4096
 MAX_BATCH_SIZE = 1024
+MAX_CROP_MARGIN = 10.0
 _PREPROCESSING_KEYS = ("target_size", "normalisation", "resampling", "preprocessing_version")
 
 
@@ -162,9 +163,11 @@ def _previous_stage(entry: Any, source: Path | str) -> PreviousStage | None:
     if entry is None:
         return None
     margin = float(entry["margin"])
-    if not math.isfinite(margin) or margin < 1:
-        raise LeafnetError(f"{source}: previous_stage margin must be a number >= 1 (the crop's "
-                           f"side over the region's longer side), got {entry['margin']!r}")
+    if not math.isfinite(margin) or not 1 <= margin <= MAX_CROP_MARGIN:
+        raise LeafnetError(f"{source}: previous_stage margin must be a number from 1 to "
+                           f"{MAX_CROP_MARGIN:g} (the crop's side over the region's longer side; "
+                           "a larger crop is the whole image: plan one stage instead), got "
+                           f"{entry['margin']!r}")
     jitter = entry.get("training_jitter", False)
     if not isinstance(jitter, bool):
         raise LeafnetError(f"{source}: previous_stage training_jitter must be true or false, "

@@ -97,3 +97,28 @@ def test_planning_refuses_plans_made_for_other_channels(leafnet_folders):
     dataset_json.write_text(json.dumps(data))
     with pytest.raises(LeafnetError, match="channels .* in the plans, .*CT.* in the raw dataset"):
         plan_and_preprocess(999, **QUIET)
+
+
+def test_a_crop_margin_beyond_the_image_is_refused_when_the_plans_are_read():
+    from leafnet.preprocessing.label_scheme import LabelScheme
+    from leafnet.preprocessing.plans import Plans
+
+    content = {"data_identifier": "x", "target_size": [64, 64], "num_channels": 3,
+               "normalisation": {"windows": [{"lower": 0, "upper": 255}] * 3},
+               "labels": {"background": 0, "spot": 1},
+               "label_handling": LabelScheme.for_dataset({"background": 0, "spot": 1}).to_json(),
+               "batch_size": 2, "preset": "tiny",
+               "previous_stage": {"plans": "leafnetPlans", "margin": 1e9}}
+    with pytest.raises(LeafnetError, match="margin must be a number from 1 to 10"):
+        Plans.from_json(content, "edited plans")
+
+
+def test_evaluate_writes_into_a_folder_given_as_its_output(tmp_path):
+    from leafnet.evaluation.cli import main as evaluate_main
+
+    save(tmp_path / "ref" / "a.png", disc_mask(16, 16))
+    save(tmp_path / "pred" / "a.png", disc_mask(16, 16))
+    (tmp_path / "out").mkdir()
+    evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o",
+                   str(tmp_path / "out")])
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["num_cases"] == 1
