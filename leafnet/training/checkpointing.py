@@ -62,11 +62,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def remove_checkpoints(folder: Path) -> None:
+def remove_checkpoints(folder: Path) -> str:
     """Remove the checkpoints of an earlier run of ``folder``: a run that starts over must never
-    be continued (``--c``) from them."""
+    be continued (``--c``) from them. Return what was removed, in words for the log (empty
+    when there was nothing): starting over is never silent."""
+    removed = []
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth"):
-        (folder / name).unlink(missing_ok=True)
+        if (folder / name).is_file():
+            (folder / name).unlink()
+            removed.append(name)
+    if not removed:
+        return ""
+    return (f"started over without --c: the earlier run's {', '.join(removed)} in {folder} were "
+            "removed (leafnet_train ... --c continues a run instead)")
 
 
 def rng_state() -> dict[str, Any]:

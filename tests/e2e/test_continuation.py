@@ -217,3 +217,11 @@ def test_a_fold_split_file_is_checked_and_its_digest_is_that_of_its_three_lists(
     for broken in ([], {"train": "a"}, {"train": [1]}, None):
         with pytest.raises(LeafnetError, match="split.json: not a fold split"):
             FoldSplit.from_json(broken, "split.json")
+
+
+def test_training_again_without_c_says_it_started_over(env):
+    first = train("LEAFTrainer_x0", 2)
+    assert "started over" not in (first.output / "training_log.txt").read_text()
+    again = train("LEAFTrainer_x0", 2)
+    log = (again.output / "training_log.txt").read_text()
+    assert "started over without --c: the earlier run's checkpoint_latest.pth" in log
