@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 from leafnet.errors import LeafnetError, exit_on_user_error
-from leafnet.model_store.discovery import find_models
+from leafnet.model_store.discovery import find_models, stage_folders
+from leafnet.models.fold_record import model_digest
+from leafnet.models.network import exported_model
 from leafnet.inference.predict_folder import predict_folder
 from leafnet.inference.two_stages import TwoStagePredictor, load_predictor
 from leafnet.inference.predictor import BACKENDS
@@ -83,9 +85,15 @@ def main(argv: list[str] | None = None) -> None:
             for name, spread in numbers["per_class"].items():
                 print(f"  {name}: {spread['Dice']:.4f} +- {spread['Dice_std']:.4f}")
         return
+    identity = {"models": {str(path): model_digest(exported_model(path, args.checkpoint))
+                           for stage in stage_folders(folders) for path in stage},
+                "seed": args.seed, "num_samples": args.num_samples, "backend": args.backend,
+                "fast_decoder": args.fast_decoder, "mirroring": args.mirroring}
     result = predict_folder(predictor, args.input, args.output, args.seed, args.num_samples,
                             args.save_probabilities, args.continue_prediction,
-                            save_uncertainty=args.save_uncertainty)
+                            save_uncertainty=args.save_uncertainty, identity=identity)
+    if result.note:
+        print(f"note: {result.note}")
     print(f"model: {folder}" + (f" (folds {args.folds}, probabilities averaged)"
                                  if len(folders) > 1 else "")
           + (", test-time mirroring (four views averaged)" if args.mirroring else ""))

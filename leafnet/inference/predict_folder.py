@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from leafnet.atomic import atomic_path
+from leafnet.atomic import atomic_path, write_json
 from leafnet.errors import LeafnetError
 from leafnet.imageio import (
     IMAGE_ENDINGS,
@@ -22,7 +23,9 @@ from leafnet.imageio import (
     write_label,
 )
 from leafnet.inference.segmenter import Segmenter
+from leafnet.utilities.json_files import read_json
 
+PREDICTION_RECORD = "prediction_record.json"
 _CHANNEL = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
 
@@ -43,6 +46,7 @@ class FolderResult:
     written: list[Path] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    note: str = ""
 
 
 def input_cases(folder: Path, num_channels: int) -> list[InputCase]:
@@ -101,14 +105,27 @@ def _read(case: InputCase) -> tuple[np.ndarray, ImageProperties]:
 def predict_folder(predictor: Segmenter, input_folder: Path, output_folder: Path,
                    seed: int = 0, num_samples: int = 1, save_probabilities: bool = False,
                    continue_prediction: bool = False, show_progress: bool = True,
-                   save_uncertainty: bool = False) -> FolderResult:
+                   save_uncertainty: bool = False,
+                   identity: dict[str, Any] | None = None) -> FolderResult:
     """Predict every case of ``input_folder`` into ``output_folder``, in device batches of the
     predictor's batch size; optionally with ``CASE.npz`` (probabilities) and
-    ``CASE_uncertainty.npz`` (their standard deviation over folds and noise samples)."""
+    ``CASE_uncertainty.npz`` (their standard deviation over folds and noise samples).
+    ``identity`` (the model's weights digests and the settings that change a prediction) is
+    recorded in ``prediction_record.json``; ``continue_prediction`` skips a case only when all
+    its asked-for files are there and they were made under the same identity, else it predicts
+    every case again and says why in ``FolderResult.note``."""
     cases = input_cases(input_folder, predictor.plans.num_channels)
     check_output_folder(input_folder, output_folder, cases)
     output_folder.mkdir(parents=True, exist_ok=True)
     result = FolderResult()
+    record = output_folder / PREDICTION_RECORD
+    if continue_prediction and identity is not None and read_json(record) != identity:
+        continue_prediction = False
+        result.note = (f"the predictions in {output_folder} were made by another model or "
+                       f"other settings ({record.name} differs or is missing): every case is "
+                       "predicted again")
+    if identity is not None:
+        write_json(record, identity)
     class_names = [item.name for item in predictor.plans.label_scheme.classes]
     members = len(predictor.members) * num_samples
     if save_uncertainty and members < 2:
@@ -135,7 +152,10 @@ def predict_folder(predictor: Segmenter, input_folder: Path, output_folder: Path
 
     for case in tqdm(cases, desc="predicting", disable=not show_progress):
         target = output_folder / f"{case.case_id}{case.output_ending}"
-        if continue_prediction and target.is_file():
+        wanted = [target] + [output_folder / f"{case.case_id}{suffix}" for suffix, asked in
+                             ((".npz", save_probabilities),
+                              ("_uncertainty.npz", save_uncertainty)) if asked]
+        if continue_prediction and all(path.is_file() for path in wanted):
             result.skipped.append(target)
             continue
         try:

@@ -136,6 +136,27 @@ def test_corrupt_input_is_reported_and_the_rest_predicted(results, tmp_path, cap
     assert "0 predicted, 1 skipped (already there)" in capsys.readouterr().out
 
 
+def test_continue_predicts_again_what_is_missing_or_was_made_by_another_model(results, tmp_path,
+                                                                              capsys):
+    for name in ("a", "b"):
+        save(tmp_path / "in" / f"{name}.png", rgb(32, 32))
+    command = ["-i", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--continue",
+               "--save_probabilities", "-device", "cpu"]
+    predict_main(command)
+    assert "2 predicted, 0 skipped" in capsys.readouterr().out
+    (tmp_path / "out" / "a.npz").unlink()               # its label is there, its .npz not
+    predict_main(command)
+    assert "1 predicted, 1 skipped" in capsys.readouterr().out
+    record = tmp_path / "out" / "prediction_record.json"
+    other = json.loads(record.read_text())
+    other["models"] = {key: "0" * 16 for key in other["models"]}   # a model since retrained
+    record.write_text(json.dumps(other))
+    predict_main(command)
+    printed = capsys.readouterr().out
+    assert "made by another model or other settings" in printed
+    assert "2 predicted, 0 skipped" in printed
+
+
 def test_output_over_the_inputs_or_a_file_is_refused(results, tmp_path):
     save(tmp_path / "in" / "a.png", rgb(32, 32))
     before = (tmp_path / "in" / "a.png").read_bytes()
