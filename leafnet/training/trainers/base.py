@@ -33,6 +33,10 @@ class LEAFTrainer(Trainer):
     def __init__(self, *args: Any, lam: float | None = None, first_stage: str | None = None,
                  **options: Any) -> None:
         if lam is not None:
+            if self.teacher is None:
+                raise LeafnetError(f"--lam weights the feature alignment to a teacher, and "
+                                   f"{type(self).__name__} has none; use a distillation trainer "
+                                   "(e.g. LEAFTrainer_x0_distill)")
             self.distill_lambda = lam
         if first_stage is not None:
             self.first_stage = first_stage

@@ -122,3 +122,10 @@ def test_evaluate_writes_into_a_folder_given_as_its_output(tmp_path):
     evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o",
                    str(tmp_path / "out")])
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["num_cases"] == 1
+
+
+def test_lam_on_a_trainer_without_a_teacher_is_refused():
+    from leafnet.training.registry import find_trainer
+
+    with pytest.raises(LeafnetError, match="--lam weights the feature alignment .* has none"):
+        find_trainer("LEAFTrainer_x0")(999, lam=0.5)
