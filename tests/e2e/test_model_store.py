@@ -44,7 +44,7 @@ def test_exported_model_installs_into_an_empty_results_folder_and_predicts_witho
     predict_main(["-i", str(fold_images(tmp_path / "in")), "-o", str(tmp_path / "out"), "-f", "0",
                   "1", "-device", "cpu"])
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "case0.png", "case1.png", "case2.png"]
+        "case0.png", "case1.png", "case2.png", "prediction_record.json"]
     with pytest.raises(SystemExit):
         install_main([str(archive)])
 
