@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     suite.add_argument("--mirroring-cases", type=non_negative_int,
                        help="predict only the first N test images with nnU-Net's mirroring")
     suite.add_argument("-device", "--device", choices=("cuda", "mps", "cpu"))
+    suite.add_argument("--stall-minutes", type=positive_float, default=STALL_MINUTES,
+                       help="an nnU-Net row whose process writes nothing this long is ended "
+                       "and reported failed (default: %(default)s)")
     suite.add_argument("-o", "--output", type=Path,
                        help="suite folder (default: LEAFNET_RESULTS/benchmarks/suite_Mmin)")
     ceiling = benchmarks.add_parser(
@@ -209,7 +212,8 @@ def suite(args: argparse.Namespace) -> None:
     """Run the suite; write its JSON and summary table in the suite folder."""
     folder = args.output or suite_folder(args.minutes)
     numbers = run_suite(args.minutes, args.data, args.datasets, args.rows, folder,
-                        mirroring_cases=args.mirroring_cases, device=args.device)
+                        mirroring_cases=args.mirroring_cases, device=args.device,
+                        stall_minutes=args.stall_minutes)
     path = write_report("suite", numbers, folder / "suite.json")
     table = summary_table(numbers)
     write_text(path.with_suffix(".md"), table)
@@ -220,6 +224,8 @@ def suite(args: argparse.Namespace) -> None:
 @exit_on_user_error("leafnet_benchmark")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if getattr(args, "device", None) is not None:
+        args.device = usable_device(args.device)
     if args.benchmark == "preprocess":
         numbers = benchmark_preprocess(args.dataset, args.num_processes)
         name = f"preprocess_{numbers['dataset']}"

@@ -37,7 +37,7 @@ from leafnet.models.fast_decoder import fast_decoder_for
 from leafnet.models.network import build_network, network_config
 from leafnet.models.presets import get_preset
 from leafnet.models.single_step import SingleStep
-from leafnet.utilities.processes import STALL_MINUTES, run_watched
+from leafnet.utilities.processes import STALL_MINUTES, ChildStalled, run_watched
 
 NNUNET_PLANNING_CASES = 4
 
@@ -102,12 +102,16 @@ def nnunet_predictor_seconds(images: torch.Tensor, repeats: int,
                "nnUNet_results": str(root / "results")}
         report = root / "report.json"
         log = root / "nnunet.log"
-        status = run_watched(
-            [sys.executable, "-m", "leafnet.benchmarks.nnunet_predictor_half",
-             "--dataset-id", "1", "--test-images", str(folder / "imagesTs"),
-             "--output", str(root / "predictions"), "--report", str(report),
-             "--repeats", str(repeats), "--device", device],
-            log, STALL_MINUTES * 60, env=env)
+        try:
+            status = run_watched(
+                [sys.executable, "-m", "leafnet.benchmarks.nnunet_predictor_half",
+                 "--dataset-id", "1", "--test-images", str(folder / "imagesTs"),
+                 "--output", str(root / "predictions"), "--report", str(report),
+                 "--repeats", str(repeats), "--device", device],
+                log, STALL_MINUTES * 60, env=env)
+        except ChildStalled as error:  # the log goes with the scratch folder: keep its end
+            raise LeafnetError(f"timing nnU-Net's predictor stopped: {error}; the end of its "
+                               f"output:\n{log.read_text(errors='replace')[-2000:]}") from None
         if status != 0:
             output = log.read_text(errors="replace")[-2000:]
             raise LeafnetError(f"timing nnU-Net's predictor failed (exit {status}): {output}")

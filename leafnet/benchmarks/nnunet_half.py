@@ -216,6 +216,7 @@ def predict(trainer: nnUNetTrainerBudget, images: list[Path], output: Path, mirr
         seconds.append(time.perf_counter() - started)
         reader.write_seg(np.asarray(segmentation), str(output / f"{case_id}{ending}"),
                          properties)
+        print(f"predicted {case_id} ({len(seconds)} of {len(images)})", flush=True)
     return seconds
 
 

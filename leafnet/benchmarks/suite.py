@@ -136,12 +136,17 @@ def summary_table(suite: dict[str, Any]) -> str:
                 f"{scores.get('HD95', float('nan')):.1f} | {row['samples_seen']} | "
                 f"{row['seconds_per_step']:.2f} | {row['seconds_per_image']:.3f} |")
         decided = verdict(report)
+        failed = {name: reason for name, reason in report.get("skipped", {}).items()
+                  if reason.startswith("failed:")}
         if decided is not None:
             leafnet, best = decided
             lead = leafnet["scores"]["Dice"] - best["scores"]["Dice"]
             verdicts.append(f"- {report['dataset']}: leafnet ({leafnet['method']}) "
                             f"{'leads' if lead > 0 else 'does not lead'} by {lead:+.3f} "
-                            f"against {best['method']}")
+                            f"against {best['method']}"
+                            + (f" (without {', '.join(failed)}, which failed)" if failed else ""))
+        verdicts += [f"- {report['dataset']}, {name}: {reason}"
+                     for name, reason in failed.items()]
     for name, reason in suite["skipped"].items():
         verdicts.append(f"- {name}: skipped ({reason})")
     return "\n".join(lines + [""] + verdicts) + "\n"

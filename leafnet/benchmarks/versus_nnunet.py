@@ -61,7 +61,7 @@ from leafnet.training.registry import find_trainer
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import usable_device
-from leafnet.utilities.processes import STALL_MINUTES, ChildStalled, run_watched
+from leafnet.utilities.processes import STALL_MINUTES, run_watched
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
 FIRST_STAGE_SHARE = 0.3
@@ -306,8 +306,8 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
     there is one) for the same minutes: leafnet (always); of ``rows``, a plain U-Net in leafnet's
     loop (``unet``), nnU-Net on the raw images with its own plans (``nnunet``) and nnU-Net on
     the images leafnet sees (``nnunet_same_size``). Return the report. An nnU-Net row whose
-    process writes nothing for ``stall_minutes`` is ended and reported failed, with the reason;
-    the other rows and the table are still made."""
+    process fails, or writes nothing for ``stall_minutes`` (it is ended), is reported failed
+    with the reason; the other rows and the table are still made."""
     device = usable_device(device)
     if not math.isfinite(minutes) or minutes <= 0:
         raise LeafnetError(f"--minutes must be a positive number, got {minutes}")
@@ -360,7 +360,7 @@ def benchmark_versus_nnunet(dataset: str | int, minutes: float, *,
             numbers = run_nnunet(parse_dataset_id(dataset), raw, minutes, split, folder / key,
                                  num_processes, device, mirroring_cases,
                                  plans if key == "nnunet_same_size" else None, stall_minutes)
-        except ChildStalled as error:
+        except LeafnetError as error:  # stalled, or its process failed: the rest still count
             skipped[name] = f"failed: {error}"
             continue
         table += nnunet_rows(numbers, name, len(split.test))

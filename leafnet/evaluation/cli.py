@@ -24,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-ref", "--reference", type=Path, required=True)
     parser.add_argument("-pred", "--prediction", type=Path, required=True)
     parser.add_argument("-o", "--output", type=Path,
-                        help="the summary file, or a folder to write summary.json in (default: "
-                        "PRED/summary.json)")
+                        help="the summary file (*.json), or a folder to write summary.json in "
+                        "(default: PRED/summary.json)")
     parser.add_argument("-l", "--labels", type=int, nargs="+",
                         help="labels to evaluate (default: all foreground labels found)")
     parser.add_argument("-djfile", "--dataset-json", type=Path,
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
     for note in summary.notes:
         print(f"note: {note}", file=sys.stderr)
     output = args.output or args.prediction / SUMMARY_FILE
-    if output.is_dir():
+    if output.is_dir() or output.suffix.lower() != ".json":
         output = output / SUMMARY_FILE
     summary.save(output)
     means = ", ".join(f"{k} {v:.4f}" for k, v in summary.foreground_mean.items())

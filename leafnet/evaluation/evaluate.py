@@ -34,8 +34,8 @@ from leafnet.raw_format import DatasetDescription
 
 MAX_IMPLICIT_LABELS = 10
 EMPTY_CONVENTION = ("both reference and prediction empty: Dice = IoU = 1; empty reference, "
-                    "non-empty prediction: 0; HD95 undefined (NaN, excluded from means) when "
-                    "either is empty")
+                    "non-empty prediction: 0; HD95 undefined (null in summary.json, NaN in "
+                    "Python; excluded from means) when either is empty")
 
 
 def surface(mask: np.ndarray) -> np.ndarray:

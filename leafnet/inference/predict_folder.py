@@ -111,9 +111,10 @@ def predict_folder(predictor: Segmenter, input_folder: Path, output_folder: Path
     predictor's batch size; optionally with ``CASE.npz`` (probabilities) and
     ``CASE_uncertainty.npz`` (their standard deviation over folds and noise samples).
     ``identity`` (the model's weights digests and the settings that change a prediction) is
-    recorded in ``prediction_record.json``; ``continue_prediction`` skips a case only when all
-    its asked-for files are there and they were made under the same identity, else it predicts
-    every case again and says why in ``FolderResult.note``."""
+    recorded in ``prediction_record.json`` at the end of the run (an interrupted run leaves
+    none; a case that fails leaves no files of an earlier run); ``continue_prediction`` skips a
+    case only when all its asked-for files are there and were made under the same identity,
+    else it predicts every case again and says why in ``FolderResult.note``."""
     cases = input_cases(input_folder, predictor.plans.num_channels)
     check_output_folder(input_folder, output_folder, cases)
     output_folder.mkdir(parents=True, exist_ok=True)
@@ -124,8 +125,7 @@ def predict_folder(predictor: Segmenter, input_folder: Path, output_folder: Path
         result.note = (f"the predictions in {output_folder} were made by another model or "
                        f"other settings ({record.name} differs or is missing): every case is "
                        "predicted again")
-    if identity is not None:
-        write_json(record, identity)
+    record.unlink(missing_ok=True)
     class_names = [item.name for item in predictor.plans.label_scheme.classes]
     members = len(predictor.members) * num_samples
     if save_uncertainty and members < 2:
@@ -163,10 +163,15 @@ def predict_folder(predictor: Segmenter, input_folder: Path, output_folder: Path
             predictor.check_image(image)
         except LeafnetError as error:
             result.failed[case.case_id] = str(error)
+            if not continue_prediction:  # an earlier run's files of it are not this run's
+                for path in wanted:
+                    path.unlink(missing_ok=True)
             continue
         pending.append((case, target, image, properties))
         if len(pending) == predictor.batch_size:
             flush()
     if pending:
         flush()
+    if identity is not None:
+        write_json(record, identity)
     return result

@@ -93,7 +93,8 @@ def previous_stage_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
                    for name in ("model_final", "model_best")):
             dataset = folder.parent.parent.name
             record = read_fold_record(folder)
-            source = record.inputs.first_stage.source if record is not None else ""
+            stage = record.inputs.first_stage if record is not None else None
+            source = stage.source if stage is not None else ""
             first_stage = source.split("__")[0] if "__" in source else ""
             raise LeafnetError(
                 f"{folder} is the crop stage of a two-stage model; its coarse stage {previous} "

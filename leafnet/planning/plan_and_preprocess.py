@@ -319,7 +319,7 @@ def _remove_stale_cases(data_folder: Path, case_ids: set[str]) -> int:
 def _is_case_record(path: Path) -> bool:
     try:
         record = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return False
     return isinstance(record, dict) and record.get("case_id") == path.name[:-len(".json")] \
         and "plans_hash" in record

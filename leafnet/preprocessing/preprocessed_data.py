@@ -42,7 +42,7 @@ def array_problem(folder: Path, case_id: str, size_hw: tuple[int, int]) -> str |
     paths = case_paths(folder, case_id)
     try:
         properties = json.loads(paths["properties"].read_text())
-    except (OSError, json.JSONDecodeError) as error:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
         return f"its properties cannot be read ({error})"
     wanted = ["image"] + (["label"] if properties.get("has_label") else [])
     for name in wanted:

@@ -62,10 +62,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return state
 
 
-def remove_checkpoints(folder: Path) -> str:
+def remove_checkpoints(folder: Path, continuing: bool) -> str:
     """Remove the checkpoints of an earlier run of ``folder``: a run that starts over must never
     be continued (``--c``) from them. Return what was removed, in words for the log (empty
-    when there was nothing): starting over is never silent."""
+    when there was nothing): starting over is never silent. ``continuing``: --c was given but
+    found no checkpoint_latest.pth to continue from."""
     removed = []
     for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth"):
         if (folder / name).is_file():
@@ -73,8 +74,9 @@ def remove_checkpoints(folder: Path) -> str:
             removed.append(name)
     if not removed:
         return ""
-    return (f"started over without --c: the earlier run's {', '.join(removed)} in {folder} were "
-            "removed (leafnet_train ... --c continues a run instead)")
+    why = ("--c found no checkpoint_latest.pth to continue from" if continuing else
+           "without --c (leafnet_train ... --c continues a run instead)")
+    return f"started over, {why}: the earlier run's {', '.join(removed)} in {folder} were removed"
 
 
 def rng_state() -> dict[str, Any]:

@@ -11,7 +11,7 @@ from leafnet.model_store.discovery import find_models
 from leafnet.training.fast_decoder_distillation import distill_fast_decoder
 from leafnet.training.progress import log_to_console
 from leafnet.utilities.cli_numbers import positive_float, positive_int
-from leafnet.utilities.machine import default_device
+from leafnet.utilities.machine import usable_device
 
 
 @exit_on_user_error("leafnet_distill_decoder")
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     log_to_console()
     for folder in find_models(args.dataset, args.trainer, args.folds, args.plans, args.preset):
         report = distill_fast_decoder(folder, args.steps, args.batch_size,
-                                      device=args.device or default_device(),
+                                      device=usable_device(args.device),
                                       max_cases=args.max_cases, resume=args.c,
                                       checkpoint=args.checkpoint, minutes=args.minutes,
                                       extend=args.extend)

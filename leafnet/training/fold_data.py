@@ -27,6 +27,10 @@ PREPROCESS_FIX = "run leafnet_plan_and_preprocess"
 def fold_split(folder: Path, plans: Plans, fold: int) -> FoldSplit:
     """Fold ``fold``'s train, val and test cases of the preprocessed dataset ``folder``, from
     splits_final.json checked as planning checks it (it may have been edited since)."""
+    if not (folder / "dataset.json").is_file():
+        raise LeafnetError(f"{folder} has no dataset.json copy: planning did not finish (it "
+                           f"writes the copy last); run 'leafnet_plan_and_preprocess -d "
+                           f"{dataset_number(folder.name)}' (it resumes)")
     training_ids, test_ids = case_ids(folder, plans)
     rule = load_dataset_json(folder).split
     splits = check_training_splits(folder / SPLITS_FILE, training_ids, test_ids, rule,

@@ -271,7 +271,7 @@ class Trainer(ABC):
             self._save_record()
             self.log(f"resumed from {latest} at step {start}")
         elif self.context.is_main:
-            if self.save and (removed := remove_checkpoints(self.output)):
+            if self.save and (removed := remove_checkpoints(self.output, continue_training)):
                 self.log(removed)
             write_fold_inputs(self.output, self.plans_path, self.folder / FOLD_DATASET_FILE,
                               self.split)

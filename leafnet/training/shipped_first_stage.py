@@ -38,6 +38,7 @@ from leafnet.models.shipped_autoencoder import SHIPPED_RECORD, round_trip
 from leafnet.training.mask_shapes import random_mask
 from leafnet.training.tasks.autoencoder import Reconstruction, rgb_dice_loss
 from leafnet.training.tasks.task import step_generator
+from leafnet.utilities.cli_numbers import non_negative_int
 from leafnet.utilities.machine import autocast, cpu_has_bf16
 
 CHECKPOINT = "checkpoint.pth"
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--masks", type=Path, action="append", default=[],
                         help="a folder of real training masks (repeatable)")
     parser.add_argument("--validate-every", type=int, default=250)

@@ -78,8 +78,10 @@ def run_watched(command: list[str], log: Path, stall_seconds: float,
     ``log``, and return its exit status; a child that writes nothing for ``stall_seconds`` (a
     hung pool, a deadlock) is ended with the processes it started (its own process group:
     SIGTERM, then SIGKILL after ``STOP_GRACE_SECONDS``) and :class:`ChildStalled` names the
-    log. Progress bars and logs count as output."""
+    log. Progress bars and logs count as output; the child's Python is unbuffered, so that its
+    prints reach the log when they are made."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    options["env"] = {**options.get("env", os.environ), "PYTHONUNBUFFERED": "1"}
     prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
     with log.open("ab") as output:
         child = subprocess.Popen(

@@ -224,4 +224,5 @@ def test_training_again_without_c_says_it_started_over(env):
     assert "started over" not in (first.output / "training_log.txt").read_text()
     again = train("LEAFTrainer_x0", 2)
     log = (again.output / "training_log.txt").read_text()
-    assert "started over without --c: the earlier run's checkpoint_latest.pth" in log
+    assert "started over, without --c (leafnet_train ... --c continues a run instead): the " \
+           "earlier run's checkpoint_latest.pth" in log

@@ -55,11 +55,16 @@ def test_a_command_killed_in_the_middle_of_its_pool_leaves_no_worker(tmp_path, c
                                stderr=subprocess.DEVNULL)
     workers: list[int] = []
     deadline = time.monotonic() + 120
-    while len(workers) < 2 and time.monotonic() < deadline and process.poll() is None:
-        workers = _children(process.pid)
+    while time.monotonic() < deadline and process.poll() is None:
+        workers = [pid for pid in _children(process.pid) if _running(pid)]
+        if len(workers) == 2:
+            time.sleep(0.5)  # inside tasks by now, and still the same two workers
+            if all(_running(pid) for pid in workers) and \
+                    sorted(workers) == sorted(_children(process.pid)):
+                break
         time.sleep(0.05)
-    assert len(workers) == 2, "the command ended before its pool started"
-    time.sleep(0.5)  # the workers are inside tasks now
+    else:
+        pytest.fail("the command ended before a pool of two workers was busy")
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.monotonic() + 15

@@ -123,6 +123,21 @@ def test_jpeg_masks_with_a_rim_of_a_third_value_are_refused_like_their_pngs(
         convert(tmp_path)
 
 
+@pytest.mark.parametrize("quality", [50, 75, 90])
+def test_thin_vessels_in_jpeg_masks_are_still_compression_noise(tmp_path, quality):
+    """The rim rule above must not take JPEG's ringing around 1-4 px lines for a region."""
+    for index in range(3):
+        mask = np.zeros((128, 128), np.uint8)
+        for offset, width in zip((20, 50, 80, 110), (1, 2, 3, 4), strict=True):
+            mask[offset + index:offset + index + width, :] = 255
+            mask[:, offset:offset + width] = 255
+        save(tmp_path / "img" / f"v{index}.png", rgb(128, 128, index))
+        (tmp_path / "msk").mkdir(exist_ok=True)
+        Image.fromarray(mask).save(tmp_path / "msk" / f"v{index}.jpg", quality=quality)
+    labels = convert(tmp_path)
+    assert set(np.unique(labels["v0"])) == {0, 1}
+
+
 def test_a_rule_that_empties_a_case_is_an_error_after_writing_too(tmp_path):
     save(tmp_path / "ones.png", disc_mask(16, 16, 1))
     with pytest.raises(LeafnetError, match="its object vanished"):

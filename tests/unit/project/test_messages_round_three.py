@@ -73,7 +73,7 @@ def _one_label_folder(tmp_path):
         save(tmp_path / "cup" / f"{name}.png", disc_mask(16, 16, 255))
 
 
-def test_named_options_that_fit_no_mask_folder_are_refused(tmp_path):
+def test_named_options_that_fit_no_mask_folder_are_refused(tmp_path, capsys):
     _one_label_folder(tmp_path)
     masks = {"disc": tmp_path / "disc", "cup": tmp_path / "cup"}
     with pytest.raises(LeafnetError, match="--threshold foo=...: no mask folder is named foo"):
@@ -86,6 +86,8 @@ def test_named_options_that_fit_no_mask_folder_are_refused(tmp_path):
         convert_main(["folder", "--images", str(tmp_path / "img"), "--masks",
                       str(tmp_path / "disc"), "--threshold", "cup=128", "-d", "31",
                       "--name", "X", "-np", "1"])
+    assert "--threshold NAME=T and --test-masks NAME=DIR name a label's mask folder" in \
+        capsys.readouterr().err
 
 
 def test_planning_refuses_plans_made_for_other_channels(leafnet_folders):
@@ -119,9 +121,10 @@ def test_evaluate_writes_into_a_folder_given_as_its_output(tmp_path):
     save(tmp_path / "ref" / "a.png", disc_mask(16, 16))
     save(tmp_path / "pred" / "a.png", disc_mask(16, 16))
     (tmp_path / "out").mkdir()
-    evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o",
-                   str(tmp_path / "out")])
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["num_cases"] == 1
+    for folder in ("out", "new_folder"):   # an existing folder, and one that is not there yet
+        evaluate_main(["-ref", str(tmp_path / "ref"), "-pred", str(tmp_path / "pred"), "-o",
+                       str(tmp_path / folder)])
+        assert json.loads((tmp_path / folder / "summary.json").read_text())["num_cases"] == 1
 
 
 def test_lam_on_a_trainer_without_a_teacher_is_refused():
