@@ -313,10 +313,18 @@ def check_checkpoint_inputs(path: Path, recorded: dict[str, Any] | None,
 def check_model(fold_folder: Path, checkpoint: str) -> None:
     """Refuse an exported ``model_<checkpoint>`` whose weights or config are not the ones the
     fold's training exported (replaced, copied, or left by an earlier run of the folder that
-    was started over), or a fold whose plans.json is not the one it was trained under; a fold
-    without a record (an older leafnet's) is not asked."""
+    was started over), or a fold whose plans.json is not the one it was trained under. A fold
+    without a record is not asked when it is an older leafnet's (its run_settings.json) or
+    came without training checkpoints (an archive); one trained here whose record was deleted
+    is refused, since nothing could then be checked."""
     record = read_fold_record(fold_folder)
     if record is None:
+        if any(fold_folder.glob("checkpoint_*.pth")) and \
+                not (fold_folder / OLDER_SETTINGS_FILE).is_file():
+            raise LeafnetError(
+                f"{fold_folder} was trained here, but its {FOLD_RECORD_FILE} is missing, so its "
+                "exported weights cannot be checked against its training: restore the file, "
+                "or train the fold again")
         return
     plans = fold_folder / FOLD_PLANS_FILE
     if plans.is_file() and file_digest(plans) != record.inputs.plans_sha256:

@@ -139,6 +139,16 @@ def test_uncertainty_needs_several_members_and_is_saved_beside_the_labels(result
     assert float(saved["uncertainty"].max()) > 0
 
 
+def test_a_fold_trained_here_without_its_record_is_refused_but_an_older_one_is_read(results):
+    folder = find_models("999", folds=[0])[0]
+    (folder / "fold_record.json").unlink()
+    with pytest.raises(LeafnetError, match="fold_record.json is missing, so its exported "
+                                           "weights cannot be checked"):
+        LEAFPredictor.from_folder(folder)
+    (folder / "run_settings.json").write_text("{}")     # an older leafnet's fold
+    assert LEAFPredictor.from_folder(folder).plans.plans_name == "leafnetPlans"
+
+
 def test_folds_planned_differently_are_not_ensembled(results):
     folders = find_models("999", folds=[0, 1])
     plans = json.loads((folders[1] / "plans.json").read_text())
