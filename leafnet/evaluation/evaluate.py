@@ -56,7 +56,7 @@ def hd95(prediction: np.ndarray, reference: np.ndarray,
     return float(np.percentile(distances, 95))
 
 
-def _files(folder: Path, prefix: str = "", suffix: str = "") -> dict[str, Path]:
+def mask_files(folder: Path, prefix: str = "", suffix: str = "") -> dict[str, Path]:
     """Mask files of ``folder`` by case: ``PREFIX + CASE + SUFFIX + ending``."""
     if not folder.is_dir():
         raise LeafnetError(f"{folder}: no such folder")
@@ -77,7 +77,8 @@ def evaluate_folders(reference: Path, prediction: Path, labels: list[int] | None
     """Per-case and mean Dice/IoU (and HD95) for every foreground label (or each of
     ``classes``), files paired by case name (``PREFIX + CASE + SUFFIX`` on either side, e.g.
     ``CASE_lesion.png`` with ``CASE.png``)."""
-    references, predictions = _files(reference, *ref_affix), _files(prediction, *pred_affix)
+    references = mask_files(reference, *ref_affix)
+    predictions = mask_files(prediction, *pred_affix)
     if not references:
         raise LeafnetError(f"{reference} holds no reference masks"
                            + (f" named {ref_affix[0]}CASE{ref_affix[1]}" if any(ref_affix)

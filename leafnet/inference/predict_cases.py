@@ -11,9 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from leafnet.errors import LeafnetError
-from leafnet.evaluation.evaluate import evaluate_pairs
+from leafnet.evaluation.evaluate import evaluate_pairs, mask_files
 from leafnet.evaluation.summary import SUMMARY_FILE, Summary
-from leafnet.imageio import IMAGE_ENDINGS, file_ending, strip_ending, write_label
+from leafnet.imageio import write_label
 from leafnet.inference.predict_folder import input_cases
 from leafnet.inference.segmenter import Segmenter
 from leafnet.preprocessing.label_scheme import LabelScheme
@@ -58,10 +58,7 @@ class LabelledCases:
         """The images of a folder (named as leafnet_predict reads them) and their reference
         masks in another, paired by case name; a case missing on either side is an error."""
         inputs = input_cases(images, num_channels)
-        if not reference.is_dir():
-            raise LeafnetError(f"{reference}: no such reference folder")
-        masks = {strip_ending(path.name): path for path in sorted(reference.iterdir())
-                 if path.is_file() and file_ending(path) in IMAGE_ENDINGS}
+        masks = mask_files(reference)
         unpaired = sorted({case.case_id for case in inputs} ^ set(masks))
         if unpaired:
             raise LeafnetError(f"{len(unpaired)} case(s) are in only one of {images} and "

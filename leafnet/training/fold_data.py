@@ -15,7 +15,7 @@ from leafnet.planning.splits import check_training_splits
 from leafnet.preprocessing.case_preprocessing import CasePreprocessor
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import array_problem, case_paths
-from leafnet.raw_format import dataset_cases, find_dataset, load_dataset_json
+from leafnet.raw_format import CaseFiles, dataset_cases, find_dataset, load_dataset_json
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases
 from leafnet.raw_format.locate import dataset_number
 from leafnet.training.locate import preprocessed_dataset
@@ -42,13 +42,21 @@ def fold_split(folder: Path, plans: Plans, fold: int) -> FoldSplit:
     return FoldSplit(folds[fold]["train"], folds[fold]["val"], splits.get("test", []))
 
 
-def case_ids(folder: Path, plans: Plans) -> tuple[list[str], list[str]]:
-    """The dataset's training and test case ids: the raw dataset's, else (raw data moved
-    away) those of the preprocessed arrays."""
+def raw_cases(folder: Path) -> tuple[Path | None, dict[str, dict[str, CaseFiles]]]:
+    """The raw dataset of the preprocessed dataset ``folder`` and its cases by subset
+    (``Tr``, ``Ts``); ``(None, {})`` when the raw data moved away."""
     with contextlib.suppress(LeafnetError):
         raw = find_dataset(folder.name)
         description = load_dataset_json(raw)
-        cases = dataset_cases(raw, description.image_ending, description.file_ending)
+        return raw, dataset_cases(raw, description.image_ending, description.file_ending)
+    return None, {}
+
+
+def case_ids(folder: Path, plans: Plans) -> tuple[list[str], list[str]]:
+    """The dataset's training and test case ids: the raw dataset's, else (raw data moved
+    away) those of the preprocessed arrays."""
+    raw, cases = raw_cases(folder)
+    if raw is not None:
         return sorted(cases.get("Tr", {})), sorted(cases.get("Ts", {}))
     subsets: dict[str, list[str]] = {"Tr": [], "Ts": []}
     for path in sorted((folder / plans.data_identifier).glob("*.json")):
@@ -69,35 +77,32 @@ def check_preprocessed(folder: Path, data: Path, plans: Plans, split: FoldSplit,
             f"{data} lacks the preprocessed arrays of {len(missing)} cases of fold "
             f"{fold} (e.g. {', '.join(missing[:5])}): preprocessing did not finish; "
             f"{fix} (it resumes)")
-    damaged = [(case, problem) for case in split.train + split.val
-               if (problem := array_problem(data, case, plans.target_size))]
-    if damaged:
-        shown = "; ".join(f"{case}: {problem}" for case, problem in damaged[:5])
-        raise LeafnetError(
-            f"{data}: the arrays of {len(damaged)} cases of fold {fold} cannot be used "
-            f"({shown}); nothing was trained or overwritten. {fix}: it preprocesses those "
-            "cases again")
-    raw, sources = None, {}
-    with contextlib.suppress(LeafnetError):
-        raw = find_dataset(folder.name)
-        description = load_dataset_json(raw)
-        subsets = dataset_cases(raw, description.image_ending, description.file_ending)
-        sources = {**subsets.get("Tr", {}), **subsets.get("Ts", {})}
+    _refuse_cases(data, fold, "cannot be used", fix,
+                  [(case, array_problem(data, case, plans.target_size))
+                   for case in split.train + split.val])
+    raw, subsets = raw_cases(folder)
+    sources = {**subsets.get("Tr", {}), **subsets.get("Ts", {})}
     preprocessor = CasePreprocessor(plans, data)
-    stale = [(case, reason) for case in split.train + split.val
-             if (reason := preprocessor.changed_input(case, sources.get(case)))]
-    if stale:
-        shown = "; ".join(f"{case}: {reason}" for case, reason in stale[:5])
-        raise LeafnetError(
-            f"{data}: the arrays of {len(stale)} cases of fold {fold} are not what the plans "
-            f"make of the raw files now ({shown}); nothing was trained. {fix}: it preprocesses "
-            "those cases again")
+    _refuse_cases(data, fold, "are not what the plans make of the raw files now", fix,
+                  [(case, preprocessor.changed_input(case, sources.get(case)))
+                   for case in split.train + split.val])
     if raw is None:
         return
     if (raw / "dataset.json").read_bytes() != (folder / "dataset.json").read_bytes():
         raise LeafnetError(
             f"{raw / 'dataset.json'} changed after planning ({folder} holds the planned "
             f"copy): the plans and arrays may be stale; {fix}")
+
+
+def _refuse_cases(data: Path, fold: int, what: str, fix: str,
+                  problems: list[tuple[str, str | None]]) -> None:
+    """Refuse the fold when any of its cases has a problem, naming up to five of them."""
+    found = [(case, problem) for case, problem in problems if problem]
+    if found:
+        shown = "; ".join(f"{case}: {problem}" for case, problem in found[:5])
+        raise LeafnetError(
+            f"{data}: the arrays of {len(found)} cases of fold {fold} {what} ({shown}); "
+            f"nothing was trained or overwritten. {fix}: it preprocesses those cases again")
 
 
 @dataclass
