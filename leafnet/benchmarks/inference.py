@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,7 +36,12 @@ from leafnet.models.fast_decoder import fast_decoder_for
 from leafnet.models.network import build_network, network_config
 from leafnet.models.presets import get_preset
 from leafnet.models.single_step import SingleStep
-from leafnet.utilities.processes import STALL_MINUTES, ChildStalled, run_watched
+from leafnet.utilities.processes import (
+    STALL_MINUTES,
+    ChildStalled,
+    python_main_command,
+    run_watched,
+)
 
 NNUNET_PLANNING_CASES = 4
 
@@ -104,10 +108,11 @@ def nnunet_predictor_seconds(images: torch.Tensor, repeats: int,
         log = root / "nnunet.log"
         try:
             status = run_watched(
-                [sys.executable, "-m", "leafnet.benchmarks.nnunet_predictor_half",
-                 "--dataset-id", "1", "--test-images", str(folder / "imagesTs"),
-                 "--output", str(root / "predictions"), "--report", str(report),
-                 "--repeats", str(repeats), "--device", device],
+                python_main_command(
+                    "leafnet.benchmarks.nnunet_predictor_half", "--dataset-id", "1",
+                    "--test-images", str(folder / "imagesTs"), "--output",
+                    str(root / "predictions"), "--report", str(report), "--repeats",
+                    str(repeats), "--device", device),
                 log, STALL_MINUTES * 60, env=env)
         except ChildStalled as error:  # the log goes with the scratch folder: keep its end
             raise LeafnetError(f"timing nnU-Net's predictor stopped: {error}; the end of its "

@@ -31,7 +31,6 @@ import importlib.util
 import json
 import math
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ from leafnet.training.registry import find_trainer
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.utilities.json_files import read_json
 from leafnet.utilities.machine import usable_device
-from leafnet.utilities.processes import STALL_MINUTES, run_watched
+from leafnet.utilities.processes import STALL_MINUTES, python_main_command, run_watched
 
 DEFAULT_TRAINER = "LEAFTrainer_x0_cpu"
 FIRST_STAGE_SHARE = 0.3
@@ -168,11 +167,11 @@ def run_nnunet(dataset_id: int, raw: Path, minutes: float, split: FoldSplit,
     env = {**os.environ, "nnUNet_raw": str(folder / "raw"),
            "nnUNet_preprocessed": str(folder / "preprocessed"),
            "nnUNet_results": str(folder / "results"), "nnUNet_n_proc_DA": str(num_processes)}
-    command = [sys.executable, "-m", "leafnet.benchmarks.nnunet_half",
-               "--dataset-id", str(dataset_id), "--minutes", str(minutes),
-               "--split", str(split_file), "--test-images", str(dataset_folder / "imagesTs"),
-               "--output", str(folder / "predictions"), "--report", str(report),
-               "-np", str(num_processes), "--device", device]
+    command = python_main_command(
+        "leafnet.benchmarks.nnunet_half", "--dataset-id", str(dataset_id), "--minutes",
+        str(minutes), "--split", str(split_file), "--test-images",
+        str(dataset_folder / "imagesTs"), "--output", str(folder / "predictions"), "--report",
+        str(report), "-np", str(num_processes), "--device", device)
     if mirroring_cases:
         command += ["--mirroring-cases", str(mirroring_cases)]
     if plans is not None:

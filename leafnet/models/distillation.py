@@ -14,7 +14,8 @@ from leafnet.models.backbone import Backbone
 
 
 class Projector(nn.Module):
-    """Per-token MLP phi: Linear(C, 2048) - SiLU - Linear(2048, 2048) - SiLU - Linear(2048, D)."""
+    """Per-token MLP phi: Linear(C, h) - SiLU - Linear(h, h) - SiLU - Linear(h, D), h = 2048 in
+    the paper (the preset's ``projector_hidden``)."""
 
     def __init__(self, in_channels: int, out_dim: int, hidden: int = 2048) -> None:
         super().__init__()

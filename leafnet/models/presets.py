@@ -78,7 +78,8 @@ class Preset:
     ``pretrained`` names the ``leafnet_weights`` entry holding the autoencoder and U-Net, or is
     None when the preset asks for random initialisation explicitly (the autoencoder is then
     trained on the dataset first, and the U-Net from scratch). ``target_size`` is the image size
-    planning chooses for the preset unless told otherwise.
+    planning chooses for the preset unless told otherwise. ``projector_hidden`` is the width of
+    the alignment MLP's hidden layers (the paper's 2048; the tiny preset's is minimal too).
     """
 
     name: str
@@ -90,6 +91,7 @@ class Preset:
     pretrained: str | None
     description: str = ""
     target_size: tuple[int, int] = (256, 256)
+    projector_hidden: int = 2048
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +129,7 @@ PRESETS: dict[str, Preset] = {
         learning_rate=1e-3,
         pretrained=None,
         description="minimal widths, random initialisation (tests)",
+        projector_hidden=64,
     ),
 }
 

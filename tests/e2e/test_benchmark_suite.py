@@ -34,7 +34,7 @@ def test_the_suite_converts_plans_and_benchmarks_every_dataset_found(tmp_path):
     data = tmp_path / "data"
     _write_layouts(data)
     folder = tmp_path / "suite"
-    arguments = ["suite", "--minutes", "0.05", "--data", str(data), "--rows", "",
+    arguments = ["suite", "--minutes", "0.04", "--data", str(data), "--rows", "",
                  "-device", "cpu", "-o", str(folder)]
     benchmark_main(arguments)
     report = json.loads((folder / "suite.json").read_text())

@@ -3,6 +3,7 @@ the teacher feature cache, view alignment, DDP over gloo, and offline honesty.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -100,10 +101,13 @@ def test_a_flipped_sample_gets_the_flipped_views_features(env):
     assert not torch.allclose(cache.tokens(np.array([3]), np.array([[False, True]])), unflipped)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> tuple[int, ...]:
+    """``count`` distinct free ports (held open together while they are picked)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return tuple(sock.getsockname()[1] for sock in sockets)
 
 
 def _join(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
@@ -114,36 +118,31 @@ def _join(rank: int, world_size: int, port: int, environment: dict[str, str]) ->
     torch.set_num_threads(1)
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
-    _join(rank, world_size, port, environment)
+def _ddp_worker(rank: int, world_size: int, ports: tuple[int, int],
+                environment: dict[str, str]) -> None:
+    """The command in a group of two (its missing first stage trained on the way), then a
+    second group training the distill trainer for 2 steps."""
+    _join(rank, world_size, ports[0], environment)
+    find_trainer("LEAFAutoencoderTrainer").num_steps = 2  # a cap: the group is what is tested
+    train_main(["999", "LEAFTrainer_x0", "--steps", "2", "--workers", "0", "-device", "cpu"])
+    os.environ["MASTER_PORT"] = str(ports[1])
     train("LEAFTrainer_x0_distill", 2, device="cpu")
 
 
-def _command_worker(rank: int, world_size: int, port: int, environment: dict[str, str]) -> None:
-    _join(rank, world_size, port, environment)
-    find_trainer("LEAFAutoencoderTrainer").num_steps = 2  # a cap: the group is what is tested
-    train_main(["999", "LEAFTrainer_x0", "--steps", "2", "--workers", "0", "-device", "cpu"])
-
-
-def test_ddp_command_trains_the_missing_first_stage_and_then_the_model_in_one_group(env):
+def test_ddp_trains_a_missing_first_stage_in_the_group_and_matches_one_process(env):
+    """Two gloo processes, each started once (a process costs seconds): the command trains the
+    missing first stage and then the model in one group, and a distill run of the group equals
+    one process with the full batch."""
     shutil.rmtree(env / "leafnet_results" / "Dataset999_LeafnetDemo")
     environment = {k: os.environ[k] for k in FOLDER_VARIABLES}
-    mp.spawn(_command_worker, args=(2, _free_port(), environment), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_ports(2), environment), nprocs=2,
+             join=True)
     dataset = env / "leafnet_results" / "Dataset999_LeafnetDemo"
-    for trainer in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0"):
+    for trainer in ("LEAFAutoencoderTrainer", "LEAFTrainer_x0", "LEAFTrainer_x0_distill"):
         output = dataset / f"{trainer}__leafnetPlans__tiny" / "fold_0"
         assert (output / "checkpoint_final.pth").is_file(), trainer
         assert "2 process(es)" in (output / "training_log.txt").read_text()
-
-
-def test_ddp_on_two_gloo_processes_matches_one_process_with_the_full_batch(env):
-    environment = {k: os.environ[k] for k in FOLDER_VARIABLES}
-    mp.spawn(_ddp_worker, args=(2, _free_port(), environment), nprocs=2, join=True)
-    output = (env / "leafnet_results" / "Dataset999_LeafnetDemo"
-              / "LEAFTrainer_x0_distill__leafnetPlans__tiny" / "fold_0")
     distributed = load_checkpoint(output / "checkpoint_final.pth")
-    log = (output / "training_log.txt").read_text()
-    assert "2 process(es)" in log
     shutil.rmtree(output)
     single = load_checkpoint(train("LEAFTrainer_x0_distill", 2).output / "checkpoint_final.pth")
     for key, value in single["network"].items():

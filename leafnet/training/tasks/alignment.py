@@ -64,7 +64,7 @@ class FeatureAlignment:
             dim = self.online_teacher.dim
         hook = EncoderFeatureHook(network.backbone, grid * grid)
         torch.manual_seed(run.seed + 1)
-        self.projector = Projector(channels, dim).to(run.device)
+        self.projector = Projector(channels, dim, run.preset.projector_hidden).to(run.device)
         return hook, self.projector
 
     def _cache(self, grid: int) -> FeatureCache:
