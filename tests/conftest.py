@@ -22,7 +22,11 @@ from filelock import FileLock
 from PIL import Image
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: each, and every command a test starts (an nnU-Net half, a
+    # console script, a pool), computes on one thread; a second one only spins against the
+    # other worker.
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FOLDER_VARIABLES = ("LEAFNET_RAW", "LEAFNET_PREPROCESSED", "LEAFNET_RESULTS", "LEAFNET_WEIGHTS")
@@ -104,7 +108,8 @@ def make_raw_dataset(
 # e2e modules that start first: the two that build the shared models (built_once) apart, so
 # neither worker waits for the other's build, then the longest; the rest follow in file order.
 FIRST_MODULES = ("test_fast_decoder.py", "test_continuation.py", "test_training.py",
-                 "test_benchmark_versus_nnunet.py", "test_two_stages.py")
+                 "test_two_stages.py", "test_benchmark_versus_nnunet.py",
+                 "test_benchmark_suite.py", "test_experiments.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -15,16 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from leafnet.atomic import atomic_path  # noqa: E402
+from leafnet.atomic import atomic_path
 
 LOGGER = logging.getLogger("leafnet.training")
 PLOT_EVERY_SECONDS = 60.0
+# Fixed margins that fit the axis labels: matplotlib's tight_layout measured them again on every
+# plot, and cost more than the drawing (0.17 of 0.24 s per plot).
+MARGINS = {"left": 0.11, "right": 0.98, "top": 0.98, "bottom": 0.06, "hspace": 0.08}
 FORMAT = logging.Formatter("%(asctime)s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
 
 
@@ -73,11 +73,13 @@ def moving_average(values: list[float], width: int = 5) -> list[float]:
 
 def plot_progress(path: Path, history: dict[str, Any], force: bool = False) -> None:
     """Write progress.png from ``history`` (train steps/losses/lr, val steps/dice): at most
-    every ``PLOT_EVERY_SECONDS`` (a plot costs about 0.4 s, more than a validation interval of
-    a small model), and always when ``force`` (the run's last interval)."""
+    every ``PLOT_EVERY_SECONDS`` (a plot costs about 0.1 s, more than a validation interval of
+    a small model), and always when ``force`` (the run's last interval). A plain ``Figure``,
+    not pyplot: no global figure registry to fill or close."""
     if not force and path.is_file() and time.time() - path.stat().st_mtime < PLOT_EVERY_SECONDS:
         return
-    figure, axes = plt.subplots(3, 1, figsize=(9, 10), sharex=True)
+    figure = Figure(figsize=(9, 10))
+    axes = figure.subplots(3, 1, sharex=True)
     steps = history["train_step"]
     for name, values in history["losses"].items():
         axes[0].plot(steps, values, label=name, linewidth=0.8)
@@ -92,10 +94,9 @@ def plot_progress(path: Path, history: dict[str, Any], force: bool = False) -> N
     axes[2].plot(steps, history["lr"])
     axes[2].set_ylabel("learning rate")
     axes[2].set_xlabel("step")
-    figure.tight_layout()
+    figure.subplots_adjust(**MARGINS)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=80)
-    plt.close(figure)
 
 
 def interval_summary(history: dict[str, Any], steps: int, metrics: dict[str, float]) -> str:

@@ -36,8 +36,10 @@ def env(folders, monkeypatch):
     return point_folders_at(folders, monkeypatch)
 
 
-def settings(steps: int = STEPS) -> RunSettings:
-    return RunSettings(999, steps=steps, validate_every=1, first_stage_steps=5,
+def settings(steps: int = STEPS, validate_every: int = 1) -> RunSettings:
+    """Validation after every step where a test reads the curve; the tables that only train
+    their rows validate once, at the end (an interval costs more than a step here)."""
+    return RunSettings(999, steps=steps, validate_every=validate_every, first_stage_steps=5,
                        show_progress=False)
 
 
@@ -111,7 +113,7 @@ def test_stability_reports_the_std_of_the_per_seed_mean_dice(env):
 
 
 def test_variants_table_shares_the_x0_run_and_trains_each_variant(env):
-    result = run_experiment("variants", settings())
+    result = run_experiment("variants", settings(validate_every=STEPS))
     rows = result["rows"]
     assert [row["trainer"] for row in rows] == [
         "LEAFTrainer_x0", "LEAFTrainer_x0_tlast", "LEAFTrainer_x0_ttop10", "LEAFTrainer_x0_tmix",
@@ -124,7 +126,7 @@ def test_variants_table_shares_the_x0_run_and_trains_each_variant(env):
 
 def test_lambda_table_runs_the_distill_rows_once_teacher_weights_are_installed(env):
     install_tiny_teachers(env)
-    result = run_experiment("lambda", settings())
+    result = run_experiment("lambda", settings(validate_every=STEPS))
     rows = result["rows"]
     assert [row["labels"]["lambda"] for row in rows] == ["0", "0.15", "0.25", "0.5", "0.75",
                                                          "1", "1.25"]
