@@ -18,7 +18,7 @@ def test_versus_nnunet_trains_every_row_for_the_budget_and_scores_the_same_test_
     from leafnet.planning import plan_and_preprocess
 
     # 64 px images planned at 32 px: the rows on leafnet's images map predictions back.
-    convert_demo(num_cases=30, size=64, num_processes=1, show_progress=False)
+    convert_demo(num_cases=20, size=64, num_processes=1, show_progress=False)
     plan_and_preprocess(999, num_processes=1, preset="tiny", target_size=(32, 32),
                         show_progress=False)
     folder = tmp_path / "versus"
