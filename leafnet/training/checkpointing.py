@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from leafnet.atomic import atomic_path
+from leafnet.atomic import atomic_path, copy_file
 from leafnet.errors import LeafnetError
 from leafnet.models.network import LEAFNetwork, model_folder, save_network
 
@@ -38,6 +38,18 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         if not _failed_write(error):
             raise
         raise LeafnetError(f"{path}: could not be written ({error}); free disk space and "
+                           "continue with --c") from error
+
+
+def copy_checkpoint(source: Path, destination: Path) -> None:
+    """``destination`` made a copy of the checkpoint ``source``, atomically (copying the bytes
+    costs a fraction of pickling the same state again: a checkpoint holds ~1000 tensors)."""
+    try:
+        copy_file(source, destination)
+    except OSError as error:
+        if not _failed_write(error):
+            raise
+        raise LeafnetError(f"{destination}: could not be written ({error}); free disk space and "
                            "continue with --c") from error
 
 

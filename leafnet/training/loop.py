@@ -36,6 +36,7 @@ from leafnet.models.fold_record import (
 from leafnet.models.presets import get_preset
 from leafnet.paths import trainer_output
 from leafnet.training.checkpointing import (
+    copy_checkpoint,
     load_checkpoint,
     remove_checkpoints,
     rng_state,
@@ -387,12 +388,14 @@ class Trainer(ABC):
             self.log(f"step {done} of {describe_target(self.target())} ({seconds:.0f} s): {text}")
         if self.context.is_main and self.save:
             state = self.checkpoint_state(done)
-            if metrics and metrics["dice"] > self.best_dice:
-                self.best_dice = metrics["dice"]
-                state["best_dice"] = self.best_dice
-                save_checkpoint(self.output / "checkpoint_best.pth", state)
-                self._export("best")
+            improved = bool(metrics) and metrics["dice"] > self.best_dice
+            if improved:
+                self.best_dice = state["best_dice"] = metrics["dice"]
             save_checkpoint(self.output / "checkpoint_latest.pth", state)
+            if improved:  # the same state: copied, not pickled again
+                copy_checkpoint(self.output / "checkpoint_latest.pth",
+                                self.output / "checkpoint_best.pth")
+                self._export("best")
             self._save_record(steps_done=done, train_seconds=self.history["train_seconds"])
             plot_progress(self.output / "progress.png", self.history, done == self.num_steps)
         self.context.barrier()
