@@ -1,7 +1,7 @@
 """The nnU-Net half of ``leafnet_benchmark versus-nnunet``: nnU-Net v2's default 2D
 configuration planned, trained for a wall-clock budget and timed predicting the test images.
 
-It runs in a process of its own (``python -m leafnet.benchmarks.nnunet_half``) because nnunetv2
+It runs in a process of its own (``utilities.processes.python_main_command``) because nnunetv2
 reads its folders from the environment when it is imported. The budget trainer below is
 nnU-Net's default trainer with short epochs; after every epoch it records the training time
 spent (over all sittings, in ``budget.json``) and fits the poly LR schedule to the epochs

@@ -1,6 +1,6 @@
 """nnU-Net v2's whole predictor timed on the images of ``leafnet_benchmark inference``.
 
-It runs in a process of its own (``python -m leafnet.benchmarks.nnunet_predictor_half``)
+It runs in a process of its own (``utilities.processes.python_main_command``)
 because nnunetv2 reads its folders from the environment when it is imported. The scratch
 dataset it is pointed at holds the benchmark's images (imagesTs) and a few random training
 cases, from which nnU-Net's own fingerprint and planner make the default 2D configuration for

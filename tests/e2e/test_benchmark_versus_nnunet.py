@@ -123,7 +123,7 @@ def test_a_stalled_nnunet_row_is_reported_failed_and_the_table_still_written(
 
     monkeypatch.setattr(versus_nnunet, "run_watched", hanging_child)
     folder = tmp_path / "versus"
-    benchmark_main(["versus-nnunet", "-d", "999", "--minutes", "0.04", "--rows", "nnunet",
+    benchmark_main(["versus-nnunet", "-d", "999", "--minutes", "0.05", "--rows", "nnunet",
                     "-np", "1", "-device", "cpu", "-o", str(folder)])
     report = json.loads((folder / "versus_nnunet.json").read_text())
     assert [row["method"] for row in report["rows"]][:1] == ["leafnet LEAFTrainer_x0_cpu"]

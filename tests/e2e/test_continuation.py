@@ -226,3 +226,18 @@ def test_training_again_without_c_says_it_started_over(env):
     log = (again.output / "training_log.txt").read_text()
     assert "started over, without --c (leafnet_train ... --c continues a run instead): the " \
            "earlier run's checkpoint_latest.pth" in log
+
+
+def test_a_checkpoint_with_another_alignment_mlp_width_is_refused_by_name(env, monkeypatch):
+    """A tiny-preset checkpoint saved before the preset's projector_hidden changed: --c names
+    the alignment MLP's shapes instead of failing inside torch."""
+    import dataclasses
+
+    from leafnet.models import presets
+
+    train("LEAFTrainer_x0_distill", 2, every=2)
+    monkeypatch.setitem(presets.PRESETS, "tiny",
+                        dataclasses.replace(presets.PRESETS["tiny"], projector_hidden=32))
+    with pytest.raises(LeafnetError, match=r"alignment MLP has another shape.*projector_hidden "
+                                           r"32.*\(64, .*\) -> \(32, .*without --c"):
+        train("LEAFTrainer_x0_distill", 4, every=2, continue_training=True, extend=True)

@@ -153,7 +153,7 @@ def test_two_stages_benchmark_sets_them_beside_hand_cropped_and_one_stage(leafne
     planned = plan_and_preprocess(997, preset="small", num_processes=1, show_progress=False)
     assert planned.crop_stage is not None
     folder = tmp_path / "roi"
-    minutes = 0.08
+    minutes = 0.1
     benchmark_main(["two-stages", "-d", "997", "--minutes", str(minutes), "--validate-every",
                     "1000", "--coarse-share", "0.5", "--preset", "tiny", "-device", "cpu",
                     "-o", str(folder)])

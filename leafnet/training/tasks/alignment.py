@@ -94,4 +94,16 @@ class FeatureAlignment:
         return self.projector.state_dict()
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """The projector's weights from a checkpoint; one of another shape (a checkpoint from
+        before the preset's ``projector_hidden`` changed) is refused by name."""
+        mine = self.projector.state_dict()
+        changed = [name for name, value in state.items()
+                   if name in mine and tuple(value.shape) != tuple(mine[name].shape)]
+        if changed or set(state) != set(mine):
+            shapes = ", ".join(f"{name} {tuple(state[name].shape)} -> {tuple(mine[name].shape)}"
+                               for name in changed[:2])
+            raise LeafnetError(
+                "the checkpoint's alignment MLP has another shape than this preset's "
+                f"(projector_hidden {self.run.preset.projector_hidden}; {shapes or 'other layers'})"
+                "; it was saved by an older leafnet or another preset: train again without --c")
         self.projector.load_state_dict(state)
