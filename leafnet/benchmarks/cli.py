@@ -184,7 +184,7 @@ def two_stages(args: argparse.Namespace) -> None:
         args.dataset, args.minutes, trainer=args.trainer, first_stage=args.first_stage,
         first_stage_share=args.first_stage_share, validate_every=args.validate_every,
         coarse_share=args.coarse_share, rows=args.rows, folder=folder,
-        device=usable_device(args.device), preset=args.preset)
+        device=args.device, preset=args.preset)
     path = write_report("two_stages", numbers, folder / "two_stages.json")
     table = two_stages_markdown_table({**numbers, "machine": machine()})
     write_text(path.with_suffix(".md"), table)
@@ -224,7 +224,7 @@ def suite(args: argparse.Namespace) -> None:
 @exit_on_user_error("leafnet_benchmark")
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if getattr(args, "device", None) is not None:
+    if hasattr(args, "device"):  # checked here once; not given: the default device
         args.device = usable_device(args.device)
     if args.benchmark == "preprocess":
         numbers = benchmark_preprocess(args.dataset, args.num_processes)

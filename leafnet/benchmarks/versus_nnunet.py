@@ -56,6 +56,7 @@ from leafnet.planning.plans import PLANS_FILE
 from leafnet.preprocessing.plans import DEFAULT_PLANS_NAME, Plans
 from leafnet.raw_format import find_dataset
 from leafnet.raw_format.locate import parse_dataset_id
+from leafnet.training.checkpointing import FINAL
 from leafnet.training.registry import find_trainer
 from leafnet.training.tasks.autoencoder import FIRST_STAGE_RECORD
 from leafnet.utilities.json_files import read_json
@@ -98,7 +99,7 @@ def train_leafnet(dataset: str | int, minutes: float, trainer: str, first_stage:
     stage = find_trainer(first_stage)(dataset, minutes=minutes * first_stage_share,
                                       validate_every=10**9, device=device,
                                       plans_name=plans_name, preset=preset)
-    if not (stage.output / "checkpoint_final.pth").is_file():
+    if not (stage.output / FINAL).is_file():
         stage.run(continue_training=True)
     record = read_fold_record(stage.output)
     first_stage_seconds = record.train_seconds

@@ -11,12 +11,11 @@ from leafnet.errors import LeafnetError
 from leafnet.models.fold_record import input_differences, read_fold_record
 from leafnet.models.teacher_specs import teacher_spec
 from leafnet.models.weights.store import installed
-from leafnet.training.checkpointing import load_checkpoint
+from leafnet.training.checkpointing import FINAL, load_checkpoint
 from leafnet.training.loop import Trainer
 from leafnet.training.registry import find_trainer
 from leafnet.training.trainers.base import LEAFTrainer
 
-FINAL = "checkpoint_final.pth"
 # The tables' rows share one first stage trained on the masks alone (the frozen autoencoder
 # only ever codes masks), whatever each row's trainer would pick by itself.
 TABLE_FIRST_STAGE = "LEAFAutoencoderTrainer_masks"

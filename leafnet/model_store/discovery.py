@@ -95,7 +95,8 @@ def previous_stage_folders(folders: Sequence[Path], plans: Plans) -> list[Path]:
             record = read_fold_record(folder)
             stage = record.inputs.first_stage if record is not None else None
             source = stage.source if stage is not None else ""
-            first_stage = source.split("__")[0] if "__" in source else ""
+            run = parse_run_folder_name(Path(source).parts[0]) if source else None
+            first_stage = run[0] if run else ""
             raise LeafnetError(
                 f"{folder} is the crop stage of a two-stage model; its coarse stage {previous} "
                 f"is not trained. Train it: leafnet_train {dataset} {trainer} -p {link.plans} "

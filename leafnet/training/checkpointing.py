@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import pickle
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,10 @@ from leafnet.atomic import atomic_path, copy_file
 from leafnet.errors import LeafnetError
 from leafnet.models.network import LEAFNetwork, model_folder, save_network
 
+LATEST = "checkpoint_latest.pth"  # every validation interval: what --c continues from
+BEST = "checkpoint_best.pth"  # the interval with the best validation Dice so far
+FINAL = "checkpoint_final.pth"  # the end of the run
+
 
 def _failed_write(error: Exception) -> bool:
     """A full disk or failed write (torch reports those as RuntimeError, Python as OSError)."""
@@ -29,11 +35,11 @@ def _failed_write(error: Exception) -> bool:
     return "write failed" in str(error) or "No space" in str(error)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically; a full disk is a readable error and leaves no partial file."""
+@contextmanager
+def _written(path: Path) -> Iterator[None]:
+    """A full disk or failed write while writing ``path`` becomes a readable error."""
     try:
-        with atomic_path(path) as temporary:
-            torch.save(state, temporary)
+        yield
     except (OSError, RuntimeError) as error:
         if not _failed_write(error):
             raise
@@ -41,16 +47,28 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
                            "continue with --c") from error
 
 
-def copy_checkpoint(source: Path, destination: Path) -> None:
-    """``destination`` made a copy of the checkpoint ``source``, atomically (copying the bytes
-    costs a fraction of pickling the same state again: a checkpoint holds ~1000 tensors)."""
-    try:
-        copy_file(source, destination)
-    except OSError as error:
-        if not _failed_write(error):
-            raise
-        raise LeafnetError(f"{destination}: could not be written ({error}); free disk space and "
-                           "continue with --c") from error
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` atomically; a full disk is a readable error and leaves no partial file."""
+    with _written(path), atomic_path(path) as temporary:
+        torch.save(state, temporary)
+
+
+def save_interval_checkpoints(folder: Path, state: dict[str, Any], best: bool) -> None:
+    """``LATEST`` from ``state``, and ``BEST`` when this interval is the best so far: the same
+    state, so its bytes are copied (pickling ~1000 tensors again cost more than the copy)."""
+    save_checkpoint(folder / LATEST, state)
+    if best:
+        with _written(folder / BEST):
+            copy_file(folder / LATEST, folder / BEST)
+
+
+def save_final_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
+    """``FINAL`` from ``state``, and ``LATEST`` too when no interval wrote one (the goal was met
+    before the first step), so that ``--c`` finds the finished run; the final path."""
+    save_checkpoint(folder / FINAL, state)
+    if not (folder / LATEST).is_file():
+        save_checkpoint(folder / LATEST, state)
+    return folder / FINAL
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -80,7 +98,7 @@ def remove_checkpoints(folder: Path, continuing: bool) -> str:
     when there was nothing): starting over is never silent. ``continuing``: --c was given but
     found no checkpoint_latest.pth to continue from."""
     removed = []
-    for name in ("checkpoint_latest.pth", "checkpoint_best.pth", "checkpoint_final.pth"):
+    for name in (LATEST, BEST, FINAL):
         if (folder / name).is_file():
             (folder / name).unlink()
             removed.append(name)

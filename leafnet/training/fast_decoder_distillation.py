@@ -54,6 +54,7 @@ from leafnet.models.safetensors_io import read_safetensors
 from leafnet.paths import parse_run_folder_name
 from leafnet.preprocessing.plans import Plans
 from leafnet.preprocessing.preprocessed_data import PreprocessedCases, apply_flip
+from leafnet.training.checkpointing import LATEST
 from leafnet.training.loop import Trainer
 from leafnet.training.losses import soft_dice_loss
 from leafnet.training.tasks.task import RunContext, TrainingTask, step_generator
@@ -343,7 +344,7 @@ def distill_fast_decoder(fold_folder: Path, steps: int = 1500, batch_size: int =
                                  num_steps=steps, device=device, seed=seed,
                                  validate_every=checkpoint_every, show_progress=show_progress,
                                  minutes=minutes, extend=extend)
-    resumable = resume and (trainer.output / "checkpoint_latest.pth").is_file()
+    resumable = resume and (trainer.output / LATEST).is_file()
     if trainer.context.is_main and trainer.output.exists() and not resumable:
         shutil.rmtree(trainer.output)
     trainer.run(continue_training=resume)

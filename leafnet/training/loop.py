@@ -36,11 +36,13 @@ from leafnet.models.fold_record import (
 from leafnet.models.presets import get_preset
 from leafnet.paths import trainer_output
 from leafnet.training.checkpointing import (
-    copy_checkpoint,
+    FINAL,
+    LATEST,
     load_checkpoint,
     remove_checkpoints,
     rng_state,
-    save_checkpoint,
+    save_final_checkpoint,
+    save_interval_checkpoints,
     set_rng_state,
 )
 from leafnet.training.augmentation import AUGMENTATIONS, full_augmentation
@@ -216,7 +218,7 @@ class Trainer(ABC):
         set_rng_state(state["rng"])
         return int(state["step"])
 
-    def validate_checkpoint(self, name: str = "checkpoint_final.pth") -> dict[str, float]:
+    def validate_checkpoint(self, name: str = FINAL) -> dict[str, float]:
         """``--val``: validation metrics of a saved checkpoint's EMA weights."""
         self.output.mkdir(parents=True, exist_ok=True)
         self.fold_record = FoldRecord(self.fold_inputs(), self.target())
@@ -236,7 +238,7 @@ class Trainer(ABC):
         self.save = save
         note = ""
         self.fold_record = FoldRecord(self.fold_inputs(), self.target())
-        if continue_training and (self.output / "checkpoint_latest.pth").is_file():
+        if continue_training and (self.output / LATEST).is_file():
             self.fold_record, note = continued_record(self.output, self.fold_record,
                                                       self.extend, self.split)
         self._prepare()
@@ -265,7 +267,7 @@ class Trainer(ABC):
 
     def _run(self, continue_training: bool) -> None:
         start = 0
-        latest = self.output / "checkpoint_latest.pth"
+        latest = self.output / LATEST
         if continue_training and latest.is_file():
             start = self.restore(load_checkpoint(latest), latest.name)
             self.budget_spent = self._spent_fraction()
@@ -335,15 +337,11 @@ class Trainer(ABC):
                 loader._finish()
         self.history["train_seconds"] = before + time.perf_counter() - started
         finished = start == self.num_steps == self.fold_record.steps_done and "final" in \
-            self.fold_record.models and (self.output / "checkpoint_final.pth").is_file()
+            self.fold_record.models and (self.output / FINAL).is_file()
         if finished:
             self.log(f"the run had already finished at step {start}: nothing to do")
         elif self.context.is_main and self.save:
-            final = self.output / "checkpoint_final.pth"
-            state = self.checkpoint_state(self.num_steps)
-            save_checkpoint(final, state)
-            if not latest.is_file():  # the goal was met before the first step
-                save_checkpoint(latest, state)
+            final = save_final_checkpoint(self.output, self.checkpoint_state(self.num_steps))
             self._save_record(steps_done=self.num_steps,
                               train_seconds=self.history["train_seconds"])
             self._export("final")
@@ -391,10 +389,8 @@ class Trainer(ABC):
             improved = bool(metrics) and metrics["dice"] > self.best_dice
             if improved:
                 self.best_dice = state["best_dice"] = metrics["dice"]
-            save_checkpoint(self.output / "checkpoint_latest.pth", state)
-            if improved:  # the same state: copied, not pickled again
-                copy_checkpoint(self.output / "checkpoint_latest.pth",
-                                self.output / "checkpoint_best.pth")
+            save_interval_checkpoints(self.output, state, improved)
+            if improved:
                 self._export("best")
             self._save_record(steps_done=done, train_seconds=self.history["train_seconds"])
             plot_progress(self.output / "progress.png", self.history, done == self.num_steps)

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -62,17 +62,21 @@ def python_main_command(module: str, *arguments: str) -> list[str]:
             f"{module!r}; main()", *arguments]
 
 
+def _parent_death_signal() -> Callable[[], Any] | None:
+    """The ``preexec_fn`` that asks the kernel (Linux) to send a child SIGTERM when this process
+    dies, even by SIGKILL; None elsewhere. libc's ``prctl`` is looked up here, before the fork,
+    so that the forked child only calls it (a library lookup after forking a threaded process
+    can deadlock)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def run_child(command: list[str], **options: Any) -> subprocess.CompletedProcess:
     """``subprocess.run(command, **options)`` for a child command (torchrun, the nnU-Net half
-    of a benchmark) that ends when this process ends, however it ends: on Linux the kernel sends
-    it SIGTERM when this process dies, even by SIGKILL. libc's ``prctl`` is looked up here,
-    before the fork, so that the forked child only calls it (a library lookup after forking a
-    threaded process can deadlock)."""
-    if not sys.platform.startswith("linux"):
-        return subprocess.run(command, **options)
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    return subprocess.run(command, preexec_fn=lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM),
-                          **options)
+    of a benchmark) that ends when this process ends, however it ends."""
+    return subprocess.run(command, preexec_fn=_parent_death_signal(), **options)
 
 
 class ChildStalled(LeafnetError):
@@ -93,12 +97,10 @@ def run_watched(command: list[str], log: Path, stall_seconds: float,
     prints reach the log when they are made."""
     log.parent.mkdir(parents=True, exist_ok=True)
     options["env"] = {**options.get("env", os.environ), "PYTHONUNBUFFERED": "1"}
-    prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
     with log.open("ab") as output:
-        child = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT,
-            preexec_fn=(lambda: prctl(PR_SET_PDEATHSIG, signal.SIGTERM)) if prctl else None,
-            start_new_session=True, **options)
+        child = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                 preexec_fn=_parent_death_signal(), start_new_session=True,
+                                 **options)
         size, changed = -1, time.monotonic()
         while child.poll() is None:
             time.sleep(0.5)
